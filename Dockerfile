@@ -1,0 +1,24 @@
+# Multi-stage build: compile with the production profile, run as a non-root user.
+FROM rust:1.95-bookworm AS build
+RUN apt-get update && apt-get install -y --no-install-recommends cmake && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY . .
+RUN cargo build --profile production --bin imgproxy-gateway \
+ && cp target/production/imgproxy-gateway /imgproxy-gateway
+
+FROM debian:bookworm-slim
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --home-dir /var/lib/imgproxy-gateway --create-home gateway
+COPY --from=build /imgproxy-gateway /usr/local/bin/imgproxy-gateway
+COPY conf/gateway.yaml /etc/imgproxy-gateway/gateway.yaml
+USER gateway
+WORKDIR /var/lib/imgproxy-gateway
+ENV GATEWAY__SERVER__PID_FILE=/var/lib/imgproxy-gateway/gateway.pid \
+    GATEWAY__SERVER__UPGRADE_SOCK=/var/lib/imgproxy-gateway/upgrade.sock \
+    GATEWAY__ADMIN__LISTEN=0.0.0.0:9090
+EXPOSE 8080 9090
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
+  CMD curl -fsS http://127.0.0.1:8080/api/v1/ready || exit 1
+ENTRYPOINT ["imgproxy-gateway"]
+CMD ["run", "--config", "/etc/imgproxy-gateway/gateway.yaml"]

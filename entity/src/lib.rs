@@ -1,0 +1,3 @@
+//! sea-orm entities of the gateway's database.
+
+pub mod images;

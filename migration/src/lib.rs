@@ -1,0 +1,14 @@
+//! Database migrations, date-stamped, applied on start and by `imgproxy-gateway migrate`.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261126_000001_create_images;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261126_000001_create_images::Migration)]
+    }
+}

@@ -1,0 +1,119 @@
+//! `build(config) -> Server`: one Pingora server with the state service, the health-check
+//! service, the public proxy and the admin app. Shared by `main` and the dev mode.
+
+use crate::admin::AdminApp;
+use crate::config::Config;
+use crate::proxy::Gateway;
+use crate::state::AppState;
+use crate::store;
+use async_trait::async_trait;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::{Server, ShutdownWatch};
+use pingora::services::background::{background_service, BackgroundService, GenBackgroundService};
+use pingora::services::listening::Service;
+use pingora::services::ServiceReadyNotifier;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Opens the database pool on its own long-lived runtime and keeps it until shutdown.
+struct StateService {
+    state: Arc<AppState>,
+}
+
+#[async_trait]
+impl BackgroundService for StateService {
+    async fn start_with_ready_notifier(&self, mut shutdown: ShutdownWatch, ready: ServiceReadyNotifier) {
+        let mut delay = Duration::from_millis(200);
+        loop {
+            match store::connect(&self.state.config.database).await {
+                Ok(db) => {
+                    self.state.store.install(db);
+                    break;
+                }
+                Err(e) => {
+                    log::error!("{}", serde_json::json!({"event": "database_unavailable", "error": e.to_string(), "retry_in_ms": delay.as_millis() as u64}));
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = shutdown.changed() => return,
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+        ready.notify_ready();
+        let _ = shutdown.changed().await;
+        if let Ok(db) = self.state.store.db() {
+            let _ = db.clone().close().await;
+        }
+    }
+}
+
+fn server_conf(config: &Config) -> ServerConf {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    ServerConf {
+        threads: if config.server.threads == 0 { cores } else { config.server.threads },
+        work_stealing: false,
+        upstream_keepalive_pool_size: config.upstream.keepalive_pool_size,
+        grace_period_seconds: Some(config.server.grace_period.get().as_secs()),
+        graceful_shutdown_timeout_seconds: Some(config.server.graceful_shutdown_timeout.get().as_secs()),
+        pid_file: config.server.pid_file.clone(),
+        upgrade_sock: config.server.upgrade_sock.clone(),
+        daemon: false,
+        ..ServerConf::default()
+    }
+}
+
+/// Everything `run` needs: the Pingora server and the shared state.
+pub struct Built {
+    pub server: Server,
+    pub state: Arc<AppState>,
+}
+
+/// Build the server for `config`. `upgrade` takes the listeners over from a running old
+/// process (Pingora's `-u`).
+pub fn build(config: Config, upgrade: bool) -> Result<Built, String> {
+    let public_addr = if config.server.host.contains(':') {
+        format!("[{}]:{}", config.server.host, config.server.port)
+    } else {
+        format!("{}:{}", config.server.host, config.server.port)
+    };
+    let admin_addr = config.admin.listen.clone();
+    let tls = config.tls.clone();
+    let state = Arc::new(AppState::build(config)?);
+    let opt = Opt {
+        upgrade,
+        daemon: false,
+        nocapture: false,
+        test: false,
+        conf: None,
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, server_conf(&state.config));
+    server.bootstrap();
+
+    let state_service = background_service("state", StateService { state: Arc::clone(&state) });
+    let state_handle = server.add_service(state_service);
+
+    let health = GenBackgroundService::new("health checks".into(), state.pool.balancer());
+    server.add_service(health);
+
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        Gateway::new(Arc::clone(&state)),
+        "proxy",
+    );
+    match (&tls.cert, &tls.key) {
+        (Some(cert), Some(key)) if tls.enabled => proxy
+            .add_tls(&public_addr, cert, key)
+            .map_err(|e| format!("tls: {e}"))?,
+        _ => proxy.add_tcp(&public_addr),
+    }
+    let proxy_handle = server.add_service(proxy);
+    proxy_handle.add_dependency(&state_handle);
+
+    let mut admin = Service::new("admin".into(), AdminApp::new(Arc::clone(&state)));
+    admin.add_tcp(&admin_addr);
+    let admin_handle = server.add_service(admin);
+    admin_handle.add_dependency(&state_handle);
+
+    Ok(Built { server, state })
+}

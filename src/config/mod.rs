@@ -1,0 +1,11 @@
+//! Configuration: schema, loading with environment overrides, validation.
+
+pub mod duration;
+mod load;
+mod schema;
+mod validate;
+
+pub use duration::Span;
+pub use load::{load_file, load_str, ConfigError};
+pub use schema::*;
+pub use validate::{backend_url, OUTPUT_FORMATS};

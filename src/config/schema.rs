@@ -1,0 +1,341 @@
+//! The YAML schema of `conf/gateway.yaml`. Every section has defaults, so an empty file plus a
+//! backend list is a valid configuration; unknown keys are rejected.
+
+use super::duration::Span;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub admin: AdminConfig,
+    pub database: DatabaseConfig,
+    pub redis: RedisConfig,
+    pub backends: Vec<BackendConfig>,
+    pub health_check: HealthCheckConfig,
+    pub upstream: UpstreamConfig,
+    pub rate_limits: RateLimitsConfig,
+    pub quotas: QuotasConfig,
+    pub imgproxy: ImgproxyConfig,
+    pub storage: StorageConfig,
+    pub observability: ObservabilityConfig,
+    pub tls: TlsConfig,
+    pub legacy: LegacyConfig,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address the public listener binds to.
+    pub host: String,
+    pub port: u16,
+    /// How long the gateway waits for a client's request header or the next body chunk.
+    pub read_timeout: Span,
+    /// How long a write to a client may stall.
+    pub write_timeout: Span,
+    /// Worker threads of the proxy service; 0 means one per core.
+    pub threads: usize,
+    /// Peers whose `X-Forwarded-For` is believed (CIDRs or addresses).
+    pub trusted_proxies: Vec<String>,
+    /// How long keep-alive connections may idle between requests.
+    pub keepalive_timeout: Span,
+    /// Seconds the old process keeps serving after a graceful upgrade or shutdown starts.
+    pub grace_period: Span,
+    /// Hard limit on the whole graceful shutdown.
+    pub graceful_shutdown_timeout: Span,
+    pub pid_file: String,
+    pub upgrade_sock: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            host: "0.0.0.0".into(),
+            port: 8080,
+            read_timeout: Span::secs(30),
+            write_timeout: Span::secs(30),
+            threads: 0,
+            trusted_proxies: Vec::new(),
+            keepalive_timeout: Span::secs(60),
+            grace_period: Span::secs(5),
+            graceful_shutdown_timeout: Span::secs(10),
+            pid_file: "/tmp/imgproxy-gateway.pid".into(),
+            upgrade_sock: "/tmp/imgproxy-gateway-upgrade.sock".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    pub listen: String,
+    /// When set, `/metrics` requires `Authorization: Bearer <token>`.
+    pub metrics_token: Option<String>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: "127.0.0.1:9090".into(),
+            metrics_token: None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DatabaseDriver {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    pub driver: DatabaseDriver,
+    /// `sqlite://path?mode=rwc` or `postgres://user@host/db`.
+    pub dsn: String,
+    pub max_connections: u32,
+    /// Upper bound on every database call.
+    pub timeout: Span,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            driver: DatabaseDriver::Sqlite,
+            dsn: "sqlite://data/gateway.db?mode=rwc".into(),
+            max_connections: 8,
+            timeout: Span::secs(5),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// `redis://127.0.0.1:6379`; unset means embedded mode (in-process counters).
+    pub url: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendConfig {
+    /// `http://host:port` of an imgproxy server.
+    pub url: String,
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    #[serde(default = "default_health_path")]
+    pub health_check_path: String,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+fn default_health_path() -> String {
+    "/health".into()
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthCheckConfig {
+    pub interval: Span,
+    pub timeout: Span,
+    /// Consecutive failed checks that mark a backend unhealthy.
+    pub unhealthy_threshold: u32,
+    /// Consecutive good checks that bring it back.
+    pub healthy_threshold: u32,
+}
+
+impl Default for HealthCheckConfig {
+    fn default() -> Self {
+        HealthCheckConfig {
+            interval: Span::secs(30),
+            timeout: Span::secs(5),
+            unhealthy_threshold: 3,
+            healthy_threshold: 2,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamConfig {
+    /// TCP connect timeout to a backend; past it the request moves to another backend.
+    pub connect_timeout: Span,
+    /// How long a backend may take to answer (and between body chunks); past it the client gets 504.
+    pub response_timeout: Span,
+    /// How long an idle upstream keep-alive connection is kept.
+    pub idle_timeout: Span,
+    /// Upstream keep-alive connections kept per process.
+    pub keepalive_pool_size: usize,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        UpstreamConfig {
+            connect_timeout: Span::secs(2),
+            response_timeout: Span::secs(60),
+            idle_timeout: Span::secs(60),
+            keepalive_pool_size: 512,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitsConfig {
+    pub ip_level: Option<IpLimit>,
+    pub user_level: Option<UserLimit>,
+    /// Route template (`/api/v1/upload`) → global limit.
+    pub api_level: std::collections::BTreeMap<String, ApiLimit>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IpLimit {
+    pub requests_per_minute: u32,
+    pub burst: u32,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserLimit {
+    pub requests_per_minute: u32,
+    pub requests_per_hour: u32,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiLimit {
+    pub requests_per_minute: u32,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuotasConfig {
+    pub monthly_requests: u64,
+    pub monthly_bandwidth_mb: u64,
+    pub storage_quota_mb: u64,
+    pub reset_day: u32,
+}
+
+impl Default for QuotasConfig {
+    fn default() -> Self {
+        QuotasConfig {
+            monthly_requests: 100_000,
+            monthly_bandwidth_mb: 10_240,
+            storage_quota_mb: 1_024,
+            reset_day: 1,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImgproxyConfig {
+    /// Hex key and salt of imgproxy's URL signature; both unset means `insecure` URLs.
+    pub key: Option<String>,
+    pub salt: Option<String>,
+    /// Bytes of the HMAC kept in the signature (imgproxy's `IMGPROXY_SIGNATURE_SIZE`).
+    pub signature_size: usize,
+    /// Allow convert sources on loopback, private and link-local addresses.
+    pub allow_private_sources: bool,
+    pub max_source_url_length: usize,
+    /// Format of the answer when the client names none.
+    pub default_format: String,
+}
+
+impl Default for ImgproxyConfig {
+    fn default() -> Self {
+        ImgproxyConfig {
+            key: None,
+            salt: None,
+            signature_size: 32,
+            allow_private_sources: false,
+            max_source_url_length: 2048,
+            default_format: "webp".into(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceMode {
+    /// Backends fetch originals from a signed, expiring URL the gateway serves.
+    Http,
+    /// Backends read `local://<id>` from a directory they share with the gateway.
+    Local,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    pub dir: String,
+    pub max_upload_mb: u64,
+    pub source: SourceMode,
+    /// How backends reach this gateway's public listener, e.g. `http://10.0.0.5:8080`.
+    pub source_base_url: String,
+    /// Lifetime of a signed source URL.
+    pub source_url_ttl: Span,
+    /// Hex secret that signs source URLs; must be the same on every instance.
+    /// Unset: a random secret per process (fine for a single instance).
+    pub source_secret: Option<String>,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            dir: "data/images".into(),
+            max_upload_mb: 20,
+            source: SourceMode::Http,
+            source_base_url: "http://127.0.0.1:8080".into(),
+            source_url_ttl: Span::secs(300),
+            source_secret: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ObservabilityConfig {
+    /// error, warn, info, debug or trace.
+    pub log_level: String,
+    /// `json` (one object per line) or `text`.
+    pub log_format: String,
+}
+
+impl Default for ObservabilityConfig {
+    fn default() -> Self {
+        ObservabilityConfig {
+            log_level: "info".into(),
+            log_format: "json".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    pub enabled: bool,
+    pub cert: Option<String>,
+    pub key: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LegacyConfig {
+    /// Accept the single-user program's key so its clients keep working.
+    pub enabled: bool,
+    pub api_key: String,
+}
+
+impl Default for LegacyConfig {
+    fn default() -> Self {
+        LegacyConfig {
+            enabled: true,
+            api_key: "a8e77f84e2729dc6728889d4be31b123".into(),
+        }
+    }
+}

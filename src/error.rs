@@ -1,0 +1,95 @@
+//! The one error type of the gateway. Every failure a client can see is a variant here, with its
+//! status and a stable machine-readable code; `respond` renders it.
+
+use http::StatusCode;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GatewayError {
+    /// A request parameter is missing or wrong; names the parameter.
+    #[error("{field}: {message}")]
+    InvalidParameter { field: &'static str, message: String },
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    SourceNotFound(String),
+    #[error("method {method} is not allowed here; use {allow}")]
+    MethodNotAllowed { method: String, allow: &'static str },
+    #[error("the upload exceeds the limit of {limit_mb} MiB")]
+    PayloadTooLarge { limit_mb: u64 },
+    #[error("{0}")]
+    InvalidImage(String),
+    #[error("{0}")]
+    BackendFailed(String),
+    #[error("no healthy backend is available")]
+    NoHealthyBackend,
+    #[error("{0}")]
+    NotReady(String),
+    #[error("the backend did not answer in time")]
+    BackendTimeout,
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl GatewayError {
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        GatewayError::InvalidParameter {
+            field,
+            message: message.into(),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        use GatewayError::*;
+        match self {
+            InvalidParameter { .. } | BadRequest(_) => StatusCode::BAD_REQUEST,
+            Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Forbidden(_) => StatusCode::FORBIDDEN,
+            NotFound(_) | SourceNotFound(_) => StatusCode::NOT_FOUND,
+            MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            InvalidImage(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            BackendFailed(_) => StatusCode::BAD_GATEWAY,
+            NoHealthyBackend | NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
+            BackendTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Stable code for clients to branch on; never changes once published.
+    pub fn code(&self) -> &'static str {
+        use GatewayError::*;
+        match self {
+            InvalidParameter { .. } => "invalid_parameter",
+            BadRequest(_) => "bad_request",
+            Unauthorized(_) => "unauthorized",
+            Forbidden(_) => "forbidden",
+            NotFound(_) => "not_found",
+            SourceNotFound(_) => "source_not_found",
+            MethodNotAllowed { .. } => "method_not_allowed",
+            PayloadTooLarge { .. } => "payload_too_large",
+            InvalidImage(_) => "invalid_image",
+            BackendFailed(_) => "bad_gateway",
+            NoHealthyBackend => "no_healthy_backend",
+            NotReady(_) => "not_ready",
+            BackendTimeout => "gateway_timeout",
+            Internal(_) => "internal_error",
+        }
+    }
+
+    /// Extra response headers this error needs (e.g. `Allow` on 405).
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        match self {
+            GatewayError::MethodNotAllowed { allow, .. } => vec![("Allow", allow.to_string())],
+            GatewayError::NoHealthyBackend => vec![("Retry-After", "5".into())],
+            _ => Vec::new(),
+        }
+    }
+}
+
+pub type GatewayResult<T> = Result<T, GatewayError>;

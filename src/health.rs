@@ -1,0 +1,47 @@
+//! `/api/v1/health` and `/api/v1/ready`, answered the same way on both listeners.
+
+use crate::error::GatewayError;
+use crate::respond::Answer;
+use crate::state::AppState;
+use http::StatusCode;
+use serde_json::json;
+
+pub async fn health(state: &AppState) -> Answer {
+    let healthy = state.pool.healthy_count();
+    let total = state.pool.states().len();
+    let database = state.store.ping().await;
+    let status = if database && healthy == total {
+        "ok"
+    } else if database && healthy > 0 {
+        "degraded"
+    } else {
+        "unavailable"
+    };
+    Answer::json(
+        StatusCode::OK,
+        &json!({
+            "status": status,
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_seconds": state.started.elapsed().as_secs(),
+            "backends": {"healthy": healthy, "total": total},
+            "database": if database { "ok" } else { "unavailable" },
+            "redis": if state.config.redis.url.is_some() { "configured" } else { "disabled" },
+        }),
+    )
+}
+
+/// 200 when the gateway can serve: the database answers and at least one backend is healthy.
+pub async fn ready(state: &AppState, request_id: &str) -> Answer {
+    let mut problems = Vec::new();
+    if !state.store.ping().await {
+        problems.push("the database is unreachable");
+    }
+    if state.pool.healthy_count() == 0 {
+        problems.push("no backend is healthy");
+    }
+    if problems.is_empty() {
+        Answer::json(StatusCode::OK, &json!({"ready": true}))
+    } else {
+        Answer::error(&GatewayError::NotReady(problems.join("; ")), request_id)
+    }
+}

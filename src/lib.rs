@@ -1,0 +1,19 @@
+//! imgproxy-gateway: a multi-tenant API gateway on Pingora in front of imgproxy servers.
+
+pub mod admin;
+pub mod app;
+pub mod cli;
+pub mod dev;
+pub mod config;
+pub mod devbackend;
+pub mod error;
+pub mod health;
+pub mod imgproxy;
+pub mod logging;
+pub mod proxy;
+pub mod request_id;
+pub mod respond;
+pub mod state;
+pub mod storage;
+pub mod store;
+pub mod upstream;

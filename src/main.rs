@@ -1,0 +1,94 @@
+//! imgproxy-gateway command line: parse, set up logging, build, run.
+
+use clap::Parser;
+use imgproxy_gateway::cli::{Cli, Command};
+use imgproxy_gateway::config::{load_file, Config};
+use imgproxy_gateway::{app, dev, logging, store};
+use std::process::ExitCode;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("imgproxy-gateway: {message}");
+    ExitCode::FAILURE
+}
+
+/// Apply pending migrations on a short-lived runtime, before any service starts.
+fn migrate(config: &Config) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let db = store::migrate(&config.database)
+            .await
+            .map_err(|e| format!("database ({}): {e}", config.database.dsn))?;
+        let _ = db.close().await;
+        Ok(())
+    })
+}
+
+fn serve(config: Config, upgrade: bool, dev_mode: bool) -> ExitCode {
+    logging::init(&config.observability.log_level, &config.observability.log_format);
+    if let Err(e) = migrate(&config) {
+        return fail(e);
+    }
+    let built = match app::build(config, upgrade) {
+        Ok(built) => built,
+        Err(e) => return fail(e),
+    };
+    let mut server = built.server;
+    if dev_mode {
+        if let Err(e) = dev::add_backends(&mut server, &built.state.config) {
+            return fail(e);
+        }
+        println!("{}", dev::banner(&built.state.config));
+    }
+    server.run_forever()
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        None | Some(Command::Run) => match load_file(&cli.run.config) {
+            Ok(config) => serve(config, cli.run.upgrade, false),
+            Err(e) => fail(format!("{}: {e}", cli.run.config.display())),
+        },
+        Some(Command::Dev(args)) => match dev::dev_config(&args) {
+            Ok(config) => serve(config, cli.run.upgrade, true),
+            Err(e) => fail(e),
+        },
+        Some(Command::DevBackend(args)) => {
+            logging::init("info", "json");
+            match dev::run_backend(args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(e),
+            }
+        }
+        Some(Command::Migrate) => match load_file(&cli.run.config) {
+            Ok(config) => match migrate(&config) {
+                Ok(()) => {
+                    println!("migrations applied to {}", config.database.dsn);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            },
+            Err(e) => fail(format!("{}: {e}", cli.run.config.display())),
+        },
+        Some(Command::CheckConfig { file }) => match load_file(&file) {
+            Ok(config) => {
+                println!(
+                    "{}: ok ({} backends, database {:?}, public port {}, admin {})",
+                    file.display(),
+                    config.backends.len(),
+                    config.database.driver,
+                    config.server.port,
+                    config.admin.listen
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(format!("{}: {e}", file.display())),
+        },
+    }
+}

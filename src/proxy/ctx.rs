@@ -1,0 +1,65 @@
+//! Per-request state carried through the proxy phases.
+
+use super::route::Route;
+use crate::error::GatewayError;
+use crate::imgproxy::Format;
+use crate::upstream::state::BackendState;
+use crate::upstream::Tried;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What the request asks a backend to do, prepared by the request stages.
+#[derive(Debug, Default)]
+pub struct Job {
+    /// Signed imgproxy path (`/<sig>/<options>/plain/<source>@<ext>`).
+    pub path: String,
+    pub format: Option<Format>,
+    /// Set for uploads: the stored original's id, returned as `X-Image-Id`.
+    pub image_id: Option<String>,
+}
+
+/// The state of the backend leg of a request.
+#[derive(Default)]
+pub struct UpstreamLeg {
+    pub tried: Tried,
+    pub current: Option<Arc<BackendState>>,
+    /// The backend's response header has arrived (no retry after this).
+    pub responded: bool,
+    pub status: Option<u16>,
+    /// A backend error answer being rewritten into a JSON error.
+    pub error: Option<super::backend_error::Capture>,
+}
+
+pub struct Ctx {
+    pub request_id: String,
+    pub route: Route,
+    pub started: Instant,
+    pub caller: Option<String>,
+    pub job: Job,
+    pub upstream: UpstreamLeg,
+    /// Why the request failed, when the gateway decided it (rendered by `fail_to_proxy`).
+    pub failure: Option<GatewayError>,
+    /// The status the client got, for the access log.
+    pub status: u16,
+}
+
+impl Ctx {
+    pub fn new() -> Ctx {
+        Ctx {
+            request_id: String::new(),
+            route: Route::Unknown,
+            started: Instant::now(),
+            caller: None,
+            job: Job::default(),
+            upstream: UpstreamLeg::default(),
+            failure: None,
+            status: 0,
+        }
+    }
+}
+
+impl Default for Ctx {
+    fn default() -> Self {
+        Ctx::new()
+    }
+}

@@ -1,0 +1,308 @@
+//! The public listener: one `ProxyHttp` whose `request_filter` runs a short list of named
+//! stages (route → authenticate → prepare the job) and whose upstream phases pick a backend,
+//! retry refused connections elsewhere, and keep backend errors meaningful.
+
+pub mod backend_error;
+pub mod ctx;
+pub mod route;
+pub mod stages;
+
+use crate::error::{GatewayError, GatewayResult};
+use crate::respond::Answer;
+use crate::state::AppState;
+use crate::{health, request_id};
+use async_trait::async_trait;
+use bytes::Bytes;
+use ctx::Ctx;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::FailToProxy;
+use pingora::upstreams::peer::HttpPeer;
+use route::Route;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct Gateway {
+    state: Arc<AppState>,
+}
+
+/// What the stages decided.
+enum Next {
+    /// Answer from the gateway itself.
+    Answer(Answer),
+    /// Send the prepared job to a backend.
+    Proxy,
+}
+
+/// Request headers never forwarded to a backend.
+const STRIPPED: [&str; 8] = [
+    "x-api-key",
+    "authorization",
+    "cookie",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "expect",
+    "x-forwarded-for",
+];
+
+impl Gateway {
+    pub fn new(state: Arc<AppState>) -> Gateway {
+        Gateway { state }
+    }
+
+    /// The ordered stages of a request.
+    async fn handle(&self, session: &mut Session, ctx: &mut Ctx) -> GatewayResult<Next> {
+        let req = session.req_header();
+        let query = req.uri.query().unwrap_or("").to_string();
+        ctx.route = route::resolve(&req.method, req.uri.path())?;
+        match ctx.route.clone() {
+            Route::Health => Ok(Next::Answer(health::health(&self.state).await)),
+            Route::Ready => Ok(Next::Answer(health::ready(&self.state, &ctx.request_id).await)),
+            Route::Source(id) => stages::source::serve(&self.state, &id, &query).await.map(Next::Answer),
+            Route::Upload | Route::Convert => {
+                let caller = stages::auth::authenticate(&self.state.config.legacy, session.req_header())?;
+                ctx.job = if ctx.route == Route::Upload {
+                    stages::upload::receive(&self.state, session, &caller, &query).await?
+                } else {
+                    stages::convert::prepare(&self.state, &caller, &query).await?
+                };
+                ctx.caller = Some(caller);
+                Ok(Next::Proxy)
+            }
+            Route::Unknown => Err(GatewayError::NotFound("no such route".into())),
+        }
+    }
+
+    fn backend_count(&self) -> u32 {
+        self.state.pool.states().len() as u32
+    }
+}
+
+fn is_timeout(e: &Error) -> bool {
+    matches!(
+        e.etype(),
+        ErrorType::ReadTimedout | ErrorType::WriteTimedout | ErrorType::ConnectTimedout
+    )
+}
+
+/// The client-facing error for a proxy failure the gateway did not decide itself.
+fn proxy_failure(e: &Error) -> Option<GatewayError> {
+    match e.esource() {
+        ErrorSource::Upstream => Some(match e.etype() {
+            ErrorType::ReadTimedout | ErrorType::WriteTimedout => GatewayError::BackendTimeout,
+            ErrorType::ConnectTimedout
+            | ErrorType::ConnectRefused
+            | ErrorType::ConnectNoRoute
+            | ErrorType::ConnectError
+            | ErrorType::ConnectProxyFailure
+            | ErrorType::TLSHandshakeFailure => {
+                GatewayError::BackendFailed("no backend accepted the connection".into())
+            }
+            _ => GatewayError::BackendFailed("the backend failed to answer".into()),
+        }),
+        ErrorSource::Downstream => match e.etype() {
+            ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed => None,
+            ErrorType::ReadTimedout => Some(GatewayError::BadRequest("the request was not received in time".into())),
+            _ => Some(GatewayError::BadRequest("the request could not be read".into())),
+        },
+        _ => Some(GatewayError::Internal("internal error".into())),
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx::new()
+    }
+
+    async fn early_request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
+        let server = &self.state.config.server;
+        session.set_read_timeout(Some(server.read_timeout.get()));
+        session.set_write_timeout(Some(server.write_timeout.get()));
+        session.set_keepalive(Some(server.keepalive_timeout.get().as_secs()));
+        ctx.request_id = request_id::from_header(
+            session
+                .req_header()
+                .headers
+                .get(request_id::HEADER)
+                .map(|v| v.as_bytes()),
+        );
+        Ok(())
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let answer = match self.handle(session, ctx).await {
+            Ok(Next::Proxy) => return Ok(false),
+            Ok(Next::Answer(answer)) => answer,
+            Err(err) => {
+                if !session.is_body_done() {
+                    // An unread body is drained for a few seconds (so the client reads this
+                    // answer instead of a reset), then the connection is closed.
+                    session.set_total_drain_timeout(Some(Duration::from_secs(5)));
+                }
+                Answer::error(&err, &ctx.request_id)
+            }
+        };
+        ctx.status = answer.status.as_u16();
+        answer.send(session, &ctx.request_id).await?;
+        Ok(true)
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let Some(backend) = self.state.pool.pick(ctx.upstream.tried) else {
+            ctx.failure = Some(GatewayError::NoHealthyBackend);
+            return Error::e_explain(ErrorType::HTTPStatus(503), "no healthy backend");
+        };
+        ctx.upstream.tried.add(backend.index);
+        backend.count_request();
+        let peer = backend.peer.clone();
+        ctx.upstream.current = Some(backend);
+        Ok(peer)
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        for name in STRIPPED {
+            upstream.remove_header(name);
+        }
+        upstream.set_method(http::Method::GET);
+        upstream.set_uri(
+            ctx.job
+                .path
+                .parse()
+                .or_err(ErrorType::InternalError, "invalid imgproxy path")?,
+        );
+        if let Some(backend) = &ctx.upstream.current {
+            upstream.insert_header(http::header::HOST, backend.authority.as_str())?;
+        }
+        upstream.insert_header(request_id::HEADER, ctx.request_id.as_str())?;
+        Ok(())
+    }
+
+    fn fail_to_connect(&self, _session: &mut Session, _peer: &HttpPeer, ctx: &mut Ctx, mut e: Box<Error>) -> Box<Error> {
+        if let Some(backend) = &ctx.upstream.current {
+            self.state.pool.mark_failed(backend.index, e.etype().as_str());
+        }
+        // Try every backend once; upstream_peer answers 503 when none is left.
+        e.set_retry(ctx.upstream.tried.count() < self.backend_count());
+        e
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        _session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut Ctx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("backend {peer}"));
+        // Backend requests are GETs without a body, so repeating one is safe as long as the
+        // client has not seen a byte of the answer. A slow backend is not retried (504).
+        let retry = !ctx.upstream.responded
+            && !is_timeout(&e)
+            && ctx.upstream.tried.count() < self.backend_count();
+        if retry && !client_reused {
+            if let Some(backend) = &ctx.upstream.current {
+                self.state.pool.mark_failed(backend.index, e.etype().as_str());
+            }
+        }
+        e.set_retry(retry);
+        e
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        ctx.upstream.responded = true;
+        ctx.upstream.status = Some(upstream.status.as_u16());
+        Ok(())
+    }
+
+    async fn response_filter(&self, _session: &mut Session, response: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+        let backend_status = response.status.as_u16();
+        if backend_status >= 400 {
+            ctx.upstream.error = Some(backend_error::Capture::new(backend_status));
+            response.set_status(backend_error::client_status(backend_status))?;
+            response.remove_header(&http::header::CONTENT_LENGTH);
+            response.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+            response.insert_header(http::header::CONTENT_TYPE, crate::respond::JSON)?;
+            response.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+            response.remove_header("content-disposition");
+        } else if let Some(id) = &ctx.job.image_id {
+            response.insert_header("X-Image-Id", id.as_str())?;
+        }
+        response.remove_header("server");
+        response.insert_header(request_id::HEADER, ctx.request_id.as_str())?;
+        ctx.status = response.status.as_u16();
+        Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<Option<Duration>> {
+        if let Some(capture) = ctx.upstream.error.as_mut() {
+            if let Some(chunk) = body.take() {
+                capture.push(&chunk);
+            }
+            if end_of_stream {
+                *body = Some(Bytes::from(crate::respond::error_json(&capture.error(), &ctx.request_id)));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        let failure = ctx.failure.take().or_else(|| proxy_failure(e));
+        let mut code = 0;
+        if let Some(err) = failure {
+            if session.response_written().is_none() {
+                code = err.status().as_u16();
+                if let Err(write) = Answer::error(&err, &ctx.request_id).send(session, &ctx.request_id).await {
+                    log::debug!("could not send error response: {write}");
+                }
+            }
+        }
+        ctx.status = code;
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        let status = session
+            .response_written()
+            .map(|r| r.status.as_u16())
+            .unwrap_or(ctx.status);
+        let line = serde_json::json!({
+            "event": "request",
+            "request_id": ctx.request_id,
+            "method": session.req_header().method.as_str(),
+            "endpoint": ctx.route.template(),
+            "status": status,
+            "duration_ms": ctx.started.elapsed().as_secs_f64() * 1000.0,
+            "user_id": ctx.caller,
+            "backend_url": ctx.upstream.current.as_ref().map(|b| b.url.as_str()),
+            "backend_status": ctx.upstream.status,
+            "attempts": ctx.upstream.tried.count(),
+            "image_id": ctx.job.image_id,
+            "error": e.map(|e| e.etype().as_str()),
+        });
+        log::info!("{line}");
+    }
+}

@@ -1,0 +1,92 @@
+//! Which public endpoint a request is for. Route templates (never raw paths) name endpoints in
+//! logs and metrics.
+
+use crate::error::{GatewayError, GatewayResult};
+use crate::storage::token::SOURCE_PREFIX;
+use http::Method;
+
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum Route {
+    #[default]
+    Unknown,
+    Health,
+    Ready,
+    Upload,
+    Convert,
+    /// A backend fetching an upload's original through a signed URL.
+    Source(String),
+}
+
+impl Route {
+    pub fn template(&self) -> &'static str {
+        match self {
+            Route::Unknown => "unknown",
+            Route::Health => "/api/v1/health",
+            Route::Ready => "/api/v1/ready",
+            Route::Upload => "/api/v1/upload",
+            Route::Convert => "/api/v1/convert",
+            Route::Source(_) => "/internal/v1/source/{id}",
+        }
+    }
+
+    /// Routes that go to a backend (and need a key).
+    pub fn is_image(&self) -> bool {
+        matches!(self, Route::Upload | Route::Convert)
+    }
+}
+
+fn allow(method: &Method, allowed: &'static str, route: Route) -> GatewayResult<Route> {
+    let ok = allowed.split(", ").any(|m| m == method.as_str())
+        || (method == Method::HEAD && allowed.contains("GET"));
+    if ok {
+        Ok(route)
+    } else {
+        Err(GatewayError::MethodNotAllowed {
+            method: method.to_string(),
+            allow: allowed,
+        })
+    }
+}
+
+/// Resolve `method path` (path without query) to a route.
+pub fn resolve(method: &Method, path: &str) -> GatewayResult<Route> {
+    match path {
+        "/api/v1/health" => allow(method, "GET", Route::Health),
+        "/api/v1/ready" => allow(method, "GET", Route::Ready),
+        "/api/v1/upload" => allow(method, "POST", Route::Upload),
+        "/api/v1/convert" => allow(method, "GET", Route::Convert),
+        _ => match path.strip_prefix(SOURCE_PREFIX) {
+            Some(id) if !id.is_empty() && !id.contains('/') => {
+                allow(method, "GET", Route::Source(id.to_string()))
+            }
+            _ => Err(GatewayError::NotFound(format!("no route for {method} {}", crate::imgproxy::params::clip(path)))),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_every_route() {
+        assert_eq!(resolve(&Method::GET, "/api/v1/health").unwrap(), Route::Health);
+        assert_eq!(resolve(&Method::HEAD, "/api/v1/ready").unwrap(), Route::Ready);
+        assert_eq!(resolve(&Method::POST, "/api/v1/upload").unwrap(), Route::Upload);
+        assert_eq!(resolve(&Method::GET, "/api/v1/convert").unwrap(), Route::Convert);
+        assert_eq!(
+            resolve(&Method::GET, "/internal/v1/source/abc").unwrap(),
+            Route::Source("abc".into())
+        );
+    }
+
+    #[test]
+    fn wrong_methods_and_unknown_paths() {
+        let err = resolve(&Method::GET, "/api/v1/upload").unwrap_err();
+        assert_eq!(err.status(), 405);
+        assert_eq!(err.headers(), vec![("Allow", "POST".to_string())]);
+        assert_eq!(resolve(&Method::DELETE, "/api/v1/convert").unwrap_err().status(), 405);
+        assert_eq!(resolve(&Method::GET, "/nope").unwrap_err().status(), 404);
+        assert_eq!(resolve(&Method::GET, "/internal/v1/source/a/b").unwrap_err().status(), 404);
+    }
+}

@@ -1,0 +1,6 @@
+//! The request stages, in the order `request_filter` runs them.
+
+pub mod auth;
+pub mod convert;
+pub mod source;
+pub mod upload;

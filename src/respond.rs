@@ -1,0 +1,152 @@
+//! The one place that turns answers into bytes: JSON error bodies, JSON documents, and writing
+//! them to a Pingora session with `X-Request-ID` and the right framing.
+
+use crate::error::GatewayError;
+use bytes::Bytes;
+use http::StatusCode;
+use pingora::http::ResponseHeader;
+use pingora::prelude::Session;
+use pingora::Result;
+use serde::Serialize;
+
+pub const JSON: &str = "application/json";
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorFields<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorFields<'a> {
+    code: &'a str,
+    message: String,
+    request_id: &'a str,
+}
+
+/// `{"error":{"code","message","request_id"}}`
+pub fn error_json(err: &GatewayError, request_id: &str) -> Vec<u8> {
+    serde_json::to_vec(&ErrorBody {
+        error: ErrorFields {
+            code: err.code(),
+            message: err.to_string(),
+            request_id,
+        },
+    })
+    .unwrap_or_default()
+}
+
+/// A complete answer built in the gateway (not proxied).
+pub struct Answer {
+    pub status: StatusCode,
+    pub content_type: &'static str,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Bytes,
+}
+
+impl Answer {
+    pub fn json(status: StatusCode, value: &impl Serialize) -> Answer {
+        Answer {
+            status,
+            content_type: JSON,
+            headers: Vec::new(),
+            body: Bytes::from(serde_json::to_vec(value).unwrap_or_default()),
+        }
+    }
+
+    pub fn bytes(status: StatusCode, content_type: &'static str, body: Bytes) -> Answer {
+        Answer {
+            status,
+            content_type,
+            headers: Vec::new(),
+            body,
+        }
+    }
+
+    pub fn error(err: &GatewayError, request_id: &str) -> Answer {
+        Answer {
+            status: err.status(),
+            content_type: JSON,
+            headers: err.headers(),
+            body: Bytes::from(error_json(err, request_id)),
+        }
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Answer {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// The response header for this answer, carrying the request id.
+    pub fn header(&self, request_id: &str) -> Result<ResponseHeader> {
+        let mut header = ResponseHeader::build(self.status, Some(4 + self.headers.len()))?;
+        header.insert_header(http::header::CONTENT_TYPE, self.content_type)?;
+        header.insert_header(http::header::CONTENT_LENGTH, self.body.len())?;
+        header.insert_header("X-Request-ID", request_id)?;
+        header.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+        for (name, value) in &self.headers {
+            header.insert_header(*name, value.as_str())?;
+        }
+        Ok(header)
+    }
+
+    /// Write to the client. HEAD requests get the header only.
+    pub async fn send(self, session: &mut Session, request_id: &str) -> Result<()> {
+        let header = self.header(request_id)?;
+        let head_only = session.req_header().method == http::Method::HEAD;
+        session
+            .write_response_header(Box::new(header), head_only || self.body.is_empty())
+            .await?;
+        if !head_only && !self.body.is_empty() {
+            session.write_response_body(Some(self.body), true).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Build an `http::Response` for the admin and dev-backend apps (Pingora's `ServeHttp`).
+pub fn to_http_response(answer: Answer, request_id: &str) -> http::Response<Vec<u8>> {
+    let mut builder = http::Response::builder()
+        .status(answer.status)
+        .header(http::header::CONTENT_TYPE, answer.content_type)
+        .header(http::header::CONTENT_LENGTH, answer.body.len())
+        .header(http::header::CACHE_CONTROL, "no-store")
+        .header("X-Request-ID", request_id);
+    for (name, value) in &answer.headers {
+        builder = builder.header(*name, value.as_str());
+    }
+    builder
+        .body(answer.body.to_vec())
+        .unwrap_or_else(|_| http::Response::new(Vec::new()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_body_has_the_documented_shape() {
+        let err = GatewayError::invalid("width", "must be a whole number");
+        let body: serde_json::Value = serde_json::from_slice(&error_json(&err, "req-1")).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"error": {
+                "code": "invalid_parameter",
+                "message": "width: must be a whole number",
+                "request_id": "req-1"
+            }})
+        );
+    }
+
+    #[test]
+    fn answers_carry_request_id_and_length() {
+        let answer = Answer::error(&GatewayError::NoHealthyBackend, "abc");
+        let header = answer.header("abc").unwrap();
+        assert_eq!(header.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(header.headers["x-request-id"], "abc");
+        assert_eq!(header.headers["retry-after"], "5");
+        assert_eq!(
+            header.headers["content-length"].to_str().unwrap(),
+            answer.body.len().to_string()
+        );
+    }
+}

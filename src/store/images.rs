@@ -1,0 +1,40 @@
+//! Queries and mutations of stored upload originals.
+
+use super::Store;
+use crate::error::GatewayResult;
+use entity::images::{ActiveModel, Entity, Model};
+use sea_orm::{ActiveValue::Set, EntityTrait};
+
+pub async fn insert(
+    store: &Store,
+    id: &str,
+    owner: &str,
+    content_type: &str,
+    size_bytes: u64,
+) -> GatewayResult<()> {
+    let row = ActiveModel {
+        id: Set(id.to_string()),
+        owner: Set(owner.to_string()),
+        content_type: Set(content_type.to_string()),
+        size_bytes: Set(size_bytes as i64),
+        created_at: Set(chrono::Utc::now()),
+    };
+    store
+        .call(|db| async move { Entity::insert(row).exec(db).await.map(|_| ()) })
+        .await
+}
+
+pub async fn find(store: &Store, id: &str) -> GatewayResult<Option<Model>> {
+    let id = id.to_string();
+    store
+        .call(|db| async move { Entity::find_by_id(id).one(db).await })
+        .await
+}
+
+/// Whether a row was removed.
+pub async fn delete(store: &Store, id: &str) -> GatewayResult<bool> {
+    let id = id.to_string();
+    store
+        .call(|db| async move { Entity::delete_by_id(id).exec(db).await.map(|r| r.rows_affected > 0) })
+        .await
+}

@@ -1,0 +1,139 @@
+//! The database: connecting (SQLite or PostgreSQL), migrating, and the handle the services
+//! share. The pool is created by the state background service, on a runtime that lives as long
+//! as the process, and every call is bounded by `database.timeout`.
+
+pub mod images;
+
+use crate::config::{DatabaseConfig, DatabaseDriver};
+use crate::error::{GatewayError, GatewayResult};
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr};
+use std::future::Future;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+pub struct Store {
+    config: DatabaseConfig,
+    db: OnceLock<DatabaseConnection>,
+}
+
+impl Store {
+    pub fn new(config: DatabaseConfig) -> Store {
+        Store {
+            config,
+            db: OnceLock::new(),
+        }
+    }
+
+    pub fn driver(&self) -> DatabaseDriver {
+        self.config.driver
+    }
+
+    fn timeout(&self) -> Duration {
+        self.config.timeout.get()
+    }
+
+    /// The shared connection, once the state service has opened it.
+    pub fn db(&self) -> GatewayResult<&DatabaseConnection> {
+        self.db
+            .get()
+            .ok_or_else(|| GatewayError::NotReady("the database is not connected yet".into()))
+    }
+
+    pub fn install(&self, db: DatabaseConnection) {
+        let _ = self.db.set(db);
+    }
+
+    /// Run `op` against the database within `database.timeout`.
+    pub async fn call<'a, T, F, Fut>(&'a self, op: F) -> GatewayResult<T>
+    where
+        F: FnOnce(&'a DatabaseConnection) -> Fut,
+        Fut: Future<Output = Result<T, DbErr>> + 'a,
+    {
+        let db = self.db()?;
+        match tokio::time::timeout(self.timeout(), op(db)).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => {
+                log::error!("{}", serde_json::json!({"event": "database_error", "error": e.to_string()}));
+                Err(GatewayError::Internal("database error".into()))
+            }
+            Err(_) => Err(GatewayError::NotReady("the database did not answer in time".into())),
+        }
+    }
+
+    /// Whether the database answers a trivial query now.
+    pub async fn ping(&self) -> bool {
+        self.call(|db| async move { db.execute_unprepared("SELECT 1").await.map(|_| ()) })
+            .await
+            .is_ok()
+    }
+}
+
+/// Open a pool as configured; for SQLite the file's directory is created first.
+pub async fn connect(config: &DatabaseConfig) -> Result<DatabaseConnection, DbErr> {
+    if config.driver == DatabaseDriver::Sqlite {
+        if let Some(dir) = sqlite_dir(&config.dsn) {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| DbErr::Custom(format!("cannot create {}: {e}", dir.display())))?;
+        }
+    }
+    let mut options = ConnectOptions::new(config.dsn.clone());
+    options
+        .max_connections(config.max_connections)
+        .min_connections(1)
+        .connect_timeout(config.timeout.get())
+        .acquire_timeout(config.timeout.get())
+        .sqlx_logging(false);
+    Database::connect(options).await
+}
+
+/// Connect and apply every pending migration, within `database.timeout` per step.
+pub async fn migrate(config: &DatabaseConfig) -> Result<DatabaseConnection, DbErr> {
+    let db = connect(config).await?;
+    Migrator::up(&db, None).await?;
+    Ok(db)
+}
+
+fn sqlite_dir(dsn: &str) -> Option<std::path::PathBuf> {
+    let rest = dsn.strip_prefix("sqlite://").or_else(|| dsn.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next()?;
+    if path.is_empty() || path.starts_with(':') {
+        return None;
+    }
+    std::path::Path::new(path)
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(|p| p.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_directories() {
+        assert_eq!(sqlite_dir("sqlite://data/gateway.db?mode=rwc"), Some("data".into()));
+        assert_eq!(sqlite_dir("sqlite:///var/lib/g/x.db"), Some("/var/lib/g".into()));
+        assert_eq!(sqlite_dir("sqlite::memory:"), None);
+        assert_eq!(sqlite_dir("sqlite://x.db"), None);
+    }
+
+    #[tokio::test]
+    async fn migrations_apply_twice_and_images_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = DatabaseConfig {
+            dsn: format!("sqlite://{}/t.db?mode=rwc", dir.path().display()),
+            ..DatabaseConfig::default()
+        };
+        migrate(&config).await.unwrap();
+        let store = Store::new(config.clone());
+        store.install(migrate(&config).await.unwrap());
+        assert!(store.ping().await);
+        let id = crate::storage::new_image_id();
+        images::insert(&store, &id, "legacy", "image/jpeg", 42).await.unwrap();
+        let found = images::find(&store, &id).await.unwrap().unwrap();
+        assert_eq!((found.owner.as_str(), found.size_bytes), ("legacy", 42));
+        assert!(images::delete(&store, &id).await.unwrap());
+        assert!(images::find(&store, &id).await.unwrap().is_none());
+    }
+}
