@@ -28,13 +28,20 @@ fn bench(c: &mut Criterion) {
     params.set("width", "300").expect("width");
     c.bench_function("processing_path + sign", |b| {
         b.iter(|| {
-            let path = processing_path(black_box(&params), black_box("https://images.example.com/cat.jpg"));
+            let path = processing_path(
+                black_box(&params),
+                black_box("https://images.example.com/cat.jpg"),
+            );
             black_box(signer.signed_path(&path))
         })
     });
 
     c.bench_function("request_id::from_header (client id kept)", |b| {
-        b.iter(|| black_box(request_id::from_header(Some(black_box(b"client-request-0001")))))
+        b.iter(|| {
+            black_box(request_id::from_header(Some(black_box(
+                b"client-request-0001",
+            ))))
+        })
     });
 }
 

@@ -22,7 +22,11 @@ struct StateService {
 
 #[async_trait]
 impl BackgroundService for StateService {
-    async fn start_with_ready_notifier(&self, mut shutdown: ShutdownWatch, ready: ServiceReadyNotifier) {
+    async fn start_with_ready_notifier(
+        &self,
+        mut shutdown: ShutdownWatch,
+        ready: ServiceReadyNotifier,
+    ) {
         let mut delay = Duration::from_millis(200);
         loop {
             match store::connect(&self.state.config.database).await {
@@ -31,7 +35,10 @@ impl BackgroundService for StateService {
                     break;
                 }
                 Err(e) => {
-                    log::error!("{}", serde_json::json!({"event": "database_unavailable", "error": e.to_string(), "retry_in_ms": delay.as_millis() as u64}));
+                    log::error!(
+                        "{}",
+                        serde_json::json!({"event": "database_unavailable", "error": e.to_string(), "retry_in_ms": delay.as_millis() as u64})
+                    );
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
                         _ = shutdown.changed() => return,
@@ -49,13 +56,21 @@ impl BackgroundService for StateService {
 }
 
 fn server_conf(config: &Config) -> ServerConf {
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
     ServerConf {
-        threads: if config.server.threads == 0 { cores } else { config.server.threads },
+        threads: if config.server.threads == 0 {
+            cores
+        } else {
+            config.server.threads
+        },
         work_stealing: false,
         upstream_keepalive_pool_size: config.upstream.keepalive_pool_size,
         grace_period_seconds: Some(config.server.grace_period.get().as_secs()),
-        graceful_shutdown_timeout_seconds: Some(config.server.graceful_shutdown_timeout.get().as_secs()),
+        graceful_shutdown_timeout_seconds: Some(
+            config.server.graceful_shutdown_timeout.get().as_secs(),
+        ),
         pid_file: config.server.pid_file.clone(),
         upgrade_sock: config.server.upgrade_sock.clone(),
         daemon: false,
@@ -90,7 +105,12 @@ pub fn build(config: Config, upgrade: bool) -> Result<Built, String> {
     let mut server = Server::new_with_opt_and_conf(opt, server_conf(&state.config));
     server.bootstrap();
 
-    let state_service = background_service("state", StateService { state: Arc::clone(&state) });
+    let state_service = background_service(
+        "state",
+        StateService {
+            state: Arc::clone(&state),
+        },
+    );
     let state_handle = server.add_service(state_service);
 
     let health = GenBackgroundService::new("health checks".into(), state.pool.balancer());

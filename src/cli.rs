@@ -4,7 +4,11 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(name = "imgproxy-gateway", version, about = "Multi-tenant API gateway in front of imgproxy servers")]
+#[command(
+    name = "imgproxy-gateway",
+    version,
+    about = "Multi-tenant API gateway in front of imgproxy servers"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,

@@ -10,7 +10,10 @@ use rand::RngCore;
 pub const DEV_BACKENDS: [(&str, u32); 2] = [("127.0.0.1:48080", 70), ("127.0.0.1:48081", 30)];
 
 /// A listening service running a development backend.
-pub fn backend_service(listen: &str, options: DevBackendOptions) -> Result<Service<DevBackend>, String> {
+pub fn backend_service(
+    listen: &str,
+    options: DevBackendOptions,
+) -> Result<Service<DevBackend>, String> {
     let mut service = Service::new(format!("dev backend {listen}"), DevBackend::new(options)?);
     service.add_tcp(listen);
     Ok(service)
@@ -18,9 +21,12 @@ pub fn backend_service(listen: &str, options: DevBackendOptions) -> Result<Servi
 
 /// `imgproxy-gateway dev-backend --listen ADDR ...` as its own server.
 pub fn run_backend(args: DevBackendArgs) -> Result<(), String> {
-    args.listen
-        .parse::<std::net::SocketAddr>()
-        .map_err(|_| format!("--listen: `{}` is not an address like 127.0.0.1:48080", args.listen))?;
+    args.listen.parse::<std::net::SocketAddr>().map_err(|_| {
+        format!(
+            "--listen: `{}` is not an address like 127.0.0.1:48080",
+            args.listen
+        )
+    })?;
     let options = DevBackendOptions {
         key: args.key,
         salt: args.salt,
@@ -30,7 +36,10 @@ pub fn run_backend(args: DevBackendArgs) -> Result<(), String> {
     let mut server = Server::new(None).map_err(|e| e.to_string())?;
     server.bootstrap();
     server.add_service(backend_service(&args.listen, options)?);
-    log::info!("{}", serde_json::json!({"event": "dev_backend_started", "listen": args.listen}));
+    log::info!(
+        "{}",
+        serde_json::json!({"event": "dev_backend_started", "listen": args.listen})
+    );
     server.run_forever()
 }
 
@@ -66,7 +75,11 @@ observability:\n  log_format: text\n",
 /// Add the two development backends, sharing the gateway's key and salt.
 pub fn add_backends(server: &mut Server, config: &Config) -> Result<(), String> {
     for backend in &config.backends {
-        let listen = backend.url.trim_start_matches("http://").trim_end_matches('/').to_string();
+        let listen = backend
+            .url
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string();
         let options = DevBackendOptions {
             key: config.imgproxy.key.clone(),
             salt: config.imgproxy.salt.clone(),

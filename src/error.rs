@@ -7,7 +7,10 @@ use http::StatusCode;
 pub enum GatewayError {
     /// A request parameter is missing or wrong; names the parameter.
     #[error("{field}: {message}")]
-    InvalidParameter { field: &'static str, message: String },
+    InvalidParameter {
+        field: &'static str,
+        message: String,
+    },
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]

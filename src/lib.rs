@@ -3,8 +3,8 @@
 pub mod admin;
 pub mod app;
 pub mod cli;
-pub mod dev;
 pub mod config;
+pub mod dev;
 pub mod devbackend;
 pub mod error;
 pub mod health;

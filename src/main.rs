@@ -30,7 +30,10 @@ fn migrate(config: &Config) -> Result<(), String> {
 }
 
 fn serve(config: Config, upgrade: bool, dev_mode: bool) -> ExitCode {
-    logging::init(&config.observability.log_level, &config.observability.log_format);
+    logging::init(
+        &config.observability.log_level,
+        &config.observability.log_format,
+    );
     if let Err(e) = migrate(&config) {
         return fail(e);
     }

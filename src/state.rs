@@ -29,7 +29,9 @@ impl AppState {
         )
         .map_err(|e| format!("imgproxy.{e}"))?;
         let secret = match &config.storage.source_secret {
-            Some(hex_secret) => hex::decode(hex_secret).map_err(|e| format!("storage.source_secret: {e}"))?,
+            Some(hex_secret) => {
+                hex::decode(hex_secret).map_err(|e| format!("storage.source_secret: {e}"))?
+            }
             None => {
                 let mut secret = vec![0u8; 32];
                 rand::thread_rng().fill_bytes(&mut secret);
@@ -59,8 +61,10 @@ impl AppState {
             SourceMode::Http => format!(
                 "{}{}",
                 self.config.storage.source_base_url.trim_end_matches('/'),
-                self.source_signer
-                    .path(id, now_unix + self.config.storage.source_url_ttl.get().as_secs())
+                self.source_signer.path(
+                    id,
+                    now_unix + self.config.storage.source_url_ttl.get().as_secs()
+                )
             ),
         }
     }

@@ -52,7 +52,8 @@ pub fn load_str(
     let mut root: Value = if text.trim().is_empty() {
         Value::Mapping(Mapping::new())
     } else {
-        serde_yaml::from_str(text).map_err(|e| ConfigError::new("", format!("invalid YAML: {e}")))?
+        serde_yaml::from_str(text)
+            .map_err(|e| ConfigError::new("", format!("invalid YAML: {e}")))?
     };
     if root.is_null() {
         root = Value::Mapping(Mapping::new());
@@ -64,7 +65,10 @@ pub fn load_str(
     }
     let config: Config = serde_path_to_error::deserialize(root).map_err(|e| {
         let key = e.path().to_string();
-        ConfigError::new(if key == "." { String::new() } else { key }, e.inner().to_string())
+        ConfigError::new(
+            if key == "." { String::new() } else { key },
+            e.inner().to_string(),
+        )
     })?;
     validate(&config)?;
     Ok(config)
@@ -103,7 +107,9 @@ fn apply_override(root: &mut Value, path: &str, raw: &str) -> Result<(), ConfigE
                     ConfigError::new(&env_name, format!("list index {index} is out of range"))
                 })?
             }
-            Value::Mapping(map) => map.entry(Value::String(part.clone())).or_insert(Value::Null),
+            Value::Mapping(map) => map
+                .entry(Value::String(part.clone()))
+                .or_insert(Value::Null),
             _ => {
                 return Err(ConfigError::new(
                     &env_name,
@@ -180,7 +186,8 @@ backends:
 
     #[test]
     fn bad_types_and_durations_are_named() {
-        let err = load_str(&format!("{TWO_BACKENDS}server:\n  port: lots\n"), env(&[])).unwrap_err();
+        let err =
+            load_str(&format!("{TWO_BACKENDS}server:\n  port: lots\n"), env(&[])).unwrap_err();
         assert_eq!(err.key, "server.port");
         let err = load_str(
             &format!("{TWO_BACKENDS}health_check:\n  interval: 30\n"),
@@ -193,7 +200,8 @@ backends:
 
     #[test]
     fn env_override_of_missing_list_item_is_an_error() {
-        let err = load_str(TWO_BACKENDS, env(&[("GATEWAY__BACKENDS__7__WEIGHT", "5")])).unwrap_err();
+        let err =
+            load_str(TWO_BACKENDS, env(&[("GATEWAY__BACKENDS__7__WEIGHT", "5")])).unwrap_err();
         assert_eq!(err.key, "GATEWAY__BACKENDS__7__WEIGHT");
     }
 }

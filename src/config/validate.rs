@@ -16,15 +16,21 @@ fn fail(key: impl Into<String>, message: impl Into<String>) -> Check {
 
 fn in_range<T: PartialOrd + std::fmt::Display>(key: &str, value: T, min: T, max: T) -> Check {
     if value < min || value > max {
-        return fail(key, format!("must be between {min} and {max} (got {value})"));
+        return fail(
+            key,
+            format!("must be between {min} and {max} (got {value})"),
+        );
     }
     Ok(())
 }
 
 fn socket_addr(key: &str, text: &str) -> Check {
-    text.parse::<SocketAddr>()
-        .map(|_| ())
-        .map_err(|_| ConfigError::new(key, format!("`{text}` is not an address like 127.0.0.1:9090")))
+    text.parse::<SocketAddr>().map(|_| ()).map_err(|_| {
+        ConfigError::new(
+            key,
+            format!("`{text}` is not an address like 127.0.0.1:9090"),
+        )
+    })
 }
 
 fn hex_secret(key: &str, value: &Option<String>) -> Check {
@@ -46,7 +52,10 @@ pub fn backend_url(key: &str, text: &str) -> Check {
         return fail(key, format!("`{text}` has no host"));
     }
     if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
-        return fail(key, format!("`{text}` must not have a path, query or fragment"));
+        return fail(
+            key,
+            format!("`{text}` must not have a path, query or fragment"),
+        );
     }
     Ok(())
 }
@@ -70,10 +79,16 @@ fn validate_server(c: &Config) -> Check {
         "server.host",
         &format!("{}:{}", c.server.host, c.server.port),
     )
-    .or_else(|_| socket_addr("server.host", &format!("[{}]:{}", c.server.host, c.server.port)))?;
+    .or_else(|_| {
+        socket_addr(
+            "server.host",
+            &format!("[{}]:{}", c.server.host, c.server.port),
+        )
+    })?;
     in_range("server.threads", c.server.threads, 0, 256)?;
     for (i, entry) in c.server.trusted_proxies.iter().enumerate() {
-        let parses = entry.parse::<ipnet::IpNet>().is_ok() || entry.parse::<std::net::IpAddr>().is_ok();
+        let parses =
+            entry.parse::<ipnet::IpNet>().is_ok() || entry.parse::<std::net::IpAddr>().is_ok();
         if !parses {
             return fail(
                 format!("server.trusted_proxies[{i}]"),
@@ -105,10 +120,16 @@ fn validate_backends(c: &Config) -> Check {
         backend_url(&format!("backends[{i}].url"), &b.url)?;
         in_range(&format!("backends[{i}].weight"), b.weight, 1, 100)?;
         if !b.health_check_path.starts_with('/') {
-            return fail(format!("backends[{i}].health_check_path"), "must start with /");
+            return fail(
+                format!("backends[{i}].health_check_path"),
+                "must start with /",
+            );
         }
         if c.backends[..i].iter().any(|other| other.url == b.url) {
-            return fail(format!("backends[{i}].url"), format!("`{}` is listed twice", b.url));
+            return fail(
+                format!("backends[{i}].url"),
+                format!("`{}` is listed twice", b.url),
+            );
         }
     }
     Ok(())
@@ -122,8 +143,18 @@ fn validate_health(c: &Config) -> Check {
     if h.timeout.get().is_zero() {
         return fail("health_check.timeout", "must be greater than zero");
     }
-    in_range("health_check.unhealthy_threshold", h.unhealthy_threshold, 1, 100)?;
-    in_range("health_check.healthy_threshold", h.healthy_threshold, 1, 100)
+    in_range(
+        "health_check.unhealthy_threshold",
+        h.unhealthy_threshold,
+        1,
+        100,
+    )?;
+    in_range(
+        "health_check.healthy_threshold",
+        h.healthy_threshold,
+        1,
+        100,
+    )
 }
 
 fn validate_upstream(c: &Config) -> Check {
@@ -137,7 +168,12 @@ fn validate_upstream(c: &Config) -> Check {
             return fail(key, "must be greater than zero");
         }
     }
-    in_range("upstream.keepalive_pool_size", u.keepalive_pool_size, 1, 1_000_000)
+    in_range(
+        "upstream.keepalive_pool_size",
+        u.keepalive_pool_size,
+        1,
+        1_000_000,
+    )
 }
 
 fn validate_database(c: &Config) -> Check {
@@ -160,7 +196,10 @@ fn validate_database(c: &Config) -> Check {
     }
     if let Some(url) = &c.redis.url {
         if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
-            return fail("redis.url", format!("`{url}` must start with redis:// or rediss://"));
+            return fail(
+                "redis.url",
+                format!("`{url}` must start with redis:// or rediss://"),
+            );
         }
     }
     Ok(())
@@ -169,16 +208,34 @@ fn validate_database(c: &Config) -> Check {
 fn validate_limits(c: &Config) -> Check {
     let r = &c.rate_limits;
     if let Some(ip) = &r.ip_level {
-        in_range("rate_limits.ip_level.requests_per_minute", ip.requests_per_minute, 1, 10_000_000)?;
+        in_range(
+            "rate_limits.ip_level.requests_per_minute",
+            ip.requests_per_minute,
+            1,
+            10_000_000,
+        )?;
         in_range("rate_limits.ip_level.burst", ip.burst, 1, 10_000_000)?;
     }
     if let Some(user) = &r.user_level {
-        in_range("rate_limits.user_level.requests_per_minute", user.requests_per_minute, 1, 10_000_000)?;
-        in_range("rate_limits.user_level.requests_per_hour", user.requests_per_hour, 1, 100_000_000)?;
+        in_range(
+            "rate_limits.user_level.requests_per_minute",
+            user.requests_per_minute,
+            1,
+            10_000_000,
+        )?;
+        in_range(
+            "rate_limits.user_level.requests_per_hour",
+            user.requests_per_hour,
+            1,
+            100_000_000,
+        )?;
     }
     for (route, limit) in &r.api_level {
         if !route.starts_with("/api/") {
-            return fail(format!("rate_limits.api_level.{route}"), "must be a route like /api/v1/upload");
+            return fail(
+                format!("rate_limits.api_level.{route}"),
+                "must be a route like /api/v1/upload",
+            );
         }
         in_range(
             &format!("rate_limits.api_level.{route}.requests_per_minute"),
@@ -195,14 +252,26 @@ fn validate_imgproxy(c: &Config) -> Check {
     hex_secret("imgproxy.key", &i.key)?;
     hex_secret("imgproxy.salt", &i.salt)?;
     if i.key.is_some() != i.salt.is_some() {
-        return fail("imgproxy.salt", "imgproxy.key and imgproxy.salt must be set together");
+        return fail(
+            "imgproxy.salt",
+            "imgproxy.key and imgproxy.salt must be set together",
+        );
     }
     in_range("imgproxy.signature_size", i.signature_size, 1, 32)?;
-    in_range("imgproxy.max_source_url_length", i.max_source_url_length, 16, 16_384)?;
+    in_range(
+        "imgproxy.max_source_url_length",
+        i.max_source_url_length,
+        16,
+        16_384,
+    )?;
     if !OUTPUT_FORMATS.contains(&i.default_format.as_str()) {
         return fail(
             "imgproxy.default_format",
-            format!("`{}` is not one of {}", i.default_format, OUTPUT_FORMATS.join(", ")),
+            format!(
+                "`{}` is not one of {}",
+                i.default_format,
+                OUTPUT_FORMATS.join(", ")
+            ),
         );
     }
     Ok(())
@@ -217,10 +286,16 @@ fn validate_storage(c: &Config) -> Check {
     hex_secret("storage.source_secret", &s.source_secret)?;
     if s.source == SourceMode::Http {
         let url = url::Url::parse(&s.source_base_url).map_err(|e| {
-            ConfigError::new("storage.source_base_url", format!("`{}`: {e}", s.source_base_url))
+            ConfigError::new(
+                "storage.source_base_url",
+                format!("`{}`: {e}", s.source_base_url),
+            )
         })?;
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-            return fail("storage.source_base_url", "must be an http(s) URL with a host");
+            return fail(
+                "storage.source_base_url",
+                "must be an http(s) URL with a host",
+            );
         }
     }
     if s.source_url_ttl.get().as_secs() < 5 {
@@ -232,10 +307,16 @@ fn validate_storage(c: &Config) -> Check {
 fn validate_observability(c: &Config) -> Check {
     let o = &c.observability;
     if !["error", "warn", "info", "debug", "trace"].contains(&o.log_level.as_str()) {
-        return fail("observability.log_level", format!("`{}` is not error, warn, info, debug or trace", o.log_level));
+        return fail(
+            "observability.log_level",
+            format!("`{}` is not error, warn, info, debug or trace", o.log_level),
+        );
     }
     if !["json", "text"].contains(&o.log_format.as_str()) {
-        return fail("observability.log_format", format!("`{}` is not json or text", o.log_format));
+        return fail(
+            "observability.log_format",
+            format!("`{}` is not json or text", o.log_format),
+        );
     }
     Ok(())
 }
@@ -262,7 +343,9 @@ mod tests {
     use super::super::load::load_str;
 
     fn check(yaml: &str) -> Result<(), String> {
-        load_str(yaml, Vec::new()).map(|_| ()).map_err(|e| e.to_string())
+        load_str(yaml, Vec::new())
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 
     const OK: &str = "backends:\n  - url: http://127.0.0.1:1\n  - url: http://127.0.0.1:2\n";
@@ -276,23 +359,37 @@ mod tests {
     fn backend_count_and_weights() {
         let err = check("backends:\n  - url: http://127.0.0.1:1\n").unwrap_err();
         assert!(err.starts_with("backends: needs between 2 and 10"), "{err}");
-        let many: String = (0..11).map(|i| format!("  - url: http://127.0.0.1:{}\n", i + 1)).collect();
-        assert!(check(&format!("backends:\n{many}")).unwrap_err().contains("(got 11)"));
+        let many: String = (0..11)
+            .map(|i| format!("  - url: http://127.0.0.1:{}\n", i + 1))
+            .collect();
+        assert!(check(&format!("backends:\n{many}"))
+            .unwrap_err()
+            .contains("(got 11)"));
         let err = check("backends:\n  - url: http://127.0.0.1:1\n    weight: 101\n  - url: http://127.0.0.1:2\n").unwrap_err();
-        assert_eq!(err, "backends[0].weight: must be between 1 and 100 (got 101)");
-        let err = check("backends:\n  - url: http://127.0.0.1:1\n  - url: http://127.0.0.1:2\n    weight: 0\n").unwrap_err();
+        assert_eq!(
+            err,
+            "backends[0].weight: must be between 1 and 100 (got 101)"
+        );
+        let err = check(
+            "backends:\n  - url: http://127.0.0.1:1\n  - url: http://127.0.0.1:2\n    weight: 0\n",
+        )
+        .unwrap_err();
         assert!(err.starts_with("backends[1].weight"), "{err}");
     }
 
     #[test]
     fn backend_urls() {
-        let err = check("backends:\n  - url: ftp://127.0.0.1:1\n  - url: http://127.0.0.1:2\n").unwrap_err();
+        let err = check("backends:\n  - url: ftp://127.0.0.1:1\n  - url: http://127.0.0.1:2\n")
+            .unwrap_err();
         assert!(err.starts_with("backends[0].url"), "{err}");
-        let err = check("backends:\n  - url: not a url\n  - url: http://127.0.0.1:2\n").unwrap_err();
+        let err =
+            check("backends:\n  - url: not a url\n  - url: http://127.0.0.1:2\n").unwrap_err();
         assert!(err.starts_with("backends[0].url"), "{err}");
-        let err = check("backends:\n  - url: http://127.0.0.1:1/x\n  - url: http://127.0.0.1:2\n").unwrap_err();
+        let err = check("backends:\n  - url: http://127.0.0.1:1/x\n  - url: http://127.0.0.1:2\n")
+            .unwrap_err();
         assert!(err.contains("path"), "{err}");
-        let err = check("backends:\n  - url: http://127.0.0.1:1\n  - url: http://127.0.0.1:1\n").unwrap_err();
+        let err = check("backends:\n  - url: http://127.0.0.1:1\n  - url: http://127.0.0.1:1\n")
+            .unwrap_err();
         assert!(err.contains("twice"), "{err}");
     }
 

@@ -50,8 +50,12 @@ impl From<UrlError> for Failure {
 impl From<ProcessError> for Failure {
     fn from(e: ProcessError) -> Failure {
         match e {
-            ProcessError::InvalidSource(_) => Failure(StatusCode::UNPROCESSABLE_ENTITY, "Invalid source image"),
-            ProcessError::UnsupportedFormat(_) => Failure(StatusCode::UNPROCESSABLE_ENTITY, "Invalid URL"),
+            ProcessError::InvalidSource(_) => {
+                Failure(StatusCode::UNPROCESSABLE_ENTITY, "Invalid source image")
+            }
+            ProcessError::UnsupportedFormat(_) => {
+                Failure(StatusCode::UNPROCESSABLE_ENTITY, "Invalid URL")
+            }
         }
     }
 }
@@ -70,7 +74,11 @@ fn text(status: StatusCode, body: &str) -> Response<Vec<u8>> {
 
 impl DevBackend {
     pub fn new(options: DevBackendOptions) -> Result<DevBackend, String> {
-        let size = if options.signature_size == 0 { 32 } else { options.signature_size };
+        let size = if options.signature_size == 0 {
+            32
+        } else {
+            options.signature_size
+        };
         let signer = Signer::from_hex(options.key.as_deref(), options.salt.as_deref(), size)?;
         let client = reqwest::Client::builder()
             .timeout(FETCH_TIMEOUT)
@@ -109,23 +117,39 @@ impl DevBackend {
             };
             return Err(Failure(passed, UNREACHABLE));
         }
-        if response.content_length().is_some_and(|n| n as usize > MAX_SOURCE_BYTES) {
-            return Err(Failure(StatusCode::UNPROCESSABLE_ENTITY, "Invalid source image"));
+        if response
+            .content_length()
+            .is_some_and(|n| n as usize > MAX_SOURCE_BYTES)
+        {
+            return Err(Failure(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Invalid source image",
+            ));
         }
         let bytes = response.bytes().await.map_err(|e| {
-            let status = if e.is_timeout() { StatusCode::GATEWAY_TIMEOUT } else { StatusCode::NOT_FOUND };
+            let status = if e.is_timeout() {
+                StatusCode::GATEWAY_TIMEOUT
+            } else {
+                StatusCode::NOT_FOUND
+            };
             Failure(status, UNREACHABLE)
         })?;
         if bytes.len() > MAX_SOURCE_BYTES {
-            return Err(Failure(StatusCode::UNPROCESSABLE_ENTITY, "Invalid source image"));
+            return Err(Failure(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Invalid source image",
+            ));
         }
         Ok(bytes.to_vec())
     }
 
     async fn read_local(&self, path: &str) -> Result<Vec<u8>, Failure> {
-        let root = self.local_root.as_ref().ok_or(Failure(StatusCode::NOT_FOUND, "Invalid source URL"))?;
+        let root = self
+            .local_root
+            .as_ref()
+            .ok_or(Failure(StatusCode::NOT_FOUND, "Invalid source URL"))?;
         let relative = path.trim_start_matches('/');
-        if relative.split('/').any(|seg| seg == ".." ) {
+        if relative.split('/').any(|seg| seg == "..") {
             return Err(Failure(StatusCode::NOT_FOUND, UNREACHABLE));
         }
         tokio::fs::read(root.join(relative))
@@ -138,14 +162,18 @@ impl DevBackend {
         let request = url::parse(rest)?;
         let source = self.fetch(&request.source).await?;
         let name = source_name(&request.source);
-        let (bytes, output) = tokio::task::spawn_blocking(move || process::process(&source, &request))
-            .await
-            .map_err(|_| Failure(StatusCode::INTERNAL_SERVER_ERROR, "Internal error"))??;
+        let (bytes, output) =
+            tokio::task::spawn_blocking(move || process::process(&source, &request))
+                .await
+                .map_err(|_| Failure(StatusCode::INTERNAL_SERVER_ERROR, "Internal error"))??;
         Ok(Response::builder()
             .status(StatusCode::OK)
             .header("Content-Type", output.content_type())
             .header("Content-Length", bytes.len())
-            .header("Content-Disposition", format!("inline; filename=\"{name}.{}\"", output.extension()))
+            .header(
+                "Content-Disposition",
+                format!("inline; filename=\"{name}.{}\"", output.extension()),
+            )
             .header("Cache-Control", "max-age=31536000, public")
             .header("Server", "imgproxy")
             .body(bytes)
@@ -174,12 +202,18 @@ impl ServeHttp for DevBackend {
         let request_id = req
             .headers
             .get("X-Request-ID")
-            .filter(|v| !v.is_empty() && v.as_bytes().iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_'))
+            .filter(|v| {
+                !v.is_empty()
+                    && v.as_bytes()
+                        .iter()
+                        .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
+            })
             .cloned();
         let mut response = match (&method, path.as_str()) {
             (&Method::GET, "/health") => {
                 let mut r = text(StatusCode::OK, "imgproxy is running");
-                r.headers_mut().insert("Cache-Control", http::HeaderValue::from_static("no-cache"));
+                r.headers_mut()
+                    .insert("Cache-Control", http::HeaderValue::from_static("no-cache"));
                 r
             }
             (&Method::GET, "/") => text(StatusCode::OK, "imgproxy-gateway development backend"),

@@ -100,7 +100,10 @@ pub fn scaled_size(req: &Request, src: (u32, u32)) -> ((u32, u32), Option<(u32, 
         sx /= m;
         sy /= m;
     }
-    let size = (((sw * sx).round() as u32).max(1), ((sh * sy).round() as u32).max(1));
+    let size = (
+        ((sw * sx).round() as u32).max(1),
+        ((sh * sy).round() as u32).max(1),
+    );
     let crop = match mode {
         ResizeType::Fill | ResizeType::FillDown if req.width > 0 && req.height > 0 => {
             Some((req.width.min(size.0), req.height.min(size.1)))
@@ -122,9 +125,15 @@ fn default_output(format: ImageFormat) -> Output {
 
 pub fn process(bytes: &[u8], req: &Request) -> Result<(Vec<u8>, Output), ProcessError> {
     let invalid = |m: String| ProcessError::InvalidSource(m);
-    let format = image::guess_format(bytes).map_err(|_| invalid("Source image type not supported".into()))?;
-    if !matches!(format, ImageFormat::Jpeg | ImageFormat::Png | ImageFormat::Gif | ImageFormat::WebP) {
-        return Err(invalid(format!("Source image format is not supported: {format:?}")));
+    let format = image::guess_format(bytes)
+        .map_err(|_| invalid("Source image type not supported".into()))?;
+    if !matches!(
+        format,
+        ImageFormat::Jpeg | ImageFormat::Png | ImageFormat::Gif | ImageFormat::WebP
+    ) {
+        return Err(invalid(format!(
+            "Source image format is not supported: {format:?}"
+        )));
     }
     let output = match &req.format {
         Some(ext) => Output::parse(ext)?,
@@ -148,7 +157,11 @@ pub fn process(bytes: &[u8], req: &Request) -> Result<(Vec<u8>, Output), Process
         let y = (size.1 - ch) / 2;
         img = img.crop_imm(x, y, cw, ch);
     }
-    let quality = if req.quality == 0 { DEFAULT_QUALITY } else { req.quality };
+    let quality = if req.quality == 0 {
+        DEFAULT_QUALITY
+    } else {
+        req.quality
+    };
     Ok((encode(&img, output, quality)?, output))
 }
 
@@ -183,28 +196,65 @@ mod tests {
     use super::*;
 
     fn req(resize: ResizeType, width: u32, height: u32, enlarge: bool) -> Request {
-        Request { resize, width, height, enlarge, ..Request::default() }
+        Request {
+            resize,
+            width,
+            height,
+            enlarge,
+            ..Request::default()
+        }
     }
 
     #[test]
     fn resize_types() {
         let src = (720, 477);
-        assert_eq!(scaled_size(&req(ResizeType::Fit, 300, 300, false), src), ((300, 199), None));
-        assert_eq!(scaled_size(&req(ResizeType::Fill, 300, 300, false), src), ((453, 300), Some((300, 300))));
-        assert_eq!(scaled_size(&req(ResizeType::Force, 300, 100, false), src), ((300, 100), None));
-        assert_eq!(scaled_size(&req(ResizeType::Fit, 360, 0, false), src), ((360, 239), None));
-        assert_eq!(scaled_size(&req(ResizeType::Fit, 0, 0, false), src), (src, None));
+        assert_eq!(
+            scaled_size(&req(ResizeType::Fit, 300, 300, false), src),
+            ((300, 199), None)
+        );
+        assert_eq!(
+            scaled_size(&req(ResizeType::Fill, 300, 300, false), src),
+            ((453, 300), Some((300, 300)))
+        );
+        assert_eq!(
+            scaled_size(&req(ResizeType::Force, 300, 100, false), src),
+            ((300, 100), None)
+        );
+        assert_eq!(
+            scaled_size(&req(ResizeType::Fit, 360, 0, false), src),
+            ((360, 239), None)
+        );
+        assert_eq!(
+            scaled_size(&req(ResizeType::Fit, 0, 0, false), src),
+            (src, None)
+        );
         // Never enlarged unless asked.
-        assert_eq!(scaled_size(&req(ResizeType::Fit, 1440, 0, false), src), (src, None));
-        assert_eq!(scaled_size(&req(ResizeType::Fit, 1440, 0, true), src), ((1440, 954), None));
+        assert_eq!(
+            scaled_size(&req(ResizeType::Fit, 1440, 0, false), src),
+            (src, None)
+        );
+        assert_eq!(
+            scaled_size(&req(ResizeType::Fit, 1440, 0, true), src),
+            ((1440, 954), None)
+        );
         // auto: fill when orientations match, fit otherwise.
-        assert_eq!(scaled_size(&req(ResizeType::Auto, 300, 200, false), src).1, Some((300, 200)));
-        assert_eq!(scaled_size(&req(ResizeType::Auto, 200, 300, false), src).1, None);
+        assert_eq!(
+            scaled_size(&req(ResizeType::Auto, 300, 200, false), src).1,
+            Some((300, 200))
+        );
+        assert_eq!(
+            scaled_size(&req(ResizeType::Auto, 200, 300, false), src).1,
+            None
+        );
     }
 
     #[test]
     fn converts_a_jpeg_to_a_smaller_lossy_webp() {
-        let jpeg = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/board-720x477.jpg")).unwrap();
+        let jpeg = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/board-720x477.jpg"
+        ))
+        .unwrap();
         let mut request = req(ResizeType::Fit, 300, 0, false);
         request.format = Some("webp".into());
         request.quality = 90;
@@ -214,7 +264,12 @@ mod tests {
         assert_eq!((decoded.width(), decoded.height()), (300, 199));
         request.quality = 20;
         let (low, _) = process(&jpeg, &request).unwrap();
-        assert!(low.len() < high.len(), "quality 20 ({}) vs 90 ({})", low.len(), high.len());
+        assert!(
+            low.len() < high.len(),
+            "quality 20 ({}) vs 90 ({})",
+            low.len(),
+            high.len()
+        );
     }
 
     #[test]
@@ -223,16 +278,32 @@ mod tests {
         let png = std::fs::read(format!("{dir}video-150x103.png")).unwrap();
         assert_eq!(process(&png, &Request::default()).unwrap().1, Output::Png);
         let gif = std::fs::read(format!("{dir}video-150x103.gif")).unwrap();
-        let to_jpeg = Request { format: Some("jpg".into()), ..Request::default() };
+        let to_jpeg = Request {
+            format: Some("jpg".into()),
+            ..Request::default()
+        };
         let (bytes, _) = process(&gif, &to_jpeg).unwrap();
         assert_eq!(image::guess_format(&bytes).unwrap(), ImageFormat::Jpeg);
     }
 
     #[test]
     fn refuses_non_images_and_unsupported_outputs() {
-        assert!(matches!(process(b"not an image at all", &Request::default()), Err(ProcessError::InvalidSource(_))));
-        let png = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/video-150x103.png")).unwrap();
-        let avif = Request { format: Some("avif".into()), ..Request::default() };
-        assert!(matches!(process(&png, &avif), Err(ProcessError::UnsupportedFormat(_))));
+        assert!(matches!(
+            process(b"not an image at all", &Request::default()),
+            Err(ProcessError::InvalidSource(_))
+        ));
+        let png = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/video-150x103.png"
+        ))
+        .unwrap();
+        let avif = Request {
+            format: Some("avif".into()),
+            ..Request::default()
+        };
+        assert!(matches!(
+            process(&png, &avif),
+            Err(ProcessError::UnsupportedFormat(_))
+        ));
     }
 }

@@ -45,7 +45,10 @@ fn invalid(message: impl Into<String>) -> UrlError {
 pub fn verify<'a>(signer: &Signer, path: &'a str) -> Result<&'a str, UrlError> {
     let path = path.split('?').next().unwrap_or("");
     let trimmed = path.strip_prefix('/').unwrap_or(path);
-    let slash = trimmed.find('/').filter(|i| *i > 0).ok_or_else(|| invalid(format!("Invalid path: {path}")))?;
+    let slash = trimmed
+        .find('/')
+        .filter(|i| *i > 0)
+        .ok_or_else(|| invalid(format!("Invalid path: {path}")))?;
     let (signature, rest) = trimmed.split_at(slash);
     if signer.is_secure() {
         let given = URL_SAFE_NO_PAD
@@ -64,7 +67,8 @@ fn constant_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 fn number<T: std::str::FromStr>(what: &str, text: &str) -> Result<T, UrlError> {
-    text.parse().map_err(|_| invalid(format!("Invalid {what}: {text}")))
+    text.parse()
+        .map_err(|_| invalid(format!("Invalid {what}: {text}")))
 }
 
 fn apply_size(req: &mut Request, args: &[&str]) -> Result<(), UrlError> {
@@ -198,7 +202,10 @@ mod tests {
         let signer = Signer::from_hex(Some(key), Some(salt), 32).unwrap();
         let full = format!("/{signature}{path}");
         let req = parse(verify(&signer, &full).unwrap()).unwrap();
-        assert_eq!((req.resize, req.width, req.height), (ResizeType::Fit, 300, 300));
+        assert_eq!(
+            (req.resize, req.width, req.height),
+            (ResizeType::Fit, 300, 300)
+        );
         assert_eq!(req.source, "http://img.example.com/pretty/image.jpg");
     }
 
@@ -206,11 +213,25 @@ mod tests {
     fn refuses_bad_padded_and_truncated_signatures() {
         let (key, salt, path, signature) = VECTORS[1];
         let signer = Signer::from_hex(Some(key), Some(salt), 32).unwrap();
-        for bad in [format!("{signature}="), "AAAA".to_string(), "insecure".to_string(), signature[..20].to_string()] {
-            assert!(matches!(verify(&signer, &format!("/{bad}{path}")), Err(UrlError::Signature(_))), "{bad}");
+        for bad in [
+            format!("{signature}="),
+            "AAAA".to_string(),
+            "insecure".to_string(),
+            signature[..20].to_string(),
+        ] {
+            assert!(
+                matches!(
+                    verify(&signer, &format!("/{bad}{path}")),
+                    Err(UrlError::Signature(_))
+                ),
+                "{bad}"
+            );
         }
         let short = Signer::from_hex(Some(key), Some(salt), 8).unwrap();
-        assert!(verify(&short, &format!("/{signature}{path}")).is_err(), "full signature with size 8");
+        assert!(
+            verify(&short, &format!("/{signature}{path}")).is_err(),
+            "full signature with size 8"
+        );
         assert!(verify(&short, &short.signed_path(path)).is_ok());
     }
 
@@ -225,18 +246,36 @@ mod tests {
     #[test]
     fn parses_plain_and_base64_sources_and_options() {
         let req = parse("/rs:fill:100:50:1/q:70/plain/http://x.com/a%20b.jpg@webp").unwrap();
-        assert_eq!((req.resize, req.width, req.height, req.enlarge, req.quality), (ResizeType::Fill, 100, 50, true, 70));
+        assert_eq!(
+            (req.resize, req.width, req.height, req.enlarge, req.quality),
+            (ResizeType::Fill, 100, 50, true, 70)
+        );
         assert_eq!(req.source, "http://x.com/a b.jpg");
         assert_eq!(req.format.as_deref(), Some("webp"));
-        let req = parse("/w:10/aHR0cDovL2V4YW1w/bGUuY29tL2ltYWdl/cy9jdXJpb3NpdHku/anBn.png").unwrap();
+        let req =
+            parse("/w:10/aHR0cDovL2V4YW1w/bGUuY29tL2ltYWdl/cy9jdXJpb3NpdHku/anBn.png").unwrap();
         assert_eq!(req.source, "http://example.com/images/curiosity.jpg");
         assert_eq!((req.width, req.format.as_deref()), (10, Some("png")));
-        assert_eq!(parse("/f:jpg/plain/local:///abc").unwrap().format.as_deref(), Some("jpg"));
+        assert_eq!(
+            parse("/f:jpg/plain/local:///abc")
+                .unwrap()
+                .format
+                .as_deref(),
+            Some("jpg")
+        );
     }
 
     #[test]
     fn invalid_urls() {
-        for bad in ["/zz:1/plain/x", "/w:abc/plain/x", "/q:101/plain/x", "/plain/a@b@c", "/rs:spin:1:1/plain/x", "/plain/", "/!!!"] {
+        for bad in [
+            "/zz:1/plain/x",
+            "/w:abc/plain/x",
+            "/q:101/plain/x",
+            "/plain/a@b@c",
+            "/rs:spin:1:1/plain/x",
+            "/plain/",
+            "/!!!",
+        ] {
             assert!(matches!(parse(bad), Err(UrlError::Invalid(_))), "{bad}");
         }
     }

@@ -27,7 +27,10 @@ mod tests {
         params.set("width", "300").unwrap();
         params.set("height", "300").unwrap();
         let path = processing_path(&params, "http://img.example.com/pretty/image.jpg");
-        assert_eq!(path, "/rs:fit:300:300/plain/http://img.example.com/pretty/image.jpg@webp");
+        assert_eq!(
+            path,
+            "/rs:fit:300:300/plain/http://img.example.com/pretty/image.jpg@webp"
+        );
         let insecure = Signer::insecure().signed_path(&path);
         assert_eq!(insecure, format!("/insecure{path}"));
     }

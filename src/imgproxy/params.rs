@@ -70,17 +70,26 @@ impl ImageParams {
         match name {
             "format" => {
                 self.format = Format::parse(value).ok_or_else(|| {
-                    GatewayError::invalid("format", format!("`{}` is not one of webp, png, jpeg, avif", clip(value)))
+                    GatewayError::invalid(
+                        "format",
+                        format!("`{}` is not one of webp, png, jpeg, avif", clip(value)),
+                    )
                 })?
             }
             "width" => self.width = dimension("width", value)?,
             "height" => self.height = dimension("height", value)?,
             "quality" => {
                 let q: u8 = value.trim().parse().map_err(|_| {
-                    GatewayError::invalid("quality", format!("`{}` is not a whole number from 1 to 100", clip(value)))
+                    GatewayError::invalid(
+                        "quality",
+                        format!("`{}` is not a whole number from 1 to 100", clip(value)),
+                    )
                 })?;
                 if !(1..=100).contains(&q) {
-                    return Err(GatewayError::invalid("quality", format!("must be between 1 and 100 (got {q})")));
+                    return Err(GatewayError::invalid(
+                        "quality",
+                        format!("must be between 1 and 100 (got {q})"),
+                    ));
                 }
                 self.quality = Some(q);
             }
@@ -107,14 +116,21 @@ fn dimension(field: &'static str, value: &str) -> GatewayResult<u32> {
         GatewayError::invalid(field, format!("`{}` is not a whole number", clip(value)))
     })?;
     if n > MAX_DIMENSION {
-        return Err(GatewayError::invalid(field, format!("must be between 0 and {MAX_DIMENSION} (got {n})")));
+        return Err(GatewayError::invalid(
+            field,
+            format!("must be between 0 and {MAX_DIMENSION} (got {n})"),
+        ));
     }
     Ok(n)
 }
 
 /// Echo at most 32 characters of client input in an error message.
 pub fn clip(value: &str) -> String {
-    value.chars().take(32).flat_map(char::escape_default).collect()
+    value
+        .chars()
+        .take(32)
+        .flat_map(char::escape_default)
+        .collect()
 }
 
 #[cfg(test)]
@@ -136,7 +152,14 @@ mod tests {
     #[test]
     fn rejects_out_of_range_values_naming_the_field() {
         let mut p = ImageParams::new(Format::Webp);
-        for (name, value) in [("width", "-1"), ("width", "9000"), ("height", "x"), ("quality", "0"), ("quality", "101"), ("format", "bmp")] {
+        for (name, value) in [
+            ("width", "-1"),
+            ("width", "9000"),
+            ("height", "x"),
+            ("quality", "0"),
+            ("quality", "101"),
+            ("format", "bmp"),
+        ] {
             match p.set(name, value).unwrap_err() {
                 GatewayError::InvalidParameter { field, .. } => assert_eq!(field, name),
                 other => panic!("{other:?}"),

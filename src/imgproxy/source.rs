@@ -36,11 +36,21 @@ pub fn validate(raw: &str, max_len: usize, allow_private: bool) -> GatewayResult
         return Err(GatewayError::invalid("url", "must not be empty"));
     }
     if raw.len() > max_len {
-        return Err(GatewayError::invalid("url", format!("is longer than {max_len} characters")));
+        return Err(GatewayError::invalid(
+            "url",
+            format!("is longer than {max_len} characters"),
+        ));
     }
-    let url = Url::parse(raw).map_err(|e| GatewayError::invalid("url", format!("is not a valid URL: {e}")))?;
+    let url = Url::parse(raw)
+        .map_err(|e| GatewayError::invalid("url", format!("is not a valid URL: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(GatewayError::invalid("url", format!("scheme `{}` is not allowed; use http or https", url.scheme())));
+        return Err(GatewayError::invalid(
+            "url",
+            format!(
+                "scheme `{}` is not allowed; use http or https",
+                url.scheme()
+            ),
+        ));
     }
     if !url.username().is_empty() || url.password().is_some() {
         return Err(GatewayError::invalid("url", "must not carry credentials"));
@@ -103,14 +113,32 @@ mod tests {
 
     #[test]
     fn accepts_public_http_sources() {
-        assert_eq!(check("https://images.example.com/a.jpg?x=1").unwrap().host_str(), Some("images.example.com"));
+        assert_eq!(
+            check("https://images.example.com/a.jpg?x=1")
+                .unwrap()
+                .host_str(),
+            Some("images.example.com")
+        );
         check("http://93.184.216.34/cat.png").unwrap();
     }
 
     #[test]
     fn refuses_other_schemes_credentials_and_long_urls() {
-        for bad in ["ftp://example.com/a.jpg", "file:///etc/passwd", "local:///x", "http://user:pw@example.com/a.jpg", "not a url", ""] {
-            assert!(matches!(check(bad), Err(GatewayError::InvalidParameter { field: "url", .. })), "{bad}");
+        for bad in [
+            "ftp://example.com/a.jpg",
+            "file:///etc/passwd",
+            "local:///x",
+            "http://user:pw@example.com/a.jpg",
+            "not a url",
+            "",
+        ] {
+            assert!(
+                matches!(
+                    check(bad),
+                    Err(GatewayError::InvalidParameter { field: "url", .. })
+                ),
+                "{bad}"
+            );
         }
         let long = format!("http://example.com/{}", "a".repeat(3000));
         assert!(check(&long).is_err());
@@ -132,7 +160,10 @@ mod tests {
             "http://0.0.0.0/a.jpg",
             "http://100.64.0.1/a.jpg",
         ] {
-            assert!(matches!(check(bad), Err(GatewayError::Forbidden(_))), "{bad}");
+            assert!(
+                matches!(check(bad), Err(GatewayError::Forbidden(_))),
+                "{bad}"
+            );
             assert!(validate(bad, 2048, true).is_ok(), "{bad}");
         }
     }
@@ -143,6 +174,9 @@ mod tests {
             escape_plain("http://x.com/a b@2x.jpg?v=1#f"),
             "http://x.com/a%20b%402x.jpg%3Fv=1%23f"
         );
-        assert_eq!(escape_plain("http://x.com/100%.jpg"), "http://x.com/100%25.jpg");
+        assert_eq!(
+            escape_plain("http://x.com/100%.jpg"),
+            "http://x.com/100%25.jpg"
+        );
     }
 }

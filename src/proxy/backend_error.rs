@@ -32,11 +32,16 @@ pub fn classify(backend: u16, text: &str) -> GatewayError {
         404 if text.contains("Invalid URL") || text.contains("Invalid source URL") => {
             GatewayError::SourceNotFound(format!("the backend cannot use this source ({text})"))
         }
-        404 => GatewayError::SourceNotFound(format!("the source image could not be fetched ({text})")),
-        422 => GatewayError::InvalidImage(format!("the backend cannot process this image ({text})")),
+        404 => {
+            GatewayError::SourceNotFound(format!("the source image could not be fetched ({text})"))
+        }
+        422 => {
+            GatewayError::InvalidImage(format!("the backend cannot process this image ({text})"))
+        }
         504 => GatewayError::BackendTimeout,
         _ if backend == 403 => GatewayError::BackendFailed(
-            "the backend refused the gateway's URL signature; check imgproxy.key and imgproxy.salt".into(),
+            "the backend refused the gateway's URL signature; check imgproxy.key and imgproxy.salt"
+                .into(),
         ),
         _ if backend == 429 => GatewayError::BackendFailed("the backend is overloaded".into()),
         _ => GatewayError::BackendFailed(format!("the backend failed with status {backend}")),

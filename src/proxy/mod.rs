@@ -58,10 +58,15 @@ impl Gateway {
         ctx.route = route::resolve(&req.method, req.uri.path())?;
         match ctx.route.clone() {
             Route::Health => Ok(Next::Answer(health::health(&self.state).await)),
-            Route::Ready => Ok(Next::Answer(health::ready(&self.state, &ctx.request_id).await)),
-            Route::Source(id) => stages::source::serve(&self.state, &id, &query).await.map(Next::Answer),
+            Route::Ready => Ok(Next::Answer(
+                health::ready(&self.state, &ctx.request_id).await,
+            )),
+            Route::Source(id) => stages::source::serve(&self.state, &id, &query)
+                .await
+                .map(Next::Answer),
             Route::Upload | Route::Convert => {
-                let caller = stages::auth::authenticate(&self.state.config.legacy, session.req_header())?;
+                let caller =
+                    stages::auth::authenticate(&self.state.config.legacy, session.req_header())?;
                 ctx.job = if ctx.route == Route::Upload {
                     stages::upload::receive(&self.state, session, &caller, &query).await?
                 } else {
@@ -103,8 +108,12 @@ fn proxy_failure(e: &Error) -> Option<GatewayError> {
         }),
         ErrorSource::Downstream => match e.etype() {
             ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed => None,
-            ErrorType::ReadTimedout => Some(GatewayError::BadRequest("the request was not received in time".into())),
-            _ => Some(GatewayError::BadRequest("the request could not be read".into())),
+            ErrorType::ReadTimedout => Some(GatewayError::BadRequest(
+                "the request was not received in time".into(),
+            )),
+            _ => Some(GatewayError::BadRequest(
+                "the request could not be read".into(),
+            )),
         },
         _ => Some(GatewayError::Internal("internal error".into())),
     }
@@ -186,12 +195,25 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
-    fn fail_to_connect(&self, _session: &mut Session, _peer: &HttpPeer, ctx: &mut Ctx, mut e: Box<Error>) -> Box<Error> {
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Ctx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
         if let Some(backend) = &ctx.upstream.current {
-            self.state.pool.mark_failed(backend.index, e.etype().as_str());
+            self.state
+                .pool
+                .mark_failed(backend.index, e.etype().as_str());
         }
-        // Try every backend once; upstream_peer answers 503 when none is left.
-        e.set_retry(ctx.upstream.tried.count() < self.backend_count());
+        // Try every backend once. When the last one refuses too and none is healthy any more,
+        // the answer is 503 (no healthy backend) rather than 502.
+        let retry = ctx.upstream.tried.count() < self.backend_count();
+        if !retry && self.state.pool.healthy_count() == 0 {
+            ctx.failure = Some(GatewayError::NoHealthyBackend);
+        }
+        e.set_retry(retry);
         e
     }
 
@@ -211,7 +233,9 @@ impl ProxyHttp for Gateway {
             && ctx.upstream.tried.count() < self.backend_count();
         if retry && !client_reused {
             if let Some(backend) = &ctx.upstream.current {
-                self.state.pool.mark_failed(backend.index, e.etype().as_str());
+                self.state
+                    .pool
+                    .mark_failed(backend.index, e.etype().as_str());
             }
         }
         e.set_retry(retry);
@@ -229,7 +253,12 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
-    async fn response_filter(&self, _session: &mut Session, response: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        response: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
         let backend_status = response.status.as_u16();
         if backend_status >= 400 {
             ctx.upstream.error = Some(backend_error::Capture::new(backend_status));
@@ -260,7 +289,10 @@ impl ProxyHttp for Gateway {
                 capture.push(&chunk);
             }
             if end_of_stream {
-                *body = Some(Bytes::from(crate::respond::error_json(&capture.error(), &ctx.request_id)));
+                *body = Some(Bytes::from(crate::respond::error_json(
+                    &capture.error(),
+                    &ctx.request_id,
+                )));
             }
         }
         Ok(None)
@@ -272,7 +304,10 @@ impl ProxyHttp for Gateway {
         if let Some(err) = failure {
             if session.response_written().is_none() {
                 code = err.status().as_u16();
-                if let Err(write) = Answer::error(&err, &ctx.request_id).send(session, &ctx.request_id).await {
+                if let Err(write) = Answer::error(&err, &ctx.request_id)
+                    .send(session, &ctx.request_id)
+                    .await
+                {
                     log::debug!("could not send error response: {write}");
                 }
             }

@@ -59,7 +59,10 @@ pub fn resolve(method: &Method, path: &str) -> GatewayResult<Route> {
             Some(id) if !id.is_empty() && !id.contains('/') => {
                 allow(method, "GET", Route::Source(id.to_string()))
             }
-            _ => Err(GatewayError::NotFound(format!("no route for {method} {}", crate::imgproxy::params::clip(path)))),
+            _ => Err(GatewayError::NotFound(format!(
+                "no route for {method} {}",
+                crate::imgproxy::params::clip(path)
+            ))),
         },
     }
 }
@@ -70,10 +73,22 @@ mod tests {
 
     #[test]
     fn resolves_every_route() {
-        assert_eq!(resolve(&Method::GET, "/api/v1/health").unwrap(), Route::Health);
-        assert_eq!(resolve(&Method::HEAD, "/api/v1/ready").unwrap(), Route::Ready);
-        assert_eq!(resolve(&Method::POST, "/api/v1/upload").unwrap(), Route::Upload);
-        assert_eq!(resolve(&Method::GET, "/api/v1/convert").unwrap(), Route::Convert);
+        assert_eq!(
+            resolve(&Method::GET, "/api/v1/health").unwrap(),
+            Route::Health
+        );
+        assert_eq!(
+            resolve(&Method::HEAD, "/api/v1/ready").unwrap(),
+            Route::Ready
+        );
+        assert_eq!(
+            resolve(&Method::POST, "/api/v1/upload").unwrap(),
+            Route::Upload
+        );
+        assert_eq!(
+            resolve(&Method::GET, "/api/v1/convert").unwrap(),
+            Route::Convert
+        );
         assert_eq!(
             resolve(&Method::GET, "/internal/v1/source/abc").unwrap(),
             Route::Source("abc".into())
@@ -85,8 +100,18 @@ mod tests {
         let err = resolve(&Method::GET, "/api/v1/upload").unwrap_err();
         assert_eq!(err.status(), 405);
         assert_eq!(err.headers(), vec![("Allow", "POST".to_string())]);
-        assert_eq!(resolve(&Method::DELETE, "/api/v1/convert").unwrap_err().status(), 405);
+        assert_eq!(
+            resolve(&Method::DELETE, "/api/v1/convert")
+                .unwrap_err()
+                .status(),
+            405
+        );
         assert_eq!(resolve(&Method::GET, "/nope").unwrap_err().status(), 404);
-        assert_eq!(resolve(&Method::GET, "/internal/v1/source/a/b").unwrap_err().status(), 404);
+        assert_eq!(
+            resolve(&Method::GET, "/internal/v1/source/a/b")
+                .unwrap_err()
+                .status(),
+            404
+        );
     }
 }

@@ -23,7 +23,10 @@ pub fn new_image_id() -> String {
 
 /// Ids are exactly what `new_image_id` makes, so a path can never escape the directory.
 pub fn is_image_id(id: &str) -> bool {
-    id.len() == 32 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    id.len() == 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 #[derive(Clone, Debug)]
@@ -68,14 +71,20 @@ impl ImageStore {
     pub async fn read(&self, id: &str) -> io::Result<Vec<u8>> {
         match self.path(id) {
             Some(path) => fs::read(path).await,
-            None => Err(io::Error::new(io::ErrorKind::NotFound, "malformed image id")),
+            None => Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "malformed image id",
+            )),
         }
     }
 
     pub async fn delete(&self, id: &str) -> io::Result<()> {
         match self.path(id) {
             Some(path) => fs::remove_file(path).await,
-            None => Err(io::Error::new(io::ErrorKind::NotFound, "malformed image id")),
+            None => Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "malformed image id",
+            )),
         }
     }
 }
@@ -141,7 +150,12 @@ mod tests {
         partial.write(b"xyz").await.unwrap();
         drop(partial);
         assert!(store.read(&other).await.is_err());
-        assert_eq!(std::fs::read_dir(dir.path().join(PARTIAL_DIR)).unwrap().count(), 0);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join(PARTIAL_DIR))
+                .unwrap()
+                .count(),
+            0
+        );
     }
 
     #[test]

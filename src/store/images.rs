@@ -35,6 +35,11 @@ pub async fn find(store: &Store, id: &str) -> GatewayResult<Option<Model>> {
 pub async fn delete(store: &Store, id: &str) -> GatewayResult<bool> {
     let id = id.to_string();
     store
-        .call(|db| async move { Entity::delete_by_id(id).exec(db).await.map(|r| r.rows_affected > 0) })
+        .call(|db| async move {
+            Entity::delete_by_id(id)
+                .exec(db)
+                .await
+                .map(|r| r.rows_affected > 0)
+        })
         .await
 }

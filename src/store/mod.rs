@@ -54,10 +54,15 @@ impl Store {
         match tokio::time::timeout(self.timeout(), op(db)).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => {
-                log::error!("{}", serde_json::json!({"event": "database_error", "error": e.to_string()}));
+                log::error!(
+                    "{}",
+                    serde_json::json!({"event": "database_error", "error": e.to_string()})
+                );
                 Err(GatewayError::Internal("database error".into()))
             }
-            Err(_) => Err(GatewayError::NotReady("the database did not answer in time".into())),
+            Err(_) => Err(GatewayError::NotReady(
+                "the database did not answer in time".into(),
+            )),
         }
     }
 
@@ -95,7 +100,9 @@ pub async fn migrate(config: &DatabaseConfig) -> Result<DatabaseConnection, DbEr
 }
 
 fn sqlite_dir(dsn: &str) -> Option<std::path::PathBuf> {
-    let rest = dsn.strip_prefix("sqlite://").or_else(|| dsn.strip_prefix("sqlite:"))?;
+    let rest = dsn
+        .strip_prefix("sqlite://")
+        .or_else(|| dsn.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next()?;
     if path.is_empty() || path.starts_with(':') {
         return None;
@@ -112,8 +119,14 @@ mod tests {
 
     #[test]
     fn sqlite_directories() {
-        assert_eq!(sqlite_dir("sqlite://data/gateway.db?mode=rwc"), Some("data".into()));
-        assert_eq!(sqlite_dir("sqlite:///var/lib/g/x.db"), Some("/var/lib/g".into()));
+        assert_eq!(
+            sqlite_dir("sqlite://data/gateway.db?mode=rwc"),
+            Some("data".into())
+        );
+        assert_eq!(
+            sqlite_dir("sqlite:///var/lib/g/x.db"),
+            Some("/var/lib/g".into())
+        );
         assert_eq!(sqlite_dir("sqlite::memory:"), None);
         assert_eq!(sqlite_dir("sqlite://x.db"), None);
     }
@@ -130,7 +143,9 @@ mod tests {
         store.install(migrate(&config).await.unwrap());
         assert!(store.ping().await);
         let id = crate::storage::new_image_id();
-        images::insert(&store, &id, "legacy", "image/jpeg", 42).await.unwrap();
+        images::insert(&store, &id, "legacy", "image/jpeg", 42)
+            .await
+            .unwrap();
         let found = images::find(&store, &id).await.unwrap().unwrap();
         assert_eq!((found.owner.as_str(), found.size_bytes), ("legacy", 42));
         assert!(images::delete(&store, &id).await.unwrap());

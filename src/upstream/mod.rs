@@ -61,7 +61,10 @@ impl Pool {
                 .map_err(|e| format!("{key}: {e}"))?;
             backend.ext.insert(BackendIndex(index));
             if !set.insert(backend.clone()) {
-                return Err(format!("{key}: `{}` resolves to an address already in the pool", entry.url));
+                return Err(format!(
+                    "{key}: `{}` resolves to an address already in the pool",
+                    entry.url
+                ));
             }
             let sni = if tls { host.clone() } else { String::new() };
             let mut peer = HttpPeer::new(addr, tls, sni);
@@ -136,7 +139,10 @@ impl Pool {
             .select_with(b"", max, |b, healthy| {
                 healthy && fresh(b) && self.state_of(b).is_some_and(|s| !s.is_passively_down())
             })
-            .or_else(|| self.balancer.select_with(b"", max, |b, healthy| healthy && fresh(b)))?;
+            .or_else(|| {
+                self.balancer
+                    .select_with(b"", max, |b, healthy| healthy && fresh(b))
+            })?;
         self.state_of(&chosen).cloned()
     }
 
@@ -187,7 +193,9 @@ mod tests {
     #[test]
     fn picks_follow_weights_and_skip_tried_backends() {
         let pool = pool(&[70, 30]);
-        let picks: Vec<usize> = (0..100).map(|_| pool.pick(Tried::default()).unwrap().index).collect();
+        let picks: Vec<usize> = (0..100)
+            .map(|_| pool.pick(Tried::default()).unwrap().index)
+            .collect();
         assert_eq!(picks.iter().filter(|i| **i == 0).count(), 70);
         let mut tried = Tried::default();
         tried.add(0);

@@ -30,7 +30,9 @@ impl Probe {
                 let mut check = HttpHealthCheck::new(&state.authority, false);
                 check.req = RequestHeader::build("GET", state.health_check_path.as_bytes(), None)?;
                 check.req.insert_header("Host", state.authority.as_str())?;
-                check.req.insert_header("User-Agent", "imgproxy-gateway-health")?;
+                check
+                    .req
+                    .insert_header("User-Agent", "imgproxy-gateway-health")?;
                 check.peer_template.options.connection_timeout = Some(timeout);
                 check.peer_template.options.read_timeout = Some(timeout);
                 check.peer_template.options.write_timeout = Some(timeout);
@@ -80,8 +82,15 @@ impl HealthCheck for Probe {
             .and_then(|i| self.states.get(i.0))
             .map(|s| s.url.as_str())
             .unwrap_or("?");
-        let event = if healthy { "backend_healthy" } else { "backend_unhealthy" };
-        log::warn!("{}", serde_json::json!({"event": event, "backend_url": url}));
+        let event = if healthy {
+            "backend_healthy"
+        } else {
+            "backend_unhealthy"
+        };
+        log::warn!(
+            "{}",
+            serde_json::json!({"event": event, "backend_url": url})
+        );
     }
 
     fn health_threshold(&self, success: bool) -> usize {

@@ -27,7 +27,12 @@ fn gcd(a: usize, b: usize) -> usize {
 
 /// nginx's smooth weighted round robin over `weights`, for one cycle of `sum(weights)/gcd` picks.
 pub fn smooth_sequence(weights: &[usize]) -> Vec<u16> {
-    let divisor = weights.iter().copied().filter(|w| *w > 0).fold(0, gcd).max(1);
+    let divisor = weights
+        .iter()
+        .copied()
+        .filter(|w| *w > 0)
+        .fold(0, gcd)
+        .max(1);
     let weights: Vec<i64> = weights.iter().map(|w| (*w / divisor) as i64).collect();
     let total: i64 = weights.iter().sum();
     let mut current = vec![0i64; weights.len()];

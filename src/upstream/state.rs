@@ -97,7 +97,8 @@ impl BackendState {
             self.good_checks.store(0, Relaxed);
             return false;
         }
-        self.last_response_us.store(took.as_micros() as u64, Relaxed);
+        self.last_response_us
+            .store(took.as_micros() as u64, Relaxed);
         let good = self.good_checks.fetch_add(1, Relaxed) + 1;
         good >= healthy_threshold && self.passive_down.swap(false, Relaxed)
     }

@@ -40,11 +40,25 @@ mod tests {
     #[test]
     fn accepts_only_the_legacy_key() {
         let legacy = LegacyConfig::default();
-        assert_eq!(authenticate(&legacy, &request(Some(&legacy.api_key))).unwrap(), LEGACY_USER);
-        for bad in [None, Some(""), Some("a8e77f84e2729dc6728889d4be31b12"), Some("nope")] {
-            assert_eq!(authenticate(&legacy, &request(bad)).unwrap_err().status(), 401);
+        assert_eq!(
+            authenticate(&legacy, &request(Some(&legacy.api_key))).unwrap(),
+            LEGACY_USER
+        );
+        for bad in [
+            None,
+            Some(""),
+            Some("a8e77f84e2729dc6728889d4be31b12"),
+            Some("nope"),
+        ] {
+            assert_eq!(
+                authenticate(&legacy, &request(bad)).unwrap_err().status(),
+                401
+            );
         }
-        let disabled = LegacyConfig { enabled: false, ..LegacyConfig::default() };
+        let disabled = LegacyConfig {
+            enabled: false,
+            ..LegacyConfig::default()
+        };
         assert!(authenticate(&disabled, &request(Some(&legacy.api_key))).is_err());
     }
 }

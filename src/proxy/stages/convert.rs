@@ -33,14 +33,21 @@ pub fn parse_query(query: &str, params: &mut ImageParams) -> GatewayResult<Sourc
             }
         };
         if slot.replace(value.into_owned()).is_some() {
-            return Err(GatewayError::BadRequest(format!("query parameter `{name}` is repeated")));
+            return Err(GatewayError::BadRequest(format!(
+                "query parameter `{name}` is repeated"
+            )));
         }
     }
     match (url, image_id) {
         (Some(u), None) => Ok(Source::Url(u)),
         (None, Some(id)) => Ok(Source::Stored(id)),
-        (None, None) => Err(GatewayError::invalid("url", "either url or image_id is required")),
-        (Some(_), Some(_)) => Err(GatewayError::BadRequest("give either url or image_id, not both".into())),
+        (None, None) => Err(GatewayError::invalid(
+            "url",
+            "either url or image_id is required",
+        )),
+        (Some(_), Some(_)) => Err(GatewayError::BadRequest(
+            "give either url or image_id, not both".into(),
+        )),
     }
 }
 
@@ -53,7 +60,9 @@ pub async fn prepare(state: &AppState, caller: &str, query: &str) -> GatewayResu
             raw
         }
         Source::Stored(id) => {
-            let not_found = || GatewayError::NotFound(format!("no stored image `{}`", imgproxy::params::clip(&id)));
+            let not_found = || {
+                GatewayError::NotFound(format!("no stored image `{}`", imgproxy::params::clip(&id)))
+            };
             if !is_image_id(&id) {
                 return Err(not_found());
             }
@@ -84,8 +93,18 @@ mod tests {
             Source::Url("http://x.com/a.jpg".into())
         );
         assert_eq!(p.width, 10);
-        assert_eq!(parse_query("image_id=abc", &mut p).unwrap(), Source::Stored("abc".into()));
-        for bad in ["", "width=3", "url=a&url=b", "url=a&image_id=b", "url=a&colour=red", "url=a&width=big"] {
+        assert_eq!(
+            parse_query("image_id=abc", &mut p).unwrap(),
+            Source::Stored("abc".into())
+        );
+        for bad in [
+            "",
+            "width=3",
+            "url=a&url=b",
+            "url=a&image_id=b",
+            "url=a&colour=red",
+            "url=a&width=big",
+        ] {
             let err = parse_query(bad, &mut ImageParams::new(Format::Webp)).unwrap_err();
             assert_eq!(err.status(), 400, "{bad}");
         }

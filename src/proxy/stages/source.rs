@@ -18,10 +18,14 @@ pub async fn serve(state: &AppState, id: &str, query: &str) -> GatewayResult<Ans
         }
     }
     let (Some(expires), Some(sig)) = (expires, sig) else {
-        return Err(GatewayError::Forbidden("missing or malformed source signature".into()));
+        return Err(GatewayError::Forbidden(
+            "missing or malformed source signature".into(),
+        ));
     };
     if !is_image_id(id) || !state.source_signer.verify(id, expires, &sig, unix_now()) {
-        return Err(GatewayError::Forbidden("invalid or expired source signature".into()));
+        return Err(GatewayError::Forbidden(
+            "invalid or expired source signature".into(),
+        ));
     }
     let bytes = state
         .images
@@ -30,5 +34,9 @@ pub async fn serve(state: &AppState, id: &str, query: &str) -> GatewayResult<Ans
         .map_err(|_| GatewayError::NotFound("the stored image no longer exists".into()))?;
     let content_type = sniff::image_type(&bytes[..bytes.len().min(sniff::HEAD_LEN)])
         .unwrap_or("application/octet-stream");
-    Ok(Answer::bytes(StatusCode::OK, content_type, Bytes::from(bytes)))
+    Ok(Answer::bytes(
+        StatusCode::OK,
+        content_type,
+        Bytes::from(bytes),
+    ))
 }

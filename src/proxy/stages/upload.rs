@@ -35,7 +35,10 @@ fn too_large(state: &AppState) -> GatewayError {
 }
 
 /// The request body as a stream, failing once more than `limit` bytes arrive.
-fn body_stream(session: &mut Session, limit: u64) -> impl Stream<Item = Result<Bytes, BodyError>> + Send + '_ {
+fn body_stream(
+    session: &mut Session,
+    limit: u64,
+) -> impl Stream<Item = Result<Bytes, BodyError>> + Send + '_ {
     stream::unfold((Some(session), 0u64), move |(session, total)| async move {
         let session = session?;
         match session.read_request_body().await {
@@ -48,7 +51,10 @@ fn body_stream(session: &mut Session, limit: u64) -> impl Stream<Item = Result<B
                 }
             }
             Ok(None) => None,
-            Err(e) => Some((Err(BodyError::Read(e.etype().as_str().to_string())), (None, total))),
+            Err(e) => Some((
+                Err(BodyError::Read(e.etype().as_str().to_string())),
+                (None, total),
+            )),
         }
     })
 }
@@ -66,7 +72,11 @@ fn multipart_error(state: &AppState, e: multer::Error) -> GatewayError {
 /// Reject early on a declared length over the limit.
 pub fn check_declared_length(state: &AppState, session: &Session) -> GatewayResult<()> {
     let limit = state.config.storage.max_upload_mb * 1024 * 1024;
-    let Some(value) = session.req_header().headers.get(http::header::CONTENT_LENGTH) else {
+    let Some(value) = session
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+    else {
         return Ok(());
     };
     let length: u64 = value
@@ -115,7 +125,10 @@ async fn store_file(state: &AppState, field: &mut multer::Field<'_>) -> GatewayR
     let limit = state.config.storage.max_upload_mb * 1024 * 1024;
     let id = new_image_id();
     let mut image = state.images.create(&id).await.map_err(|e| {
-        log::error!("{}", serde_json::json!({"event": "storage_error", "error": e.to_string()}));
+        log::error!(
+            "{}",
+            serde_json::json!({"event": "storage_error", "error": e.to_string()})
+        );
         GatewayError::Internal("the upload could not be stored".into())
     })?;
     let mut head = Vec::with_capacity(sniff::HEAD_LEN);
@@ -145,18 +158,30 @@ async fn store_file(state: &AppState, field: &mut multer::Field<'_>) -> GatewayR
     })
 }
 
-async fn text_field(state: &AppState, field: &mut multer::Field<'_>, name: &str) -> GatewayResult<String> {
+async fn text_field(
+    state: &AppState,
+    field: &mut multer::Field<'_>,
+    name: &str,
+) -> GatewayResult<String> {
     let mut text = Vec::new();
     while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(state, e))? {
         text.extend_from_slice(&chunk);
         if text.len() > MAX_TEXT_FIELD {
-            return Err(GatewayError::BadRequest(format!("field `{name}` is longer than {MAX_TEXT_FIELD} bytes")));
+            return Err(GatewayError::BadRequest(format!(
+                "field `{name}` is longer than {MAX_TEXT_FIELD} bytes"
+            )));
         }
     }
-    String::from_utf8(text).map_err(|_| GatewayError::BadRequest(format!("field `{name}` is not UTF-8")))
+    String::from_utf8(text)
+        .map_err(|_| GatewayError::BadRequest(format!("field `{name}` is not UTF-8")))
 }
 
-pub async fn receive(state: &AppState, session: &mut Session, caller: &str, query: &str) -> GatewayResult<Job> {
+pub async fn receive(
+    state: &AppState,
+    session: &mut Session,
+    caller: &str,
+    query: &str,
+) -> GatewayResult<Job> {
     check_declared_length(state, session)?;
     let boundary = boundary(session)?;
     let mut params = ImageParams::new(state.default_format);
@@ -164,11 +189,17 @@ pub async fn receive(state: &AppState, session: &mut Session, caller: &str, quer
     let limit = state.config.storage.max_upload_mb * 1024 * 1024 + ENVELOPE;
     let mut multipart = multer::Multipart::new(body_stream(session, limit), boundary);
     let mut stored = None;
-    while let Some(mut field) = multipart.next_field().await.map_err(|e| multipart_error(state, e))? {
+    while let Some(mut field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| multipart_error(state, e))?
+    {
         let name = field.name().unwrap_or_default().to_string();
         match name.as_str() {
             "file" if stored.is_some() => {
-                return Err(GatewayError::BadRequest("only one `file` field is allowed".into()))
+                return Err(GatewayError::BadRequest(
+                    "only one `file` field is allowed".into(),
+                ))
             }
             "file" => stored = Some(store_file(state, &mut field).await?),
             "format" | "width" | "height" | "quality" => {
@@ -184,8 +215,12 @@ pub async fn receive(state: &AppState, session: &mut Session, caller: &str, quer
         }
     }
     drop(multipart);
-    let Stored { id, image, content_type } =
-        stored.ok_or_else(|| GatewayError::invalid("file", "the multipart field `file` is required"))?;
+    let Stored {
+        id,
+        image,
+        content_type,
+    } = stored
+        .ok_or_else(|| GatewayError::invalid("file", "the multipart field `file` is required"))?;
     let size = image
         .commit()
         .await

@@ -1,0 +1,303 @@
+//! Every public route and error status of the core gateway, as a client sees them.
+
+mod common;
+
+use common::stub::{Mode, Stub};
+use common::{client, error_code, Gateway, KEY};
+
+async fn gateway_with(mode_a: Mode, mode_b: Mode, yaml: &str) -> (Gateway, Stub, Stub) {
+    let a = Stub::start("a", mode_a).await;
+    let b = Stub::start("b", mode_b).await;
+    let gw = Gateway::builder()
+        .backend(a.url(), 1)
+        .backend(b.url(), 1)
+        .yaml(yaml)
+        .start()
+        .await;
+    (gw, a, b)
+}
+
+const ALLOW_PRIVATE: &str = "imgproxy:\n  allow_private_sources: true";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_and_ready_on_both_listeners_without_a_key() {
+    let (gw, _a, _b) = gateway_with(Mode::Image, Mode::Image, "").await;
+    for url in [gw.url("/api/v1/health"), gw.admin_url("/api/v1/health")] {
+        let r = client().get(&url).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{url}");
+        assert!(r.headers().contains_key("x-request-id"));
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["status"], "ok");
+        assert_eq!(body["backends"]["healthy"], 2);
+        assert_eq!(body["backends"]["total"], 2);
+        assert_eq!(body["database"], "ok");
+        assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
+    }
+    for url in [gw.url("/api/v1/ready"), gw.admin_url("/api/v1/ready")] {
+        let r = client().get(&url).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{url}");
+        assert_eq!(r.json::<serde_json::Value>().await.unwrap()["ready"], true);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn convert_needs_exactly_the_legacy_key() {
+    let (gw, a, b) = gateway_with(Mode::Image, Mode::Image, ALLOW_PRIVATE).await;
+    let url = gw.url("/api/v1/convert?url=http://127.0.0.1:1/cat.jpg");
+    let r = client().get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(error_code(r).await, "unauthorized");
+    let r = client()
+        .get(&url)
+        .header("X-API-Key", "wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        a.served() + b.served(),
+        0,
+        "refused requests never reach a backend"
+    );
+    let r = client()
+        .get(&url)
+        .header("X-API-Key", KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "image/webp");
+    let body = r.bytes().await.unwrap();
+    assert!(body == "a" || body == "b");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn convert_builds_imgproxy_urls_and_forwards_the_request_id() {
+    let key = "943b421c9eb07c830af81030552c86009268de4e532ba2ee2eab8247c6da0881";
+    let salt = "520f986b998545b4785e0defbc4f3c1203f22de2374a3d53cb7a7fe9fea309c5";
+    let yaml = format!("imgproxy:\n  key: '{key}'\n  salt: '{salt}'\n  default_format: png");
+    let (gw, a, b) = gateway_with(Mode::Image, Mode::Image, &yaml).await;
+    let r = client()
+        .get(gw.url("/api/v1/convert?url=http%3A%2F%2Fimg.example.com%2Fpretty%2Fimage.jpg&width=300&height=300&format=webp"))
+        .header("X-API-Key", KEY)
+        .header("X-Request-ID", "trace-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-request-id"], "trace-42");
+    let recorded = a
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .chain(b.requests.lock().unwrap().iter())
+        .cloned()
+        .collect::<Vec<_>>();
+    assert_eq!(recorded.len(), 1);
+    let path = "/rs:fit:300:300/plain/http://img.example.com/pretty/image.jpg@webp";
+    let signer = imgproxy_gateway::imgproxy::Signer::from_hex(Some(key), Some(salt), 32).unwrap();
+    assert_eq!(recorded[0].path, format!("/{}{path}", signer.sign(path)));
+    assert_ne!(signer.sign(path), "insecure");
+    assert_eq!(recorded[0].headers["x-request-id"], "trace-42");
+    assert!(
+        !recorded[0].headers.contains_key("x-api-key"),
+        "the key never reaches a backend"
+    );
+    // The default format applies when none is asked for.
+    client()
+        .get(gw.url("/api/v1/convert?url=http://img.example.com/a.jpg"))
+        .header("X-API-Key", KEY)
+        .send()
+        .await
+        .unwrap();
+    let last = a
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .chain(b.requests.lock().unwrap().iter())
+        .map(|r| r.path.clone())
+        .find(|p| p.contains("/a.jpg"))
+        .unwrap();
+    assert!(
+        last.ends_with("/plain/http://img.example.com/a.jpg@png"),
+        "{last}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn request_ids_are_kept_when_well_formed_and_generated_otherwise() {
+    let (gw, _a, _b) = gateway_with(Mode::Image, Mode::Image, "").await;
+    let r = client()
+        .get(gw.url("/api/v1/health"))
+        .header("X-Request-ID", "abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "abc-123");
+    let r = client()
+        .get(gw.url("/api/v1/health"))
+        .header("X-Request-ID", "bad id <script>")
+        .send()
+        .await
+        .unwrap();
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert_eq!(id.len(), 32);
+    let r = client().get(gw.url("/nowhere")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(error_code(r).await, "not_found");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_requests_are_rejected_before_any_backend() {
+    let (gw, a, b) = gateway_with(Mode::Image, Mode::Image, "").await;
+    let get = |q: &str| {
+        client()
+            .get(gw.url(&format!("/api/v1/convert?{q}")))
+            .header("X-API-Key", KEY)
+            .send()
+    };
+    for (query, status, code) in [
+        ("", 400, "invalid_parameter"),
+        ("url=ftp://example.com/a.jpg", 400, "invalid_parameter"),
+        (
+            "url=http://example.com/a.jpg&width=abc",
+            400,
+            "invalid_parameter",
+        ),
+        (
+            "url=http://example.com/a.jpg&width=99999",
+            400,
+            "invalid_parameter",
+        ),
+        (
+            "url=http://example.com/a.jpg&quality=0",
+            400,
+            "invalid_parameter",
+        ),
+        (
+            "url=http://example.com/a.jpg&format=bmp",
+            400,
+            "invalid_parameter",
+        ),
+        (
+            "url=http://example.com/a.jpg&colour=red",
+            400,
+            "bad_request",
+        ),
+        (
+            "url=http://example.com/a.jpg&image_id=x",
+            400,
+            "bad_request",
+        ),
+        ("url=http://127.0.0.1/a.jpg", 403, "forbidden"),
+        (
+            "url=http://169.254.169.254/latest/meta-data",
+            403,
+            "forbidden",
+        ),
+        (
+            "image_id=00000000000000000000000000000000",
+            404,
+            "not_found",
+        ),
+        ("image_id=../../etc/passwd", 404, "not_found"),
+    ] {
+        let r = get(query).await.unwrap();
+        assert_eq!(r.status(), status, "{query}");
+        assert_eq!(error_code(r).await, code, "{query}");
+    }
+    let long = format!("url=http://example.com/{}", "a".repeat(3000));
+    assert_eq!(get(&long).await.unwrap().status(), 400);
+    assert_eq!(a.served() + b.served(), 0);
+    // Wrong method: 405 with Allow.
+    let r = client()
+        .post(gw.url("/api/v1/convert"))
+        .header("X-API-Key", KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "GET");
+    assert_eq!(error_code(r).await, "method_not_allowed");
+    let r = client()
+        .get(gw.url("/api/v1/upload"))
+        .header("X-API-Key", KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "POST");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backend_errors_keep_their_meaning() {
+    let (gw, a, b) = gateway_with(Mode::Image, Mode::Image, "").await;
+    for (mode, status, code) in [
+        (
+            Mode::Status(404, "Source image is unreachable"),
+            404,
+            "source_not_found",
+        ),
+        (Mode::Status(404, "Invalid URL"), 404, "source_not_found"),
+        (
+            Mode::Status(422, "Invalid source image"),
+            422,
+            "invalid_image",
+        ),
+        (Mode::Status(400, "Bad request"), 400, "bad_request"),
+        (Mode::Status(403, "Forbidden"), 502, "bad_gateway"),
+        (Mode::Status(500, "Internal error"), 502, "bad_gateway"),
+        (Mode::Status(503, "Timeout"), 504, "gateway_timeout"),
+    ] {
+        a.set_mode(mode.clone());
+        b.set_mode(mode.clone());
+        let r = client()
+            .get(gw.url("/api/v1/convert?url=http://example.com/a.jpg"))
+            .header("X-API-Key", KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status, "{mode:?}");
+        let r_id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], code, "{mode:?}");
+        assert_eq!(body["error"]["request_id"], r_id.as_str());
+        if let Mode::Status(_, text) = mode {
+            if status != 502 && status != 504 {
+                assert!(
+                    body["error"]["message"].as_str().unwrap().contains(text),
+                    "{body}"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn admin_backends_lists_the_pool() {
+    let (gw, a, b) = gateway_with(Mode::Image, Mode::Image, "").await;
+    let r = client()
+        .get(gw.admin_url("/api/v1/backends"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "the pool is not public");
+    let body = gw.backends().await;
+    let list = body["backends"].as_array().unwrap();
+    assert_eq!(list.len(), 2);
+    for (entry, stub) in list.iter().zip([&a, &b]) {
+        assert_eq!(entry["url"], stub.url().as_str());
+        assert_eq!(entry["weight"], 1);
+        assert_eq!(entry["healthy"], true);
+        assert!(entry.get("last_check").is_some());
+        assert!(entry.get("response_time_ms").is_some());
+    }
+    let r = client()
+        .get(gw.admin_url("/api/v1/nothing"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}

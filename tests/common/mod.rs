@@ -1,0 +1,271 @@
+//! Test harness: start the gateway binary, development backends and in-process stub backends
+//! on ephemeral loopback ports; everything stops when dropped.
+#![allow(dead_code)]
+
+pub mod stub;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const KEY: &str = "a8e77f84e2729dc6728889d4be31b123";
+pub const BIN: &str = env!("CARGO_BIN_EXE_imgproxy-gateway");
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process killed (SIGKILL) on drop.
+pub struct Proc {
+    child: Option<Child>,
+}
+
+impl Proc {
+    pub fn spawn(cmd: &mut Command) -> Proc {
+        let child = cmd
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn imgproxy-gateway");
+        Proc { child: Some(child) }
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub async fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "nothing listens on port {port} after 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// `imgproxy-gateway dev-backend` as a separate process.
+pub struct DevBackend {
+    pub port: u16,
+    pub proc: Proc,
+    args: Vec<String>,
+}
+
+impl DevBackend {
+    pub async fn start(extra: &[&str]) -> DevBackend {
+        let port = free_port();
+        let args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let proc = Self::spawn(port, &args);
+        wait_for_port(port).await;
+        DevBackend { port, proc, args }
+    }
+
+    fn spawn(port: u16, args: &[String]) -> Proc {
+        Proc::spawn(
+            Command::new(BIN)
+                .args(["dev-backend", "--listen", &format!("127.0.0.1:{port}")])
+                .args(args)
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null()),
+        )
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn kill(&mut self) {
+        self.proc.kill();
+    }
+
+    pub async fn restart(&mut self) {
+        self.proc = Self::spawn(self.port, &self.args);
+        wait_for_port(self.port).await;
+    }
+}
+
+/// The gateway as a separate process with its own directory.
+pub struct Gateway {
+    pub port: u16,
+    pub admin_port: u16,
+    pub dir: tempfile::TempDir,
+    pub proc: Proc,
+}
+
+pub struct GatewayBuilder {
+    backends: Vec<(String, u32)>,
+    yaml: String,
+}
+
+impl GatewayBuilder {
+    pub fn backend(mut self, url: impl Into<String>, weight: u32) -> Self {
+        self.backends.push((url.into(), weight));
+        self
+    }
+
+    /// Extra top-level YAML sections (must not repeat `server`, `admin`, `backends`,
+    /// `database` or `storage`, which the builder writes).
+    pub fn yaml(mut self, text: &str) -> Self {
+        self.yaml.push_str(text);
+        self.yaml.push('\n');
+        self
+    }
+
+    pub async fn start(self) -> Gateway {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let admin_port = free_port();
+        let d = dir.path().display();
+        let backends: String = self
+            .backends
+            .iter()
+            .map(|(url, w)| format!("  - url: {url}\n    weight: {w}\n"))
+            .collect();
+        let config = format!(
+            "server:\n  host: 127.0.0.1\n  port: {port}\n  threads: 2\n  pid_file: {d}/gw.pid\n  upgrade_sock: {d}/upgrade.sock\n\
+admin:\n  listen: 127.0.0.1:{admin_port}\n\
+database:\n  dsn: sqlite://{d}/gateway.db?mode=rwc\n\
+storage:\n  dir: {d}/images\n  source_base_url: http://127.0.0.1:{port}\n\
+backends:\n{backends}{}",
+            self.yaml
+        );
+        std::fs::write(dir.path().join("gateway.yaml"), config).unwrap();
+        let log = std::fs::File::create(dir.path().join("gateway.log")).unwrap();
+        let proc = Proc::spawn(
+            Command::new(BIN)
+                .args(["run", "--config"])
+                .arg(dir.path().join("gateway.yaml"))
+                .current_dir(dir.path())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log),
+        );
+        let gateway = Gateway {
+            port,
+            admin_port,
+            dir,
+            proc,
+        };
+        gateway.wait_healthy().await;
+        gateway
+    }
+}
+
+impl Gateway {
+    pub fn builder() -> GatewayBuilder {
+        GatewayBuilder {
+            backends: Vec::new(),
+            yaml: String::new(),
+        }
+    }
+
+    async fn wait_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = client().get(self.url("/api/v1/health")).send().await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            if Instant::now() > deadline {
+                panic!("gateway did not start; log:\n{}", self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.admin_port)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("gateway.log")).unwrap_or_default()
+    }
+
+    pub fn images_dir(&self) -> PathBuf {
+        self.dir.path().join("images")
+    }
+
+    /// Stored originals (files directly under the storage directory).
+    pub fn stored_files(&self) -> Vec<PathBuf> {
+        let mut files = Vec::new();
+        for sub in [self.images_dir(), self.images_dir().join(".partial")] {
+            if let Ok(entries) = std::fs::read_dir(sub) {
+                files.extend(entries.flatten().map(|e| e.path()).filter(|p| p.is_file()));
+            }
+        }
+        files
+    }
+
+    /// `GET /api/v1/backends` as JSON.
+    pub async fn backends(&self) -> serde_json::Value {
+        client()
+            .get(self.admin_url("/api/v1/backends"))
+            .header("X-API-Key", KEY)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+/// The JSON error body's `code`, asserting the documented shape.
+pub async fn error_code(response: reqwest::Response) -> String {
+    let request_id = response
+        .headers()
+        .get("x-request-id")
+        .expect("X-Request-ID on every answer")
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let body: serde_json::Value = response.json().await.unwrap();
+    let error = &body["error"];
+    assert!(
+        error["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    assert_eq!(error["request_id"], request_id.as_str(), "{body}");
+    error["code"].as_str().unwrap().to_string()
+}
