@@ -181,6 +181,13 @@ impl DevBackend {
     }
 }
 
+/// A `local://` path under `root`, or `None` when it would leave it.
+fn local_path(root: &std::path::Path, path: &str) -> Option<PathBuf> {
+    let relative = path.trim_start_matches('/');
+    let escapes = relative.split(['/', '\\']).any(|seg| seg == "..");
+    (!escapes && !relative.is_empty()).then(|| root.join(relative))
+}
+
 /// The file name imgproxy puts in `Content-Disposition`: the source's last path segment
 /// without its extension.
 fn source_name(source: &str) -> String {
@@ -228,5 +235,29 @@ impl ServeHttp for DevBackend {
             response.headers_mut().insert("X-Request-ID", id);
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_paths_stay_under_the_root() {
+        let root = std::path::Path::new("/srv/images");
+        assert_eq!(
+            local_path(root, "/a/b.jpg"),
+            Some(PathBuf::from("/srv/images/a/b.jpg"))
+        );
+        assert_eq!(local_path(root, "/../etc/passwd"), None);
+        assert_eq!(local_path(root, "/a/../../x"), None);
+        assert_eq!(local_path(root, "/"), None);
+    }
+
+    #[test]
+    fn content_disposition_names() {
+        assert_eq!(source_name("http://x.com/a/cat.jpg?v=1"), "cat");
+        assert_eq!(source_name("local:///0123abcd"), "0123abcd");
+        assert_eq!(source_name("http://x.com/"), "image");
     }
 }

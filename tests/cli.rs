@@ -1,0 +1,85 @@
+//! The command line: check-config validates without starting and names the bad key.
+
+mod common;
+
+use common::BIN;
+use std::process::Command;
+
+fn check_config(yaml: &str, env: &[(&str, &str)]) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("g.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .arg(&file)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn the_shipped_configuration_is_valid() {
+    let out = Command::new(BIN)
+        .args([
+            "check-config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/conf/gateway.yaml"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (2 backends"));
+}
+
+#[test]
+fn invalid_configurations_name_the_key() {
+    let two = "backends:\n  - url: http://127.0.0.1:1\n  - url: http://127.0.0.1:2\n";
+    for (yaml, env, expected) in [
+        (
+            "backends:\n  - url: http://127.0.0.1:1\n",
+            vec![],
+            "backends: needs between 2 and 10 entries (got 1)",
+        ),
+        (
+            two,
+            vec![("GATEWAY__BACKENDS__1__WEIGHT", "101")],
+            "backends[1].weight: must be between 1 and 100 (got 101)",
+        ),
+        (
+            &format!("{two}server:\n  read_timeout: soon\n"),
+            vec![],
+            "server.read_timeout",
+        ),
+        (&format!("{two}surprise: 1\n"), vec![], "surprise"),
+        (
+            "backends:\n  - url: htp:/x\n  - url: http://127.0.0.1:2\n",
+            vec![],
+            "backends[0].url",
+        ),
+    ] {
+        let (ok, text) = check_config(yaml, &env);
+        assert!(!ok, "{yaml}");
+        assert!(text.contains(expected), "expected `{expected}` in: {text}");
+    }
+    let (ok, text) = check_config(two, &[("GATEWAY__SERVER__PORT", "8181")]);
+    assert!(ok, "{text}");
+    assert!(text.contains("public port 8181"), "{text}");
+}
+
+#[test]
+fn help_lists_the_commands() {
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for command in ["run", "dev", "dev-backend", "migrate", "check-config"] {
+        assert!(text.contains(command), "{command} missing from --help");
+    }
+}
