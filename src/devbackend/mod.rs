@@ -148,11 +148,8 @@ impl DevBackend {
             .local_root
             .as_ref()
             .ok_or(Failure(StatusCode::NOT_FOUND, "Invalid source URL"))?;
-        let relative = path.trim_start_matches('/');
-        if relative.split('/').any(|seg| seg == "..") {
-            return Err(Failure(StatusCode::NOT_FOUND, UNREACHABLE));
-        }
-        tokio::fs::read(root.join(relative))
+        let file = local_path(root, path).ok_or(Failure(StatusCode::NOT_FOUND, UNREACHABLE))?;
+        tokio::fs::read(file)
             .await
             .map_err(|_| Failure(StatusCode::NOT_FOUND, UNREACHABLE))
     }
