@@ -211,4 +211,9 @@ async fn fifty_mib_over_a_twenty_mib_limit_is_413_and_stores_nothing() {
         .unwrap();
     assert_eq!(r.status(), 422);
     assert_eq!(error_code(r).await, "invalid_image");
+    assert_eq!(
+        gw.stored_files(),
+        Vec::<std::path::PathBuf>::new(),
+        "a refused original is not kept"
+    );
 }

@@ -34,6 +34,9 @@ enum Next {
     Proxy,
 }
 
+/// How long an unread request body is drained after an early error answer.
+const LINGER: Duration = Duration::from_secs(5);
+
 /// Request headers never forwarded to a backend.
 const STRIPPED: [&str; 8] = [
     "x-api-key",
@@ -148,9 +151,10 @@ impl ProxyHttp for Gateway {
             Ok(Next::Answer(answer)) => answer,
             Err(err) => {
                 if !session.is_body_done() {
-                    // An unread body is drained for a few seconds (so the client reads this
-                    // answer instead of a reset), then the connection is closed.
-                    session.set_total_drain_timeout(Some(Duration::from_secs(5)));
+                    // Linger: drain the unread body for a few seconds so the client, still
+                    // sending, reads this answer instead of a connection reset.
+                    session.set_close_on_response_before_downstream_finish(false);
+                    session.set_total_drain_timeout(Some(LINGER));
                 }
                 Answer::error(&err, &ctx.request_id)
             }
@@ -261,6 +265,9 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         let backend_status = response.status.as_u16();
         if backend_status >= 400 {
+            if let Some(id) = ctx.job.image_id.take() {
+                stages::upload::discard(&self.state, &id).await;
+            }
             ctx.upstream.error = Some(backend_error::Capture::new(backend_status));
             response.set_status(backend_error::client_status(backend_status))?;
             response.remove_header(&http::header::CONTENT_LENGTH);
@@ -299,6 +306,9 @@ impl ProxyHttp for Gateway {
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        if let Some(id) = ctx.job.image_id.take() {
+            stages::upload::discard(&self.state, &id).await;
+        }
         let failure = ctx.failure.take().or_else(|| proxy_failure(e));
         let mut code = 0;
         if let Some(err) = failure {

@@ -176,6 +176,19 @@ async fn text_field(
         .map_err(|_| GatewayError::BadRequest(format!("field `{name}` is not UTF-8")))
 }
 
+/// Remove a stored original whose conversion failed: the client never learned its id (no
+/// `X-Image-Id` on an error), so keeping it would only leak storage.
+pub async fn discard(state: &AppState, id: &str) {
+    let file = state.images.delete(id).await;
+    let row = images::delete(&state.store, id).await;
+    if file.is_err() || row.is_err() {
+        log::warn!(
+            "{}",
+            serde_json::json!({"event": "discard_failed", "image_id": id})
+        );
+    }
+}
+
 pub async fn receive(
     state: &AppState,
     session: &mut Session,
