@@ -217,3 +217,49 @@ async fn fifty_mib_over_a_twenty_mib_limit_is_413_and_stores_nothing() {
         "a refused original is not kept"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn expect_continue_is_answered_before_the_body() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (gw, _a, _b) = signed_setup().await;
+    let boundary = "b0undary";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"v.png\"\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(&std::fs::read(fixture("video-150x103.png")).unwrap());
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", gw.port))
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /api/v1/upload HTTP/1.1\r\nHost: x\r\nX-API-Key: {KEY}\r\nExpect: 100-continue\r\n\
+Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut interim = [0u8; 25];
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_exact(&mut interim),
+    )
+    .await
+    .expect("no 100 Continue within 10 s")
+    .unwrap();
+    assert_eq!(
+        &interim, b"HTTP/1.1 100 Continue\r\n\r\n",
+        "the body was not asked for"
+    );
+    stream.write_all(&body).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        text.starts_with("HTTP/1.1 200"),
+        "{}",
+        &text[..text.len().min(200)]
+    );
+    assert!(text
+        .to_ascii_lowercase()
+        .contains("content-type: image/webp"));
+}
