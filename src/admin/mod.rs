@@ -2,12 +2,13 @@
 //! Health and readiness need no key; everything else needs the caller's key.
 
 use crate::error::{GatewayError, GatewayResult};
+use crate::proxy::route::check_method;
 use crate::proxy::stages::auth;
 use crate::respond::{to_http_response, Answer};
 use crate::state::AppState;
 use crate::{health, request_id};
 use async_trait::async_trait;
-use http::{Method, Response, StatusCode};
+use http::{Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use serde_json::json;
@@ -24,27 +25,17 @@ impl AdminApp {
 
     async fn route(&self, session: &ServerSession, request_id: &str) -> GatewayResult<Answer> {
         let req = session.req_header();
-        let get = |allowed: &Method| {
-            if allowed == Method::GET || allowed == Method::HEAD {
-                Ok(())
-            } else {
-                Err(GatewayError::MethodNotAllowed {
-                    method: allowed.to_string(),
-                    allow: "GET",
-                })
-            }
-        };
         match req.uri.path() {
             "/api/v1/health" => {
-                get(&req.method)?;
+                check_method(&req.method, "GET")?;
                 Ok(health::health(&self.state).await)
             }
             "/api/v1/ready" => {
-                get(&req.method)?;
+                check_method(&req.method, "GET")?;
                 Ok(health::ready(&self.state, request_id).await)
             }
             "/api/v1/backends" => {
-                get(&req.method)?;
+                check_method(&req.method, "GET")?;
                 auth::authenticate(&self.state.config.legacy, req)?;
                 Ok(Answer::json(
                     StatusCode::OK,

@@ -35,17 +35,22 @@ impl Route {
     }
 }
 
-fn allow(method: &Method, allowed: &'static str, route: Route) -> GatewayResult<Route> {
+/// `Ok` when `method` is one of `allowed` (HEAD counts as GET), else 405 with `Allow`.
+pub fn check_method(method: &Method, allowed: &'static str) -> GatewayResult<()> {
     let ok = allowed.split(", ").any(|m| m == method.as_str())
         || (method == Method::HEAD && allowed.contains("GET"));
     if ok {
-        Ok(route)
+        Ok(())
     } else {
         Err(GatewayError::MethodNotAllowed {
             method: method.to_string(),
             allow: allowed,
         })
     }
+}
+
+fn allow(method: &Method, allowed: &'static str, route: Route) -> GatewayResult<Route> {
+    check_method(method, allowed).map(|()| route)
 }
 
 /// Resolve `method path` (path without query) to a route.
