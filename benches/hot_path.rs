@@ -3,9 +3,14 @@
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use imgproxy_gateway::config::load_str;
+use imgproxy_gateway::identity::key;
+use imgproxy_gateway::identity::model::{Role, Status, Whitelist};
+use imgproxy_gateway::identity::Identity;
 use imgproxy_gateway::imgproxy::{processing_path, Format, ImageParams, Signer};
 use imgproxy_gateway::request_id;
+use imgproxy_gateway::state::{authenticator, unix_now};
 use imgproxy_gateway::upstream::{Pool, Tried};
+use std::net::IpAddr;
 
 fn bench(c: &mut Criterion) {
     let config = load_str(
@@ -45,5 +50,46 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench);
+/// A verified key on the hot path: parse, SHA-256, cache read, admission (expiry, status,
+/// whitelist) and the last-used mark, among 10 000 cached keys.
+fn bench_auth(c: &mut Criterion) {
+    let config = load_str(
+        "backends:\n  - url: http://127.0.0.1:48080\n  - url: http://127.0.0.1:48081\n",
+        Vec::new(),
+    )
+    .expect("config");
+    let auth = authenticator(&config);
+    let whitelist = Whitelist::parse(&["10.0.0.0/8".into(), "192.0.2.0/24".into()]).expect("cidrs");
+    let mut keys = Vec::new();
+    for i in 0..10_000 {
+        let user = format!("user_{i}");
+        let new = key::generate(&user);
+        let identity = Identity::new(
+            user,
+            new.lookup_id,
+            Role::User,
+            Status::Active,
+            whitelist.clone(),
+            None,
+            None,
+            None,
+        );
+        auth.prime(&new.key, identity);
+        keys.push(new.key);
+    }
+    let client: IpAddr = "192.0.2.10".parse().expect("ip");
+    let mut i = 0;
+    c.bench_function("auth cache hit (10k keys cached)", |b| {
+        b.iter(|| {
+            i = (i + 7919) % keys.len();
+            let identity = auth.cached(black_box(&keys[i])).expect("ok").expect("hit");
+            let now = unix_now();
+            identity.admit(client, now).expect("admitted");
+            identity.touch(now);
+            black_box(identity)
+        })
+    });
+}
+
+criterion_group!(benches, bench, bench_auth);
 criterion_main!(benches);

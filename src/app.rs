@@ -47,11 +47,49 @@ impl BackgroundService for StateService {
                 }
             }
         }
+        if let Err(e) = self.state.bus.connect_publisher() {
+            log::error!(
+                "{}",
+                serde_json::json!({"event": "redis_unavailable", "error": e})
+            );
+        }
         ready.notify_ready();
-        let _ = shutdown.changed().await;
-        if let Ok(db) = self.state.store.db() {
+        let state = &self.state;
+        let stop = shutdown.clone();
+        tokio::join!(
+            state.bus.subscribe(state.auth.clone(), stopped(stop)),
+            flush_last_used(state, shutdown),
+        );
+        flush_once(state).await;
+        if let Ok(db) = state.store.db() {
             let _ = db.clone().close().await;
         }
+    }
+}
+
+async fn stopped(mut shutdown: ShutdownWatch) {
+    let _ = shutdown.changed().await;
+}
+
+/// Write `last_used_at` of keys seen in use, one statement per interval, until shutdown.
+async fn flush_last_used(state: &AppState, mut shutdown: ShutdownWatch) {
+    let mut every = tokio::time::interval(state.config.auth.last_used_flush.get());
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => flush_once(state).await,
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+async fn flush_once(state: &AppState) {
+    let used = state.auth.take_used();
+    if let Err(e) = store::keys::touch(&state.store, used, chrono::Utc::now()).await {
+        log::warn!(
+            "{}",
+            serde_json::json!({"event": "last_used_flush_failed", "error": e.to_string()})
+        );
     }
 }
 

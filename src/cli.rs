@@ -1,4 +1,5 @@
-//! Command-line interface: `run` (default), `dev`, `dev-backend`, `migrate`, `check-config`.
+//! Command-line interface: `run` (default), `dev`, `dev-backend`, `migrate`, `check-config`,
+//! and the bootstrap commands `user` and `key`.
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -41,6 +42,57 @@ pub enum Command {
         /// The file to check.
         file: PathBuf,
     },
+    /// Manage users in the configured database.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage API keys in the configured database.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Create a user and print its first API key (shown only this once).
+    Create {
+        /// `[a-z0-9_-]{1,64}`.
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        email: String,
+        /// admin, viewer or user.
+        #[arg(long, default_value = "user")]
+        role: String,
+        /// Allowed client network (CIDR or address); repeat for several. None: anywhere.
+        #[arg(long = "ip")]
+        ip_whitelist: Vec<String>,
+    },
+    /// List every user.
+    List,
+    /// Suspend a user: its keys get 403 until it is active again.
+    Suspend { id: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// Issue another key for a user and print it (shown only this once).
+    Create {
+        user: String,
+        #[arg(long)]
+        label: Option<String>,
+    },
+    /// Issue a new key; the old one keeps working for the grace period.
+    Rotate {
+        user: String,
+        #[arg(long)]
+        grace_seconds: Option<u64>,
+        /// The key to rotate when the user has several.
+        #[arg(long)]
+        key_id: Option<String>,
+    },
+    /// Revoke a key at once.
+    Revoke { user: String, key_id: String },
 }
 
 #[derive(Args, Debug)]

@@ -2,13 +2,14 @@
 //! status and a stable machine-readable code; `respond` renders it.
 
 use http::StatusCode;
+use std::borrow::Cow;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GatewayError {
     /// A request parameter is missing or wrong; names the parameter.
     #[error("{field}: {message}")]
     InvalidParameter {
-        field: &'static str,
+        field: Cow<'static, str>,
         message: String,
     },
     #[error("{0}")]
@@ -19,6 +20,8 @@ pub enum GatewayError {
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
     #[error("{0}")]
     SourceNotFound(String),
     #[error("method {method} is not allowed here; use {allow}")]
@@ -33,6 +36,8 @@ pub enum GatewayError {
     NoHealthyBackend,
     #[error("{0}")]
     NotReady(String),
+    #[error("too many API keys are being verified; retry shortly")]
+    AuthBusy,
     #[error("the backend did not answer in time")]
     BackendTimeout,
     #[error("{0}")]
@@ -40,9 +45,9 @@ pub enum GatewayError {
 }
 
 impl GatewayError {
-    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+    pub fn invalid(field: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
         GatewayError::InvalidParameter {
-            field,
+            field: field.into(),
             message: message.into(),
         }
     }
@@ -54,11 +59,12 @@ impl GatewayError {
             Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Forbidden(_) => StatusCode::FORBIDDEN,
             NotFound(_) | SourceNotFound(_) => StatusCode::NOT_FOUND,
+            Conflict(_) => StatusCode::CONFLICT,
             MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             InvalidImage(_) => StatusCode::UNPROCESSABLE_ENTITY,
             BackendFailed(_) => StatusCode::BAD_GATEWAY,
-            NoHealthyBackend | NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
+            NoHealthyBackend | NotReady(_) | AuthBusy => StatusCode::SERVICE_UNAVAILABLE,
             BackendTimeout => StatusCode::GATEWAY_TIMEOUT,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -73,6 +79,7 @@ impl GatewayError {
             Unauthorized(_) => "unauthorized",
             Forbidden(_) => "forbidden",
             NotFound(_) => "not_found",
+            Conflict(_) => "conflict",
             SourceNotFound(_) => "source_not_found",
             MethodNotAllowed { .. } => "method_not_allowed",
             PayloadTooLarge { .. } => "payload_too_large",
@@ -80,8 +87,17 @@ impl GatewayError {
             BackendFailed(_) => "bad_gateway",
             NoHealthyBackend => "no_healthy_backend",
             NotReady(_) => "not_ready",
+            AuthBusy => "auth_busy",
             BackendTimeout => "gateway_timeout",
             Internal(_) => "internal_error",
+        }
+    }
+
+    /// The request field an error is about, if any.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            GatewayError::InvalidParameter { field, .. } => Some(field),
+            _ => None,
         }
     }
 
@@ -90,6 +106,7 @@ impl GatewayError {
         match self {
             GatewayError::MethodNotAllowed { allow, .. } => vec![("Allow", allow.to_string())],
             GatewayError::NoHealthyBackend => vec![("Retry-After", "5".into())],
+            GatewayError::AuthBusy => vec![("Retry-After", "1".into())],
             _ => Vec::new(),
         }
     }

@@ -3,13 +3,17 @@
 pub mod admin;
 pub mod app;
 pub mod cli;
+pub mod client_ip;
 pub mod config;
 pub mod dev;
 pub mod devbackend;
 pub mod error;
 pub mod health;
+pub mod identity;
 pub mod imgproxy;
 pub mod logging;
+pub mod manage_cli;
+pub mod oneshot;
 pub mod proxy;
 pub mod request_id;
 pub mod respond;

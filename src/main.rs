@@ -3,7 +3,9 @@
 use clap::Parser;
 use imgproxy_gateway::cli::{Cli, Command};
 use imgproxy_gateway::config::{load_file, Config};
-use imgproxy_gateway::{app, dev, logging, store};
+use imgproxy_gateway::identity::bootstrap;
+use imgproxy_gateway::manage_cli::{self, Managed};
+use imgproxy_gateway::{app, dev, logging, oneshot, state, store};
 use std::process::ExitCode;
 
 #[global_allocator]
@@ -14,19 +16,16 @@ fn fail(message: impl std::fmt::Display) -> ExitCode {
     ExitCode::FAILURE
 }
 
-/// Apply pending migrations on a short-lived runtime, before any service starts.
+/// Apply pending migrations and turn the legacy key into a user, on a short-lived runtime,
+/// before any service starts.
 fn migrate(config: &Config) -> Result<(), String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    runtime.block_on(async {
-        let db = store::migrate(&config.database)
-            .await
-            .map_err(|e| format!("database ({}): {e}", config.database.dsn))?;
-        let _ = db.close().await;
-        Ok(())
-    })
+    oneshot::block_on(async {
+        let store = store::open_migrated(&config.database).await?;
+        let auth = state::authenticator(config);
+        let legacy = bootstrap::legacy_user(&store, auth.hasher(), &config.legacy).await;
+        store.close().await;
+        legacy.map_err(|e| format!("legacy key: {e}"))
+    })?
 }
 
 fn serve(config: Config, upgrade: bool, dev_mode: bool) -> ExitCode {
@@ -49,6 +48,18 @@ fn serve(config: Config, upgrade: bool, dev_mode: bool) -> ExitCode {
         println!("{}", dev::banner(&built.state.config));
     }
     server.run_forever()
+}
+
+fn manage(config: &std::path::Path, command: Managed) -> ExitCode {
+    let config = match load_file(config) {
+        Ok(config) => config,
+        Err(e) => return fail(format!("{}: {e}", config.display())),
+    };
+    logging::init("warn", &config.observability.log_format);
+    match manage_cli::run(&config, command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    }
 }
 
 fn main() -> ExitCode {
@@ -79,6 +90,8 @@ fn main() -> ExitCode {
             },
             Err(e) => fail(format!("{}: {e}", cli.run.config.display())),
         },
+        Some(Command::User(command)) => manage(&cli.run.config, Managed::User(command)),
+        Some(Command::Key(command)) => manage(&cli.run.config, Managed::Key(command)),
         Some(Command::CheckConfig { file }) => match load_file(&file) {
             Ok(config) => {
                 println!(

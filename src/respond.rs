@@ -20,6 +20,8 @@ struct ErrorBody<'a> {
 struct ErrorFields<'a> {
     code: &'a str,
     message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
     request_id: &'a str,
 }
 
@@ -29,6 +31,7 @@ pub fn error_json(err: &GatewayError, request_id: &str) -> Vec<u8> {
         error: ErrorFields {
             code: err.code(),
             message: err.to_string(),
+            field: err.field(),
             request_id,
         },
     })
@@ -132,6 +135,7 @@ mod tests {
             serde_json::json!({"error": {
                 "code": "invalid_parameter",
                 "message": "width: must be a whole number",
+                "field": "width",
                 "request_id": "req-1"
             }})
         );

@@ -1,11 +1,17 @@
 //! Everything the services share, built once from the configuration.
 
+use crate::client_ip::TrustedProxies;
 use crate::config::{Config, SourceMode};
+use crate::identity::bus::Bus;
+use crate::identity::cache::Limits;
+use crate::identity::hasher::Hasher;
+use crate::identity::Authenticator;
 use crate::imgproxy::{Format, Signer};
 use crate::storage::{ImageStore, SourceSigner};
 use crate::store::Store;
 use crate::upstream::Pool;
 use rand::RngCore;
+use std::sync::Arc;
 use std::time::Instant;
 
 pub struct AppState {
@@ -16,7 +22,24 @@ pub struct AppState {
     pub signer: Signer,
     pub source_signer: SourceSigner,
     pub default_format: Format,
+    pub auth: Arc<Authenticator>,
+    pub bus: Bus,
+    pub trusted_proxies: TrustedProxies,
     pub started: Instant,
+}
+
+/// The key verifier as configured (also used by the CLI).
+pub fn authenticator(config: &Config) -> Authenticator {
+    let a = &config.auth;
+    Authenticator::new(
+        &Limits {
+            capacity: a.cache_capacity,
+            ttl: a.cache_ttl.get(),
+            negative_ttl: a.negative_ttl.get(),
+        },
+        Hasher::new(a.bcrypt_cost, a.hash_slots(), a.hash_wait.get()),
+        config.legacy.enabled.then(|| config.legacy.api_key.clone()),
+    )
 }
 
 impl AppState {
@@ -49,6 +72,9 @@ impl AppState {
             signer,
             source_signer: SourceSigner::new(&secret),
             default_format,
+            auth: Arc::new(authenticator(&config)),
+            bus: Bus::new(config.redis.url.clone(), config.redis.timeout()),
+            trusted_proxies: TrustedProxies::new(&config.server.trusted_proxies),
             started: Instant::now(),
             config,
         })

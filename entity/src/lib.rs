@@ -1,3 +1,6 @@
 //! sea-orm entities of the gateway's database.
 
+pub mod api_keys;
+pub mod audit_log;
 pub mod images;
+pub mod users;

@@ -1,16 +1,21 @@
 //! The admin listener (default 127.0.0.1:9090): a second Pingora service in the same server.
-//! Health and readiness need no key; everything else needs the caller's key.
+//! Health and readiness need no key; every other route needs the key of a user whose role
+//! allows it (DESIGN §4, §8).
+
+mod handlers;
+pub mod routes;
 
 use crate::error::{GatewayError, GatewayResult};
-use crate::proxy::route::check_method;
+use crate::identity::rbac;
 use crate::proxy::stages::auth;
 use crate::respond::{to_http_response, Answer};
 use crate::state::AppState;
 use crate::{health, request_id};
 use async_trait::async_trait;
-use http::{Response, StatusCode};
+use http::Response;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
+use routes::AdminRoute;
 use serde_json::json;
 use std::sync::Arc;
 
@@ -23,27 +28,30 @@ impl AdminApp {
         AdminApp { state }
     }
 
-    async fn route(&self, session: &ServerSession, request_id: &str) -> GatewayResult<Answer> {
+    /// Route → authenticate → authorize → handle.
+    async fn handle(
+        &self,
+        session: &mut ServerSession,
+        request_id: &str,
+        caller_id: &mut Option<String>,
+    ) -> GatewayResult<Answer> {
         let req = session.req_header();
-        match req.uri.path() {
-            "/api/v1/health" => {
-                check_method(&req.method, "GET")?;
-                Ok(health::health(&self.state).await)
-            }
-            "/api/v1/ready" => {
-                check_method(&req.method, "GET")?;
-                Ok(health::ready(&self.state, request_id).await)
-            }
-            "/api/v1/backends" => {
-                check_method(&req.method, "GET")?;
-                auth::authenticate(&self.state.config.legacy, req)?;
-                Ok(Answer::json(
-                    StatusCode::OK,
-                    &json!({"backends": self.state.pool.statuses()}),
-                ))
-            }
-            _ => Err(GatewayError::NotFound("no such admin route".into())),
+        let route = routes::resolve(&req.method, req.uri.path())?;
+        let Some(action) = route.action() else {
+            return Ok(match route {
+                AdminRoute::Ready => health::ready(&self.state, request_id).await,
+                _ => health::health(&self.state).await,
+            });
+        };
+        let caller = auth::authenticate(&self.state, session).await?;
+        *caller_id = Some(caller.user_id.clone());
+        if !rbac::allows(caller.role, &caller.user_id, action, route.target()) {
+            return Err(GatewayError::Forbidden(format!(
+                "the role `{}` does not allow this",
+                caller.role.as_str()
+            )));
         }
+        handlers::run(&self.state, session, route, &caller, request_id).await
     }
 }
 
@@ -57,8 +65,9 @@ impl ServeHttp for AdminApp {
                 .get(request_id::HEADER)
                 .map(|v| v.as_bytes()),
         );
+        let mut caller = None;
         let answer = self
-            .route(session, &id)
+            .handle(session, &id, &mut caller)
             .await
             .unwrap_or_else(|err| Answer::error(&err, &id));
         let status = answer.status.as_u16();
@@ -66,7 +75,7 @@ impl ServeHttp for AdminApp {
             "{}",
             json!({"event": "admin_request", "request_id": id,
                 "method": session.req_header().method.as_str(),
-                "path": session.req_header().uri.path(), "status": status})
+                "path": session.req_header().uri.path(), "status": status, "user_id": caller})
         );
         to_http_response(answer, &id)
     }

@@ -21,6 +21,7 @@ pub struct Config {
     pub observability: ObservabilityConfig,
     pub tls: TlsConfig,
     pub legacy: LegacyConfig,
+    pub auth: AuthConfig,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -111,11 +112,28 @@ impl Default for DatabaseConfig {
     }
 }
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedisConfig {
     /// `redis://127.0.0.1:6379`; unset means embedded mode (in-process counters).
     pub url: Option<String>,
+    /// Upper bound on every Redis call, in milliseconds.
+    pub timeout_ms: u64,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            url: None,
+            timeout_ms: 50,
+        }
+    }
+}
+
+impl RedisConfig {
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.timeout_ms)
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -337,5 +355,51 @@ impl Default for LegacyConfig {
             enabled: true,
             api_key: "a8e77f84e2729dc6728889d4be31b123".into(),
         }
+    }
+}
+
+/// API key storage and verification.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// bcrypt cost of stored keys (each +1 doubles the time of a verification).
+    pub bcrypt_cost: u32,
+    /// How long a verified key is trusted without looking at the database again.
+    pub cache_ttl: Span,
+    /// Verified (and, separately, rejected) keys remembered at most.
+    pub cache_capacity: u64,
+    /// How long an unknown or wrong key is remembered as such.
+    pub negative_ttl: Span,
+    /// bcrypt verifications running at once; 0 means half the cores (at least one).
+    pub hash_concurrency: usize,
+    /// How long a request waits for a bcrypt slot before it gets 503.
+    pub hash_wait: Span,
+    /// How often `last_used_at` of keys in use is written (one statement per flush).
+    pub last_used_flush: Span,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            bcrypt_cost: 10,
+            cache_ttl: Span::secs(60),
+            cache_capacity: 100_000,
+            negative_ttl: Span::secs(30),
+            hash_concurrency: 0,
+            hash_wait: Span::secs(5),
+            last_used_flush: Span::secs(10),
+        }
+    }
+}
+
+impl AuthConfig {
+    pub fn hash_slots(&self) -> usize {
+        if self.hash_concurrency > 0 {
+            return self.hash_concurrency;
+        }
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        (cores / 2).max(1)
     }
 }

@@ -70,7 +70,26 @@ pub fn validate(c: &Config) -> Check {
     validate_imgproxy(c)?;
     validate_storage(c)?;
     validate_observability(c)?;
+    validate_auth(c)?;
     validate_tls(c)
+}
+
+fn validate_auth(c: &Config) -> Check {
+    let a = &c.auth;
+    in_range("auth.bcrypt_cost", a.bcrypt_cost, 4, 31)?;
+    in_range("auth.cache_capacity", a.cache_capacity, 1, 100_000_000)?;
+    in_range("auth.hash_concurrency", a.hash_concurrency, 0, 1024)?;
+    for (key, span) in [
+        ("auth.cache_ttl", a.cache_ttl),
+        ("auth.negative_ttl", a.negative_ttl),
+        ("auth.hash_wait", a.hash_wait),
+        ("auth.last_used_flush", a.last_used_flush),
+    ] {
+        if span.get().is_zero() {
+            return fail(key, "must be greater than zero");
+        }
+    }
+    in_range("redis.timeout_ms", c.redis.timeout_ms, 1, 60_000)
 }
 
 fn validate_server(c: &Config) -> Check {

@@ -135,7 +135,7 @@ mod tests {
             assert!(
                 matches!(
                     check(bad),
-                    Err(GatewayError::InvalidParameter { field: "url", .. })
+                    Err(GatewayError::InvalidParameter { ref field, .. }) if field == "url"
                 ),
                 "{bad}"
             );

@@ -25,6 +25,8 @@ pub struct UpstreamLeg {
     pub current: Option<Arc<BackendState>>,
     /// The backend's response header has arrived (no retry after this).
     pub responded: bool,
+    /// Pooled keep-alive connections that turned out closed by the backend.
+    pub stale: u8,
     pub status: Option<u16>,
     /// A backend error answer being rewritten into a JSON error.
     pub error: Option<super::backend_error::Capture>,
@@ -34,7 +36,7 @@ pub struct Ctx {
     pub request_id: String,
     pub route: Route,
     pub started: Instant,
-    pub caller: Option<String>,
+    pub caller: Option<Arc<crate::identity::Identity>>,
     pub job: Job,
     pub upstream: UpstreamLeg,
     /// Why the request failed, when the gateway decided it (rendered by `fail_to_proxy`).

@@ -37,6 +37,9 @@ enum Next {
 /// How long an unread request body is drained after an early error answer.
 const LINGER: Duration = Duration::from_secs(5);
 
+/// Stale pooled connections retried on the same backend before it counts as tried.
+const MAX_STALE_RETRIES: u8 = 2;
+
 /// Request headers never forwarded to a backend.
 const STRIPPED: [&str; 8] = [
     "x-api-key",
@@ -68,14 +71,13 @@ impl Gateway {
                 .await
                 .map(Next::Answer),
             Route::Upload | Route::Convert => {
-                let caller =
-                    stages::auth::authenticate(&self.state.config.legacy, session.req_header())?;
+                let caller = stages::auth::authenticate(&self.state, session).await?;
+                ctx.caller = Some(caller.clone());
                 ctx.job = if ctx.route == Route::Upload {
-                    stages::upload::receive(&self.state, session, &caller, &query).await?
+                    stages::upload::receive(&self.state, session, &caller.user_id, &query).await?
                 } else {
-                    stages::convert::prepare(&self.state, &caller, &query).await?
+                    stages::convert::prepare(&self.state, &caller.user_id, &query).await?
                 };
-                ctx.caller = Some(caller);
                 Ok(Next::Proxy)
             }
             Route::Unknown => Err(GatewayError::NotFound("no such route".into())),
@@ -232,16 +234,26 @@ impl ProxyHttp for Gateway {
         let mut e = e.more_context(format!("backend {peer}"));
         // Backend requests are GETs without a body, so repeating one is safe as long as the
         // client has not seen a byte of the answer. A slow backend is not retried (504).
-        let retry = !ctx.upstream.responded
-            && !is_timeout(&e)
-            && ctx.upstream.tried.count() < self.backend_count();
-        if retry && !client_reused {
+        let before_answer = !ctx.upstream.responded && !is_timeout(&e);
+        let retry = if before_answer && client_reused && ctx.upstream.stale < MAX_STALE_RETRIES {
+            // A pooled keep-alive connection the backend had already closed says nothing about
+            // the backend: give it another try on a new connection.
+            ctx.upstream.stale += 1;
             if let Some(backend) = &ctx.upstream.current {
-                self.state
-                    .pool
-                    .mark_failed(backend.index, e.etype().as_str());
+                ctx.upstream.tried.remove(backend.index);
             }
-        }
+            true
+        } else {
+            let retry = before_answer && ctx.upstream.tried.count() < self.backend_count();
+            if retry {
+                if let Some(backend) = &ctx.upstream.current {
+                    self.state
+                        .pool
+                        .mark_failed(backend.index, e.etype().as_str());
+                }
+            }
+            retry
+        };
         e.set_retry(retry);
         e
     }
@@ -341,7 +353,8 @@ impl ProxyHttp for Gateway {
             "endpoint": ctx.route.template(),
             "status": status,
             "duration_ms": ctx.started.elapsed().as_secs_f64() * 1000.0,
-            "user_id": ctx.caller,
+            "user_id": ctx.caller.as_ref().map(|c| c.user_id.as_str()),
+            "key_id": ctx.caller.as_ref().map(|c| c.key_id.as_str()),
             "backend_url": ctx.upstream.current.as_ref().map(|b| b.url.as_str()),
             "backend_status": ctx.upstream.status,
             "attempts": ctx.upstream.tried.count(),

@@ -2,12 +2,19 @@
 //! share. The pool is created by the state background service, on a runtime that lives as long
 //! as the process, and every call is bounded by `database.timeout`.
 
+pub mod audit;
 pub mod images;
+pub mod keys;
+pub mod users;
 
 use crate::config::{DatabaseConfig, DatabaseDriver};
 use crate::error::{GatewayError, GatewayResult};
 use migration::{Migrator, MigratorTrait};
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr};
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{
+    ActiveModelTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr,
+    EntityTrait,
+};
 use std::future::Future;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -44,6 +51,13 @@ impl Store {
         let _ = self.db.set(db);
     }
 
+    /// Close the pool (end of a command; the server's pool closes at shutdown).
+    pub async fn close(&self) {
+        if let Some(db) = self.db.get() {
+            let _ = db.clone().close().await;
+        }
+    }
+
     /// Run `op` against the database within `database.timeout`.
     pub async fn call<'a, T, F, Fut>(&'a self, op: F) -> GatewayResult<T>
     where
@@ -74,6 +88,37 @@ impl Store {
     }
 }
 
+/// Insert `row` unless its primary key `key` is taken, without an error either way (instances
+/// racing to create the same row converge); whether this call inserted it.
+pub async fn insert_if_absent<A>(
+    store: &Store,
+    row: A,
+    key: <A::Entity as EntityTrait>::Column,
+) -> GatewayResult<bool>
+where
+    A: ActiveModelTrait + Send + 'static,
+{
+    store
+        .call(|db| async move {
+            let inserted = <A::Entity as EntityTrait>::insert(row)
+                .on_conflict(OnConflict::column(key).do_nothing().to_owned())
+                .exec_without_returning(db)
+                .await?;
+            Ok(inserted == 1)
+        })
+        .await
+}
+
+/// Migrate, then a store over the migration's connection (for commands and bootstrap).
+pub async fn open_migrated(config: &DatabaseConfig) -> Result<Store, String> {
+    let db = migrate(config)
+        .await
+        .map_err(|e| format!("database ({}): {e}", config.dsn))?;
+    let store = Store::new(config.clone());
+    store.install(db);
+    Ok(store)
+}
+
 /// Open a pool as configured; for SQLite the file's directory is created first.
 pub async fn connect(config: &DatabaseConfig) -> Result<DatabaseConnection, DbErr> {
     if config.driver == DatabaseDriver::Sqlite {
@@ -92,11 +137,29 @@ pub async fn connect(config: &DatabaseConfig) -> Result<DatabaseConnection, DbEr
     Database::connect(options).await
 }
 
-/// Connect and apply every pending migration, within `database.timeout` per step.
+/// Session-level PostgreSQL advisory lock that serializes migrations of instances starting
+/// together (concurrent `CREATE TABLE IF NOT EXISTS` collide in PostgreSQL's catalog).
+const MIGRATION_LOCK: i64 = 0x696d_6770_7277_6179;
+
+/// Connect over a single connection and apply every pending migration; on PostgreSQL one
+/// instance at a time. The connection is returned for bootstrap work.
 pub async fn migrate(config: &DatabaseConfig) -> Result<DatabaseConnection, DbErr> {
-    let db = connect(config).await?;
-    Migrator::up(&db, None).await?;
-    Ok(db)
+    let single = DatabaseConfig {
+        max_connections: 1,
+        ..config.clone()
+    };
+    let db = connect(&single).await?;
+    let postgres = config.driver == DatabaseDriver::Postgres;
+    if postgres {
+        db.execute_unprepared(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))
+            .await?;
+    }
+    let applied = Migrator::up(&db, None).await;
+    if postgres {
+        db.execute_unprepared(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"))
+            .await?;
+    }
+    applied.map(|()| db)
 }
 
 fn sqlite_dir(dsn: &str) -> Option<std::path::PathBuf> {

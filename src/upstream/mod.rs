@@ -32,6 +32,9 @@ impl Tried {
     pub fn add(&mut self, index: usize) {
         self.0 |= 1 << index;
     }
+    pub fn remove(&mut self, index: usize) {
+        self.0 &= !(1 << index);
+    }
     pub fn contains(self, index: usize) -> bool {
         self.0 & (1 << index) != 0
     }

@@ -2,7 +2,10 @@
 //! on ephemeral loopback ports; everything stops when dropped.
 #![allow(dead_code)]
 
+pub mod db;
 pub mod stub;
+
+pub use db::TestDb;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -124,6 +127,9 @@ pub struct Gateway {
 pub struct GatewayBuilder {
     backends: Vec<(String, u32)>,
     yaml: String,
+    database: Option<(&'static str, String)>,
+    auth: String,
+    server: String,
 }
 
 impl GatewayBuilder {
@@ -132,8 +138,28 @@ impl GatewayBuilder {
         self
     }
 
+    /// Use this database (`driver`, `dsn`) instead of a fresh SQLite file in the gateway's
+    /// directory.
+    pub fn database(mut self, db: &TestDb) -> Self {
+        self.database = Some((db.driver, db.dsn.clone()));
+        self
+    }
+
+    /// Extra lines of the `server:` section, e.g. `  trusted_proxies: [127.0.0.1]`.
+    pub fn server(mut self, lines: &str) -> Self {
+        self.server.push_str(lines);
+        self.server.push('\n');
+        self
+    }
+
+    /// Lines of the `auth:` section (default: bcrypt cost 4, so tests do not wait on bcrypt).
+    pub fn auth(mut self, lines: &str) -> Self {
+        self.auth = lines.to_string();
+        self
+    }
+
     /// Extra top-level YAML sections (must not repeat `server`, `admin`, `backends`,
-    /// `database` or `storage`, which the builder writes).
+    /// `database`, `storage` or `auth`, which the builder writes).
     pub fn yaml(mut self, text: &str) -> Self {
         self.yaml.push_str(text);
         self.yaml.push('\n');
@@ -150,24 +176,20 @@ impl GatewayBuilder {
             .iter()
             .map(|(url, w)| format!("  - url: {url}\n    weight: {w}\n"))
             .collect();
+        let (driver, dsn) = self
+            .database
+            .unwrap_or(("sqlite", format!("sqlite://{d}/gateway.db?mode=rwc")));
         let config = format!(
-            "server:\n  host: 127.0.0.1\n  port: {port}\n  threads: 2\n  pid_file: {d}/gw.pid\n  upgrade_sock: {d}/upgrade.sock\n\
+            "server:\n  host: 127.0.0.1\n  port: {port}\n  threads: 2\n  pid_file: {d}/gw.pid\n  upgrade_sock: {d}/upgrade.sock\n{}\
 admin:\n  listen: 127.0.0.1:{admin_port}\n\
-database:\n  dsn: sqlite://{d}/gateway.db?mode=rwc\n\
+database:\n  driver: {driver}\n  dsn: {dsn}\n\
 storage:\n  dir: {d}/images\n  source_base_url: http://127.0.0.1:{port}\n\
+auth:\n{}\n\
 backends:\n{backends}{}",
-            self.yaml
+            self.server, self.auth, self.yaml
         );
         std::fs::write(dir.path().join("gateway.yaml"), config).unwrap();
-        let log = std::fs::File::create(dir.path().join("gateway.log")).unwrap();
-        let proc = Proc::spawn(
-            Command::new(BIN)
-                .args(["run", "--config"])
-                .arg(dir.path().join("gateway.yaml"))
-                .current_dir(dir.path())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log),
-        );
+        let proc = Gateway::spawn(dir.path());
         let gateway = Gateway {
             port,
             admin_port,
@@ -184,7 +206,37 @@ impl Gateway {
         GatewayBuilder {
             backends: Vec::new(),
             yaml: String::new(),
+            database: None,
+            auth: "  bcrypt_cost: 4".into(),
+            server: String::new(),
         }
+    }
+
+    fn spawn(dir: &Path) -> Proc {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("gateway.log"))
+            .unwrap();
+        Proc::spawn(
+            Command::new(BIN)
+                .args(["run", "--config"])
+                .arg(dir.join("gateway.yaml"))
+                .current_dir(dir)
+                .stdout(log.try_clone().unwrap())
+                .stderr(log),
+        )
+    }
+
+    /// Stop (SIGKILL) and start again with the same configuration and ports.
+    pub async fn restart(&mut self) {
+        self.proc.kill();
+        self.proc = Gateway::spawn(self.dir.path());
+        self.wait_healthy().await;
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("gateway.yaml")
     }
 
     async fn wait_healthy(&self) {

@@ -1,64 +1,44 @@
-//! Who is calling. Until users exist the gateway accepts exactly the legacy key, like the
-//! single-user program it replaces.
+//! Who is calling: the `X-API-Key` verified through the identity cache, then admitted for its
+//! key expiry, user status and IP whitelist. Shared by the public and the admin listener.
 
-use crate::config::LegacyConfig;
-use crate::error::{GatewayError, GatewayResult};
-use pingora::http::RequestHeader;
+use crate::error::GatewayResult;
+use crate::identity::Identity;
+use crate::state::AppState;
+use pingora::protocols::http::ServerSession;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 
 pub const API_KEY_HEADER: &str = "X-API-Key";
-pub const LEGACY_USER: &str = "legacy";
 
-/// Compare in time independent of where the first difference is.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// The client's address as the whitelist sees it.
+pub fn client_ip(state: &AppState, session: &ServerSession) -> IpAddr {
+    let peer = session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let forwarded = session
+        .req_header()
+        .headers
+        .get_all(crate::client_ip::FORWARDED_FOR)
+        .into_iter()
+        .map(|v| v.as_bytes());
+    state.trusted_proxies.client_ip(peer, forwarded)
 }
 
-/// The caller's user id, or 401.
-pub fn authenticate(legacy: &LegacyConfig, req: &RequestHeader) -> GatewayResult<String> {
-    let key = req
+/// The caller, or 401 (no, malformed, unknown, revoked or expired key) or 403 (suspended or
+/// deleted user, client IP outside the whitelist).
+pub async fn authenticate(
+    state: &AppState,
+    session: &ServerSession,
+) -> GatewayResult<Arc<Identity>> {
+    let key = session
+        .req_header()
         .headers
         .get(API_KEY_HEADER)
-        .ok_or(GatewayError::Unauthorized("missing X-API-Key header"))?;
-    if legacy.enabled && constant_time_eq(key.as_bytes(), legacy.api_key.as_bytes()) {
-        return Ok(LEGACY_USER.to_string());
-    }
-    Err(GatewayError::Unauthorized("invalid API key"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn request(key: Option<&str>) -> RequestHeader {
-        let mut req = RequestHeader::build("GET", b"/api/v1/convert", None).unwrap();
-        if let Some(k) = key {
-            req.insert_header(API_KEY_HEADER, k).unwrap();
-        }
-        req
-    }
-
-    #[test]
-    fn accepts_only_the_legacy_key() {
-        let legacy = LegacyConfig::default();
-        assert_eq!(
-            authenticate(&legacy, &request(Some(&legacy.api_key))).unwrap(),
-            LEGACY_USER
-        );
-        for bad in [
-            None,
-            Some(""),
-            Some("a8e77f84e2729dc6728889d4be31b12"),
-            Some("nope"),
-        ] {
-            assert_eq!(
-                authenticate(&legacy, &request(bad)).unwrap_err().status(),
-                401
-            );
-        }
-        let disabled = LegacyConfig {
-            enabled: false,
-            ..LegacyConfig::default()
-        };
-        assert!(authenticate(&disabled, &request(Some(&legacy.api_key))).is_err());
-    }
+        .map(|v| v.as_bytes());
+    state
+        .auth
+        .authenticate(&state.store, key, client_ip(state, session))
+        .await
 }

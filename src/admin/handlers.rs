@@ -1,0 +1,132 @@
+//! The management operations behind each admin route, in DESIGN §8's JSON shapes.
+
+use super::routes::AdminRoute;
+use crate::error::{GatewayError, GatewayResult};
+use crate::identity::input;
+use crate::identity::manage::Manager;
+use crate::identity::record::format_time;
+use crate::identity::Identity;
+use crate::respond::Answer;
+use crate::state::AppState;
+use crate::store::audit;
+use http::StatusCode;
+use pingora::protocols::http::ServerSession;
+use serde_json::json;
+
+/// Largest management request body.
+const MAX_BODY: usize = 64 * 1024;
+
+async fn read_body(session: &mut ServerSession) -> GatewayResult<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let chunk = session
+            .read_request_body()
+            .await
+            .map_err(|_| GatewayError::BadRequest("could not read the request body".into()))?;
+        let Some(chunk) = chunk else {
+            return Ok(body);
+        };
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(GatewayError::invalid(
+                "body",
+                format!("must be at most {} KiB", MAX_BODY / 1024),
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+}
+
+pub async fn run(
+    state: &AppState,
+    session: &mut ServerSession,
+    route: AdminRoute,
+    caller: &Identity,
+    request_id: &str,
+) -> GatewayResult<Answer> {
+    let body = match route {
+        AdminRoute::CreateUser
+        | AdminRoute::UpdateUser(_)
+        | AdminRoute::CreateKey(_)
+        | AdminRoute::RotateKey(_) => read_body(session).await?,
+        _ => Vec::new(),
+    };
+    let manager = Manager {
+        store: &state.store,
+        auth: &state.auth,
+        bus: &state.bus,
+        actor: &caller.user_id,
+        request_id: Some(request_id),
+    };
+    let ok = |value: serde_json::Value| Ok(Answer::json(StatusCode::OK, &value));
+    let created = |value: serde_json::Value| Ok(Answer::json(StatusCode::CREATED, &value));
+    match route {
+        AdminRoute::Health | AdminRoute::Ready => Err(GatewayError::Internal(
+            "open routes are answered earlier".into(),
+        )),
+        AdminRoute::Backends => ok(json!({"backends": state.pool.statuses()})),
+        AdminRoute::Audit => {
+            let (limit, before) = audit_page(session.req_header().uri.query().unwrap_or(""))?;
+            let entries = audit::list(&state.store, limit, before).await?;
+            let entries: Vec<_> = entries
+                .into_iter()
+                .map(|e| {
+                    json!({"id": e.id, "at": format_time(&e.at), "actor": e.actor,
+                        "action": e.action, "target": e.target, "request_id": e.request_id,
+                        "detail": serde_json::from_str::<serde_json::Value>(&e.detail)
+                            .unwrap_or(serde_json::Value::Null)})
+                })
+                .collect();
+            ok(json!({"entries": entries}))
+        }
+        AdminRoute::Users => ok(json!({"users": manager.list_users().await?})),
+        AdminRoute::CreateUser => {
+            let (user, key) = manager.create_user(input::parse(&body)?).await?;
+            created(json!({"user": user, "api_key": key}))
+        }
+        AdminRoute::User(id) => ok(json!(manager.get_user(&id).await?)),
+        AdminRoute::UpdateUser(id) => {
+            ok(json!(manager.update_user(&id, input::parse(&body)?).await?))
+        }
+        AdminRoute::DeleteUser(id) => ok(json!(manager.delete_user(&id).await?)),
+        AdminRoute::Keys(id) => ok(json!({"keys": manager.list_keys(&id).await?})),
+        AdminRoute::CreateKey(id) => {
+            created(json!(manager.create_key(&id, input::parse(&body)?).await?))
+        }
+        AdminRoute::RotateKey(id) => {
+            let rotated = manager.rotate_key(&id, input::parse(&body)?).await?;
+            created(json!({"new": rotated.new,
+                "old": {"id": rotated.old_id, "expires_at": format_time(&rotated.old_expires_at)}}))
+        }
+        AdminRoute::RevokeKey(id, key) => ok(json!(manager.revoke_key(&id, &key).await?)),
+    }
+}
+
+/// `?limit=1..1000` (default 100) and `?before=<entry id>` for paging back.
+fn audit_page(query: &str) -> GatewayResult<(u64, Option<i64>)> {
+    let (mut limit, mut before) = (100, None);
+    for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        match name.as_ref() {
+            "limit" => {
+                limit = value
+                    .parse()
+                    .ok()
+                    .filter(|l| (1..=1000).contains(l))
+                    .ok_or_else(|| GatewayError::invalid("limit", "must be between 1 and 1000"))?
+            }
+            "before" => {
+                before = Some(
+                    value
+                        .parse()
+                        .map_err(|_| GatewayError::invalid("before", "must be an entry id"))?,
+                )
+            }
+            other => {
+                return Err(GatewayError::invalid(
+                    other.to_string(),
+                    "unknown parameter",
+                ))
+            }
+        }
+    }
+    Ok((limit, before))
+}

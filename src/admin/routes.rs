@@ -1,0 +1,134 @@
+//! The admin listener's routes: path and method to an operation, the role action it needs and
+//! the user it concerns. Unknown paths are 404, known paths with another method 405.
+
+use crate::error::{GatewayError, GatewayResult};
+use crate::identity::rbac::Action;
+use crate::proxy::route::check_method;
+use http::Method;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AdminRoute {
+    Health,
+    Ready,
+    Backends,
+    Audit,
+    Users,
+    CreateUser,
+    User(String),
+    UpdateUser(String),
+    DeleteUser(String),
+    Keys(String),
+    CreateKey(String),
+    RotateKey(String),
+    RevokeKey(String, String),
+}
+
+impl AdminRoute {
+    /// What the caller's role must allow; `None` for open routes.
+    pub fn action(&self) -> Option<Action> {
+        use AdminRoute::*;
+        Some(match self {
+            Health | Ready => return None,
+            Backends => Action::ReadBackends,
+            Audit => Action::ReadAudit,
+            Users => Action::ListUsers,
+            CreateUser => Action::CreateUser,
+            User(_) => Action::ReadUser,
+            UpdateUser(_) => Action::UpdateUser,
+            DeleteUser(_) => Action::DeleteUser,
+            Keys(_) => Action::ListKeys,
+            CreateKey(_) => Action::CreateKey,
+            RotateKey(_) => Action::RotateKey,
+            RevokeKey(..) => Action::RevokeKey,
+        })
+    }
+
+    /// The user the route reads or changes.
+    pub fn target(&self) -> Option<&str> {
+        use AdminRoute::*;
+        match self {
+            User(id)
+            | UpdateUser(id)
+            | DeleteUser(id)
+            | Keys(id)
+            | CreateKey(id)
+            | RotateKey(id)
+            | RevokeKey(id, _) => Some(id),
+            _ => None,
+        }
+    }
+}
+
+pub fn resolve(method: &Method, path: &str) -> GatewayResult<AdminRoute> {
+    use AdminRoute::*;
+    let not_found = || GatewayError::NotFound("no such admin route".into());
+    let rest = path.strip_prefix("/api/v1/").ok_or_else(not_found)?;
+    let parts: Vec<&str> = rest.split('/').collect();
+    let pick = |allowed: &'static str| check_method(method, allowed);
+    let id = |s: &str| s.to_string();
+    let is = |m: Method| method == m || (m == Method::GET && method == Method::HEAD);
+    match parts.as_slice() {
+        ["health"] => pick("GET").map(|_| Health),
+        ["ready"] => pick("GET").map(|_| Ready),
+        ["backends"] => pick("GET").map(|_| Backends),
+        ["audit"] => pick("GET").map(|_| Audit),
+        ["users"] => pick("GET, POST").map(|_| if is(Method::GET) { Users } else { CreateUser }),
+        ["users", user] if !user.is_empty() => pick("GET, PUT, DELETE").map(|_| {
+            if is(Method::GET) {
+                User(id(user))
+            } else if method == Method::PUT {
+                UpdateUser(id(user))
+            } else {
+                DeleteUser(id(user))
+            }
+        }),
+        ["users", user, "keys"] if !user.is_empty() => pick("GET, POST").map(|_| {
+            if is(Method::GET) {
+                Keys(id(user))
+            } else {
+                CreateKey(id(user))
+            }
+        }),
+        ["users", user, "keys", "rotate"] if !user.is_empty() => {
+            pick("POST").map(|_| RotateKey(id(user)))
+        }
+        ["users", user, "keys", key] if !user.is_empty() && !key.is_empty() => {
+            pick("DELETE").map(|_| RevokeKey(id(user), id(key)))
+        }
+        _ => Err(not_found()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_and_methods() {
+        let r = |m: &str, p: &str| resolve(&m.parse().unwrap(), p);
+        assert_eq!(r("GET", "/api/v1/users").unwrap(), AdminRoute::Users);
+        assert_eq!(r("POST", "/api/v1/users").unwrap(), AdminRoute::CreateUser);
+        assert_eq!(
+            r("PUT", "/api/v1/users/u-1").unwrap(),
+            AdminRoute::UpdateUser("u-1".into())
+        );
+        assert_eq!(
+            r("POST", "/api/v1/users/u/keys/rotate").unwrap(),
+            AdminRoute::RotateKey("u".into())
+        );
+        assert_eq!(
+            r("DELETE", "/api/v1/users/u/keys/k1").unwrap(),
+            AdminRoute::RevokeKey("u".into(), "k1".into())
+        );
+        assert_eq!(r("PATCH", "/api/v1/users/u").unwrap_err().status(), 405);
+        assert_eq!(
+            r("GET", "/api/v1/users/u/keys/rotate")
+                .unwrap_err()
+                .status(),
+            405
+        );
+        assert_eq!(r("GET", "/api/v1/users/").unwrap_err().status(), 404);
+        assert_eq!(r("GET", "/api/v1/nope").unwrap_err().status(), 404);
+        assert_eq!(r("GET", "/users").unwrap_err().status(), 404);
+    }
+}

@@ -1,0 +1,87 @@
+//! The legacy key of the single-user program becomes an `admin` user on first start. Both
+//! inserts are "if absent", so restarts and instances starting together converge on one user
+//! and one key.
+
+use super::hasher::Hasher;
+use super::key::{legacy_lookup_id, LEGACY_USER};
+use super::model::{Role, Status};
+use super::record::User;
+use crate::config::LegacyConfig;
+use crate::error::{GatewayError, GatewayResult};
+use crate::store::{audit, keys, users, Store};
+use chrono::Utc;
+use entity::api_keys;
+use serde_json::json;
+
+pub async fn legacy_user(
+    store: &Store,
+    hasher: &Hasher,
+    legacy: &LegacyConfig,
+) -> GatewayResult<()> {
+    if !legacy.enabled {
+        return Ok(());
+    }
+    let now = Utc::now();
+    let user = User {
+        id: LEGACY_USER.into(),
+        name: "Legacy single-user client".into(),
+        email: "legacy@imgproxy-gateway.invalid".into(),
+        role: Role::Admin,
+        status: Status::Active,
+        ip_whitelist: Vec::new(),
+        rate_limits: None,
+        quotas: None,
+        created_at: now,
+        updated_at: now,
+    };
+    if users::insert_new(store, user.to_row()).await? {
+        note(store, "user.create", json!({"user": user})).await;
+    }
+    let id = legacy_lookup_id(&legacy.api_key);
+    if keys::find(store, &id).await?.is_some() {
+        return Ok(());
+    }
+    let hash = hasher
+        .hash(&legacy.api_key)
+        .await
+        .map_err(|e| GatewayError::Internal(format!("could not hash the legacy key: {e:?}")))?;
+    let row = api_keys::Model {
+        id: id.clone(),
+        user_id: LEGACY_USER.into(),
+        label: "legacy".into(),
+        hash,
+        created_at: now,
+        expires_at: None,
+        revoked_at: None,
+        last_used_at: None,
+    };
+    if keys::insert_new(store, row).await? {
+        note(
+            store,
+            "key.create",
+            json!({"key_id": id, "label": "legacy"}),
+        )
+        .await;
+    }
+    Ok(())
+}
+
+async fn note(store: &Store, action: &str, detail: serde_json::Value) {
+    log::info!(
+        "{}",
+        json!({"event": "legacy_migrated", "action": action, "user_id": LEGACY_USER})
+    );
+    let entry = audit::Entry {
+        actor: "bootstrap",
+        action,
+        target: LEGACY_USER,
+        detail,
+        request_id: None,
+    };
+    if let Err(e) = audit::append(store, entry).await {
+        log::error!(
+            "{}",
+            json!({"event": "audit_write_failed", "error": e.to_string()})
+        );
+    }
+}

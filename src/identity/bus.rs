@@ -1,0 +1,159 @@
+//! Cache invalidation across instances: every change is published on a Redis channel and every
+//! instance drops what it invalidates. Without `redis.url` (embedded mode) only this process
+//! exists and publishing is a no-op. When the subscription drops, messages may have been missed,
+//! so a reconnect clears the whole cache.
+
+use super::cache::Change;
+use super::verify::Authenticator;
+use fred::clients::{Client, SubscriberClient};
+use fred::interfaces::{ClientLike, EventInterface, PubsubInterface};
+use fred::types::config::{Config as FredConfig, ReconnectPolicy};
+use fred::types::Builder;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+pub const CHANNEL: &str = "imgproxy-gateway:identity";
+
+pub struct Bus {
+    url: Option<String>,
+    timeout: Duration,
+    publisher: OnceLock<Client>,
+}
+
+fn builder(url: &str, timeout: Duration) -> Result<Builder, String> {
+    let config = FredConfig::from_url(url).map_err(|e| format!("redis.url: {e}"))?;
+    let mut builder = Builder::from_config(config);
+    builder
+        .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2))
+        .with_connection_config(|c| {
+            c.connection_timeout = timeout.max(Duration::from_millis(500));
+        })
+        .with_performance_config(|p| {
+            p.default_command_timeout = timeout;
+        });
+    Ok(builder)
+}
+
+impl Bus {
+    pub fn new(url: Option<String>, timeout: Duration) -> Bus {
+        Bus {
+            url,
+            timeout,
+            publisher: OnceLock::new(),
+        }
+    }
+
+    pub fn shared(&self) -> bool {
+        self.url.is_some()
+    }
+
+    /// Connect the publisher. The client lives on the runtime that calls this, which must
+    /// outlive every publish (the state service's, or the CLI's).
+    pub fn connect_publisher(&self) -> Result<(), String> {
+        let Some(url) = &self.url else {
+            return Ok(());
+        };
+        let client = builder(url, self.timeout)?
+            .build()
+            .map_err(|e| format!("redis: {e}"))?;
+        client.connect();
+        let _ = self.publisher.set(client);
+        Ok(())
+    }
+
+    /// Wait until the publisher is connected, up to `wait`.
+    pub async fn wait_connected(&self, wait: Duration) -> bool {
+        match self.publisher.get() {
+            Some(client) => tokio::time::timeout(wait, client.wait_for_connect())
+                .await
+                .is_ok_and(|r| r.is_ok()),
+            None => !self.shared(),
+        }
+    }
+
+    /// Tell every instance; a failure only delays other instances until their cache TTL.
+    pub async fn publish(&self, change: &Change) {
+        let Some(client) = self.publisher.get() else {
+            return;
+        };
+        let message = serde_json::to_string(change).unwrap_or_default();
+        let sent =
+            tokio::time::timeout(self.timeout, client.publish::<i64, _, _>(CHANNEL, message)).await;
+        if !matches!(sent, Ok(Ok(_))) {
+            log::warn!(
+                "{}",
+                serde_json::json!({"event": "invalidation_publish_failed", "change": change,
+                    "error": match sent { Ok(Err(e)) => e.to_string(), _ => "timeout".into() }})
+            );
+        }
+    }
+
+    /// Apply every published change to `auth` until `stop` resolves; reconnects by itself.
+    pub async fn subscribe(
+        &self,
+        auth: Arc<Authenticator>,
+        stop: impl std::future::Future<Output = ()>,
+    ) {
+        let Some(url) = &self.url else {
+            return stop.await;
+        };
+        let subscriber: SubscriberClient = match builder(url, self.timeout).and_then(|b| {
+            b.build_subscriber_client()
+                .map_err(|e| format!("redis: {e}"))
+        }) {
+            Ok(s) => s,
+            Err(e) => {
+                log::error!(
+                    "{}",
+                    serde_json::json!({"event": "invalidation_disabled", "error": e})
+                );
+                return stop.await;
+            }
+        };
+        let mut messages = subscriber.message_rx();
+        let mut reconnects = subscriber.reconnect_rx();
+        subscriber.connect();
+        let _resubscribe = subscriber.manage_subscriptions();
+        let subscribed = async {
+            loop {
+                if subscriber.wait_for_connect().await.is_ok()
+                    && subscriber.subscribe(CHANNEL).await.is_ok()
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        };
+        let listen = async {
+            subscribed.await;
+            log::info!(
+                "{}",
+                serde_json::json!({"event": "invalidation_subscribed", "channel": CHANNEL})
+            );
+            loop {
+                tokio::select! {
+                    message = messages.recv() => match message {
+                        Ok(message) => {
+                            let text = message.value.as_str().map(|s| s.to_string()).unwrap_or_default();
+                            match serde_json::from_str::<Change>(&text) {
+                                Ok(change) => auth.invalidate(&change),
+                                Err(_) => auth.invalidate(&Change::All),
+                            }
+                        }
+                        // Lagged behind: some changes are unknown, forget everything.
+                        Err(_) => auth.invalidate(&Change::All),
+                    },
+                    Ok(_) = reconnects.recv() => {
+                        log::warn!("{}", serde_json::json!({"event": "invalidation_reconnected"}));
+                        auth.invalidate(&Change::All);
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            _ = listen => {}
+            _ = stop => {}
+        }
+        let _ = subscriber.quit().await;
+    }
+}

@@ -1,0 +1,123 @@
+//! Verified keys, rejected keys and proven secrets, in bounded caches with a TTL, keyed by the
+//! SHA-256 of the presented key. A hit is a hash and a concurrent map read: no lock held
+//! across an await, no SQL, no bcrypt.
+//!
+//! An invalidation bumps an epoch before removing entries; a fill that started before the bump
+//! does not stay cached, so a change can never be undone by a verification that was in flight.
+
+use super::key::Fingerprint;
+use super::snapshot::Identity;
+use moka::sync::Cache;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What changed, so that caches on every instance drop what depends on it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", content = "id", rename_all = "lowercase")]
+pub enum Change {
+    User(String),
+    Key(String),
+    All,
+}
+
+pub struct Limits {
+    pub capacity: u64,
+    pub ttl: Duration,
+    pub negative_ttl: Duration,
+}
+
+pub struct KeyCache {
+    verified: Cache<Fingerprint, Arc<Identity>>,
+    rejected: Cache<Fingerprint, ()>,
+    /// The bcrypt hash each fingerprint was proven against: while the stored hash is the same,
+    /// a refill after the TTL needs no bcrypt.
+    proven: Cache<Fingerprint, Arc<str>>,
+    epoch: AtomicU64,
+}
+
+impl KeyCache {
+    pub fn new(limits: &Limits) -> KeyCache {
+        KeyCache {
+            verified: Cache::builder()
+                .max_capacity(limits.capacity)
+                .time_to_live(limits.ttl)
+                .build(),
+            rejected: Cache::builder()
+                .max_capacity(limits.capacity)
+                .time_to_live(limits.negative_ttl)
+                .build(),
+            proven: Cache::builder()
+                .max_capacity(limits.capacity)
+                .time_to_idle(limits.ttl * 10)
+                .build(),
+            epoch: AtomicU64::new(0),
+        }
+    }
+
+    pub fn get(&self, fp: &Fingerprint) -> Option<Arc<Identity>> {
+        self.verified.get(fp)
+    }
+
+    pub fn is_rejected(&self, fp: &Fingerprint) -> bool {
+        self.rejected.contains_key(fp)
+    }
+
+    pub fn reject(&self, fp: Fingerprint) {
+        self.rejected.insert(fp, ());
+    }
+
+    pub fn proven_hash(&self, fp: &Fingerprint) -> Option<Arc<str>> {
+        self.proven.get(fp)
+    }
+
+    pub fn prove(&self, fp: Fingerprint, hash: Arc<str>) {
+        self.proven.insert(fp, hash);
+    }
+
+    /// Read before loading what a fill is built from.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
+    /// Cache `identity` unless something changed since `epoch` was read.
+    pub fn fill(&self, fp: Fingerprint, identity: Arc<Identity>, epoch: u64) {
+        if self.epoch() != epoch {
+            return;
+        }
+        self.verified.insert(fp, identity);
+        if self.epoch() != epoch {
+            self.verified.invalidate(&fp);
+        }
+    }
+
+    pub fn forget(&self, fp: &Fingerprint) {
+        self.verified.invalidate(fp);
+    }
+
+    pub fn invalidate(&self, change: &Change) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        let matches: Box<dyn Fn(&Identity) -> bool> = match change {
+            Change::All => {
+                self.verified.invalidate_all();
+                return;
+            }
+            Change::User(id) => Box::new(move |i: &Identity| &i.user_id == id),
+            Change::Key(id) => Box::new(move |i: &Identity| &i.key_id == id),
+        };
+        for (fp, identity) in self.verified.iter() {
+            if matches(&identity) {
+                self.verified.invalidate(&*fp);
+            }
+        }
+    }
+
+    /// Key ids used since the previous call, for the batched `last_used_at` write.
+    pub fn take_used(&self) -> Vec<String> {
+        self.verified
+            .iter()
+            .filter(|(_, identity)| identity.take_unflushed())
+            .map(|(_, identity)| identity.key_id.clone())
+            .collect()
+    }
+}

@@ -1,0 +1,333 @@
+//! Changing users and keys: the operations behind the management API and the CLI. Each change
+//! is written to the audit log and invalidates cached identities here and, through the bus, on
+//! every other instance.
+
+use super::bus::Bus;
+use super::cache::Change;
+use super::input::{self, NewKey, NewUser, Rotation, UserPatch};
+use super::key;
+use super::model::Status;
+use super::record::{format_time, IssuedKey, KeyInfo, User};
+use super::verify::Authenticator;
+use crate::error::{GatewayError, GatewayResult};
+use crate::store::{audit, keys, users, Store};
+use chrono::{DateTime, Duration, Utc};
+use entity::api_keys;
+use serde_json::json;
+
+/// Live keys one user may hold at once.
+pub const MAX_LIVE_KEYS: usize = 10;
+pub const DEFAULT_LABEL: &str = "primary";
+
+pub struct Manager<'a> {
+    pub store: &'a Store,
+    pub auth: &'a Authenticator,
+    pub bus: &'a Bus,
+    /// Who makes the change: a user id, or `cli`.
+    pub actor: &'a str,
+    pub request_id: Option<&'a str>,
+}
+
+pub struct Rotated {
+    pub new: IssuedKey,
+    pub old_id: String,
+    pub old_expires_at: DateTime<Utc>,
+}
+
+fn no_user(id: &str) -> GatewayError {
+    GatewayError::NotFound(format!("no user `{id}`"))
+}
+
+impl Manager<'_> {
+    pub async fn list_users(&self) -> GatewayResult<Vec<User>> {
+        users::list(self.store)
+            .await?
+            .into_iter()
+            .map(|row| User::from_row(row).map_err(GatewayError::Internal))
+            .collect()
+    }
+
+    pub async fn get_user(&self, id: &str) -> GatewayResult<User> {
+        let row = users::find(self.store, id)
+            .await?
+            .ok_or_else(|| no_user(id))?;
+        User::from_row(row).map_err(GatewayError::Internal)
+    }
+
+    /// A user that can still be changed (not deleted).
+    async fn live_user(&self, id: &str) -> GatewayResult<User> {
+        let user = self.get_user(id).await?;
+        if user.status == Status::Deleted {
+            return Err(GatewayError::Conflict(format!("user `{id}` is deleted")));
+        }
+        Ok(user)
+    }
+
+    pub async fn create_user(&self, new: NewUser) -> GatewayResult<(User, IssuedKey)> {
+        new.validate()?;
+        let now = Utc::now();
+        let user = User {
+            id: new.id,
+            name: new.name.trim().to_string(),
+            email: new.email,
+            role: new.role,
+            status: Status::Active,
+            ip_whitelist: new.ip_whitelist,
+            rate_limits: new.rate_limits,
+            quotas: new.quotas,
+            created_at: now,
+            updated_at: now,
+        };
+        if !users::insert_new(self.store, user.to_row()).await? {
+            return Err(GatewayError::Conflict(format!(
+                "a user with id `{}` exists",
+                user.id
+            )));
+        }
+        let key = self.issue(&user.id, DEFAULT_LABEL, None).await?;
+        self.record(
+            "user.create",
+            &user.id,
+            json!({"user": &user, "key_id": key.id}),
+            Change::User(user.id.clone()),
+        )
+        .await;
+        Ok((user, key))
+    }
+
+    pub async fn update_user(&self, id: &str, patch: UserPatch) -> GatewayResult<User> {
+        patch.validate()?;
+        let before = self.live_user(id).await?;
+        let mut user = before.clone();
+        if let Some(name) = patch.name {
+            user.name = name.trim().to_string();
+        }
+        if let Some(email) = patch.email {
+            user.email = email;
+        }
+        if let Some(role) = patch.role {
+            user.role = role;
+        }
+        if let Some(whitelist) = patch.ip_whitelist {
+            user.ip_whitelist = whitelist;
+        }
+        if let Some(limits) = patch.rate_limits {
+            user.rate_limits = limits;
+        }
+        if let Some(quotas) = patch.quotas {
+            user.quotas = quotas;
+        }
+        let deleting = patch.status == Some(Status::Deleted);
+        if let Some(status) = patch.status {
+            user.status = status;
+        }
+        user.updated_at = Utc::now();
+        let user = User::from_row(users::save(self.store, user.to_row()).await?)
+            .map_err(GatewayError::Internal)?;
+        if deleting {
+            keys::revoke(self.store, id, None, user.updated_at).await?;
+        }
+        self.record(
+            "user.update",
+            id,
+            json!({"before": before, "after": &user}),
+            Change::User(id.to_string()),
+        )
+        .await;
+        Ok(user)
+    }
+
+    /// Soft delete: the record stays (status `deleted`), every key is revoked.
+    pub async fn delete_user(&self, id: &str) -> GatewayResult<User> {
+        self.update_user(
+            id,
+            UserPatch {
+                status: Some(Status::Deleted),
+                ..UserPatch::default()
+            },
+        )
+        .await
+    }
+
+    pub async fn list_keys(&self, user_id: &str) -> GatewayResult<Vec<KeyInfo>> {
+        self.get_user(user_id).await?;
+        let now = Utc::now();
+        Ok(keys::of_user(self.store, user_id)
+            .await?
+            .into_iter()
+            .map(|row| KeyInfo::from_row(row, now))
+            .collect())
+    }
+
+    pub async fn create_key(&self, user_id: &str, new: NewKey) -> GatewayResult<IssuedKey> {
+        new.validate()?;
+        self.live_user(user_id).await?;
+        let live = self
+            .list_keys(user_id)
+            .await?
+            .iter()
+            .filter(|k| k.live())
+            .count();
+        if live >= MAX_LIVE_KEYS {
+            return Err(GatewayError::Conflict(format!(
+                "user `{user_id}` already has {MAX_LIVE_KEYS} live keys; revoke one first"
+            )));
+        }
+        let expires_at = new
+            .expires_in_seconds
+            .map(|s| Utc::now() + Duration::seconds(s as i64));
+        let label = new.label.as_deref().unwrap_or(DEFAULT_LABEL);
+        let key = self.issue(user_id, label, expires_at).await?;
+        self.record(
+            "key.create",
+            user_id,
+            json!({"key_id": key.id, "label": key.label,
+                "expires_at": key.expires_at.as_ref().map(format_time)}),
+            Change::User(user_id.to_string()),
+        )
+        .await;
+        Ok(key)
+    }
+
+    /// A new key with the old one's label; the old one lives until its grace period ends.
+    pub async fn rotate_key(&self, user_id: &str, rotation: Rotation) -> GatewayResult<Rotated> {
+        rotation.validate()?;
+        self.live_user(user_id).await?;
+        let live: Vec<KeyInfo> = self
+            .list_keys(user_id)
+            .await?
+            .into_iter()
+            .filter(KeyInfo::live)
+            .collect();
+        let old = match &rotation.key_id {
+            Some(id) => live.iter().find(|k| &k.id == id).ok_or_else(|| {
+                GatewayError::invalid("key_id", format!("`{id}` is not a live key of this user"))
+            })?,
+            None => pick_rotated(&live)?,
+        };
+        let grace = rotation
+            .grace_seconds
+            .unwrap_or(input::DEFAULT_GRACE_SECONDS);
+        let now = Utc::now();
+        let until = (now + Duration::seconds(grace as i64))
+            .min(old.expires_at.unwrap_or(DateTime::<Utc>::MAX_UTC));
+        let new = self.issue(user_id, &old.label, None).await?;
+        keys::expire(self.store, &old.id, until).await?;
+        self.record(
+            "key.rotate",
+            user_id,
+            json!({"old_key_id": old.id, "new_key_id": new.id, "grace_seconds": grace,
+                "old_expires_at": format_time(&until)}),
+            Change::Key(old.id.clone()),
+        )
+        .await;
+        Ok(Rotated {
+            new,
+            old_id: old.id.clone(),
+            old_expires_at: until,
+        })
+    }
+
+    pub async fn revoke_key(&self, user_id: &str, key_id: &str) -> GatewayResult<KeyInfo> {
+        self.get_user(user_id).await?;
+        let now = Utc::now();
+        if keys::revoke(self.store, user_id, Some(key_id), now).await? == 0 {
+            return Err(GatewayError::NotFound(format!(
+                "no live key `{key_id}` for user `{user_id}`"
+            )));
+        }
+        self.record(
+            "key.revoke",
+            user_id,
+            json!({"key_id": key_id}),
+            Change::Key(key_id.to_string()),
+        )
+        .await;
+        let row = keys::find(self.store, key_id)
+            .await?
+            .ok_or_else(|| GatewayError::Internal("revoked key vanished".into()))?;
+        Ok(KeyInfo::from_row(row, now))
+    }
+
+    /// Hash a fresh secret and store it; a lookup id collision (one in 62^12) draws again.
+    async fn issue(
+        &self,
+        user_id: &str,
+        label: &str,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> GatewayResult<IssuedKey> {
+        for _ in 0..3 {
+            let new = key::generate(user_id);
+            let hash = self.auth.hasher().hash(&new.secret).await.map_err(|e| {
+                GatewayError::Internal(format!("could not hash the new key: {e:?}"))
+            })?;
+            let row = api_keys::Model {
+                id: new.lookup_id.clone(),
+                user_id: user_id.to_string(),
+                label: label.to_string(),
+                hash,
+                created_at: Utc::now(),
+                expires_at,
+                revoked_at: None,
+                last_used_at: None,
+            };
+            let created_at = row.created_at;
+            if keys::insert_new(self.store, row).await? {
+                return Ok(IssuedKey {
+                    id: new.lookup_id,
+                    key: new.key,
+                    label: label.to_string(),
+                    created_at,
+                    expires_at,
+                });
+            }
+        }
+        Err(GatewayError::Internal(
+            "could not draw an unused key id".into(),
+        ))
+    }
+
+    /// Audit the change and make every instance forget what it invalidates.
+    async fn record(&self, action: &str, target: &str, detail: serde_json::Value, change: Change) {
+        self.auth.invalidate(&change);
+        self.bus.publish(&change).await;
+        let entry = audit::Entry {
+            actor: self.actor,
+            action,
+            target,
+            detail: detail.clone(),
+            request_id: self.request_id,
+        };
+        if let Err(e) = audit::append(self.store, entry).await {
+            log::error!(
+                "{}",
+                json!({"event": "audit_write_failed", "action": action, "target": target, "error": e.to_string()})
+            );
+        }
+        log::info!(
+            "{}",
+            json!({"event": "admin_change", "actor": self.actor, "action": action,
+                "target": target, "request_id": self.request_id})
+        );
+    }
+}
+
+/// Without an explicit `key_id`: the live `primary` key that is not already expiring, else the
+/// only live key.
+fn pick_rotated(live: &[KeyInfo]) -> GatewayResult<&KeyInfo> {
+    let steady: Vec<&KeyInfo> = live.iter().filter(|k| k.expires_at.is_none()).collect();
+    if let Some(primary) = steady.iter().find(|k| k.label == DEFAULT_LABEL) {
+        return Ok(primary);
+    }
+    match (steady.as_slice(), live) {
+        ([only], _) => Ok(only),
+        ([], [only]) => Ok(only),
+        ([], []) => Err(GatewayError::Conflict(
+            "the user has no live key to rotate".into(),
+        )),
+        _ => Err(GatewayError::invalid(
+            "key_id",
+            "the user has several live keys; name the one to rotate",
+        )),
+    }
+}
