@@ -649,6 +649,16 @@ async fn the_legacy_key_is_an_admin_user_created_once(engine: Engine) {
     let (_, users) = admin(gw, "GET", "/api/v1/users", KEY, None).await;
     assert_eq!(users["users"].as_array().unwrap().len(), 1);
 
+    // An operator who changes `legacy.api_key` retires the old value.
+    let replacement = "0123456789abcdef0123456789abcdef";
+    let mut config = std::fs::read_to_string(env.gw.config_path()).unwrap();
+    config.push_str(&format!("\nlegacy:\n  api_key: {replacement}\n"));
+    std::fs::write(env.gw.config_path(), config).unwrap();
+    env.gw.restart().await;
+    let gw = &env.gw;
+    assert_eq!(convert_status(gw, KEY).await, 401);
+    assert_eq!(convert_status(gw, replacement).await, 200);
+
     let a = Stub::start("a", Mode::Image).await;
     let b = Stub::start("b", Mode::Image).await;
     let fresh = TestDb::new(engine).await.unwrap();
@@ -773,6 +783,15 @@ async fn shared_mode_changes_reach_the_other_instance_within_a_second() {
     let (a, b) = tokio::join!(start(), start());
     let (_, keys) = admin(&a, "GET", "/api/v1/users/legacy/keys", KEY, None).await;
     assert_eq!(keys["keys"].as_array().unwrap().len(), 1, "{keys}");
+    let health: Value = client()
+        .get(b.url("/api/v1/health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["redis"], "ok");
 
     let key = create_user(&a, "shared", "user", json!({})).await;
     assert_eq!(convert_status(&b, &key).await, 200);
@@ -823,4 +842,54 @@ async fn shared_mode_changes_reach_the_other_instance_within_a_second() {
     .await;
     assert!(took.is_some(), "B refuses the revoked key within 1 s");
     eprintln!("revocation reached B after {:?}", revoked.elapsed());
+}
+
+/// A flood of keys that each need a bcrypt (the victim's public key id with made-up secrets)
+/// queues behind a bounded number of bcrypt slots and is turned away with 503; a key that is
+/// already verified keeps working during the flood, and wrong keys are 401, never 5xx otherwise.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_unknown_keys_cannot_starve_verified_ones() {
+    let env = env(Engine::Sqlite, |b| {
+        b.auth("  bcrypt_cost: 10\n  hash_concurrency: 1\n  hash_wait: 50ms")
+    })
+    .await
+    .unwrap();
+    let gw = &env.gw;
+    let key = create_user(gw, "victim", "user", json!({})).await;
+    assert_eq!(convert_status(gw, &key).await, 200, "verified and cached");
+    let prefix = &key[..key.len() - 31];
+    let flood: Vec<_> = (0..40)
+        .map(|i| {
+            let forged = format!("{prefix}{:0>31}", i);
+            let url = gw.url("/api/v1/convert?url=http://example.com/a.jpg");
+            tokio::spawn(async move {
+                let r = client()
+                    .get(url)
+                    .header("X-API-Key", forged)
+                    .send()
+                    .await
+                    .unwrap();
+                (
+                    r.status().as_u16(),
+                    r.headers().get("retry-after").is_some(),
+                )
+            })
+        })
+        .collect();
+    assert_eq!(
+        convert_status(gw, &key).await,
+        200,
+        "the verified key during the flood"
+    );
+    let mut busy = 0;
+    for answer in flood {
+        let (status, retry_after) = answer.await.unwrap();
+        assert!(status == 401 || status == 503, "{status}");
+        if status == 503 {
+            assert!(retry_after, "503 auth_busy carries Retry-After");
+            busy += 1;
+        }
+    }
+    assert!(busy > 0, "the bcrypt queue is bounded");
+    assert_eq!(convert_status(gw, &key).await, 200);
 }

@@ -7,11 +7,13 @@ use super::key::{legacy_lookup_id, LEGACY_USER};
 use super::model::{Role, Status};
 use super::record::User;
 use crate::config::LegacyConfig;
-use crate::error::{GatewayError, GatewayResult};
+use crate::error::GatewayResult;
 use crate::store::{audit, keys, users, Store};
 use chrono::Utc;
 use entity::api_keys;
 use serde_json::json;
+
+const LEGACY_LABEL: &str = "legacy";
 
 pub async fn legacy_user(
     store: &Store,
@@ -38,17 +40,15 @@ pub async fn legacy_user(
         note(store, "user.create", json!({"user": user})).await;
     }
     let id = legacy_lookup_id(&legacy.api_key);
+    retire_replaced_keys(store, &id).await?;
     if keys::find(store, &id).await?.is_some() {
         return Ok(());
     }
-    let hash = hasher
-        .hash(&legacy.api_key)
-        .await
-        .map_err(|e| GatewayError::Internal(format!("could not hash the legacy key: {e:?}")))?;
+    let hash = hasher.hash(&legacy.api_key).await?;
     let row = api_keys::Model {
         id: id.clone(),
         user_id: LEGACY_USER.into(),
-        label: "legacy".into(),
+        label: LEGACY_LABEL.into(),
         hash,
         created_at: now,
         expires_at: None,
@@ -62,6 +62,23 @@ pub async fn legacy_user(
             json!({"key_id": id, "label": "legacy"}),
         )
         .await;
+    }
+    Ok(())
+}
+
+/// An operator who changes `legacy.api_key` expects the previous value to stop working.
+async fn retire_replaced_keys(store: &Store, current: &str) -> GatewayResult<()> {
+    let now = Utc::now();
+    for old in keys::of_user(store, LEGACY_USER).await? {
+        let replaced = old.label == LEGACY_LABEL && old.id != current && old.revoked_at.is_none();
+        if replaced && keys::revoke(store, LEGACY_USER, Some(&old.id), now).await? > 0 {
+            note(
+                store,
+                "key.revoke",
+                json!({"key_id": old.id, "reason": "legacy.api_key changed"}),
+            )
+            .await;
+        }
     }
     Ok(())
 }

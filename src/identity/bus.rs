@@ -47,6 +47,15 @@ impl Bus {
         self.url.is_some()
     }
 
+    /// `disabled` (embedded mode), `ok` or `unavailable`, for `/api/v1/health`.
+    pub fn status(&self) -> &'static str {
+        match (self.shared(), self.publisher.get()) {
+            (false, _) => "disabled",
+            (true, Some(client)) if client.is_connected() => "ok",
+            (true, _) => "unavailable",
+        }
+    }
+
     /// Connect the publisher. The client lives on the runtime that calls this, which must
     /// outlive every publish (the state service's, or the CLI's).
     pub fn connect_publisher(&self) -> Result<(), String> {

@@ -121,3 +121,83 @@ impl KeyCache {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::model::{Role, Status, Whitelist};
+
+    fn cache() -> KeyCache {
+        KeyCache::new(&Limits {
+            capacity: 100,
+            ttl: Duration::from_secs(60),
+            negative_ttl: Duration::from_secs(60),
+        })
+    }
+
+    fn identity(user: &str, key: &str) -> Arc<Identity> {
+        Arc::new(Identity::new(
+            user.into(),
+            key.into(),
+            Role::User,
+            Status::Active,
+            Whitelist::default(),
+            None,
+            None,
+            None,
+        ))
+    }
+
+    #[test]
+    fn changes_drop_exactly_what_depends_on_them() {
+        let c = cache();
+        c.fill([1; 32], identity("ann", "k1"), c.epoch());
+        c.fill([2; 32], identity("ann", "k2"), c.epoch());
+        c.fill([3; 32], identity("bob", "k3"), c.epoch());
+        c.invalidate(&Change::Key("k2".into()));
+        assert!(c.get(&[1; 32]).is_some());
+        assert!(c.get(&[2; 32]).is_none());
+        c.invalidate(&Change::User("ann".into()));
+        assert!(c.get(&[1; 32]).is_none());
+        assert!(c.get(&[3; 32]).is_some());
+        c.invalidate(&Change::All);
+        assert!(c.get(&[3; 32]).is_none());
+    }
+
+    #[test]
+    fn a_fill_that_started_before_a_change_is_not_kept() {
+        let c = cache();
+        let before = c.epoch();
+        c.invalidate(&Change::User("ann".into()));
+        c.fill([1; 32], identity("ann", "k1"), before);
+        assert!(c.get(&[1; 32]).is_none());
+        c.fill([1; 32], identity("ann", "k1"), c.epoch());
+        assert!(c.get(&[1; 32]).is_some());
+    }
+
+    #[test]
+    fn used_keys_are_reported_once_per_use() {
+        let c = cache();
+        let ann = identity("ann", "k1");
+        c.fill([1; 32], ann.clone(), c.epoch());
+        c.fill([2; 32], identity("bob", "k2"), c.epoch());
+        assert!(c.take_used().is_empty());
+        ann.touch(1_000);
+        assert_eq!(c.take_used(), vec!["k1".to_string()]);
+        assert!(c.take_used().is_empty());
+        ann.touch(1_001);
+        assert_eq!(c.take_used(), vec!["k1".to_string()]);
+    }
+
+    #[test]
+    fn change_messages_round_trip() {
+        for change in [
+            Change::User("u-1".into()),
+            Change::Key("abc".into()),
+            Change::All,
+        ] {
+            let text = serde_json::to_string(&change).unwrap();
+            assert_eq!(serde_json::from_str::<Change>(&text).unwrap(), change);
+        }
+    }
+}

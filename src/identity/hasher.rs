@@ -12,6 +12,15 @@ pub enum HashError {
     Failed,
 }
 
+impl From<HashError> for crate::error::GatewayError {
+    fn from(e: HashError) -> Self {
+        match e {
+            HashError::Busy => crate::error::GatewayError::AuthBusy,
+            HashError::Failed => crate::error::GatewayError::Internal("bcrypt failed".into()),
+        }
+    }
+}
+
 pub struct Hasher {
     slots: Arc<Semaphore>,
     cost: u32,

@@ -258,9 +258,12 @@ impl Manager<'_> {
     ) -> GatewayResult<IssuedKey> {
         for _ in 0..3 {
             let new = key::generate(user_id);
-            let hash = self.auth.hasher().hash(&new.secret).await.map_err(|e| {
-                GatewayError::Internal(format!("could not hash the new key: {e:?}"))
-            })?;
+            let hash = self
+                .auth
+                .hasher()
+                .hash(&new.secret)
+                .await
+                .map_err(GatewayError::from)?;
             let row = api_keys::Model {
                 id: new.lookup_id.clone(),
                 user_id: user_id.to_string(),

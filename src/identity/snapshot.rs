@@ -90,3 +90,48 @@ impl Identity {
         used != 0 && self.flushed.swap(used, Ordering::Relaxed) != used
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(status: Status, whitelist: &[&str], expires: Option<u64>) -> Identity {
+        let list: Vec<String> = whitelist.iter().map(|s| s.to_string()).collect();
+        Identity::new(
+            "u".into(),
+            "k".into(),
+            Role::User,
+            status,
+            Whitelist::parse(&list).unwrap(),
+            None,
+            None,
+            expires,
+        )
+    }
+
+    #[test]
+    fn admission_checks_expiry_status_and_network() {
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let elsewhere: IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!(with(Status::Active, &[], None).admit(ip, 5), Ok(()));
+        let expiring = with(Status::Active, &[], Some(100));
+        assert_eq!(expiring.admit(ip, 99), Ok(()));
+        assert_eq!(expiring.admit(ip, 100), Err(Refusal::Expired));
+        assert_eq!(
+            with(Status::Suspended, &[], None).admit(ip, 5),
+            Err(Refusal::Suspended)
+        );
+        assert_eq!(
+            with(Status::Deleted, &[], None).admit(ip, 5),
+            Err(Refusal::Deleted)
+        );
+        let fenced = with(Status::Active, &["10.0.0.0/8"], None);
+        assert_eq!(fenced.admit(ip, 5), Ok(()));
+        assert_eq!(fenced.admit(elsewhere, 5), Err(Refusal::IpNotAllowed));
+        // An expired key is refused as such even for a suspended user elsewhere.
+        assert_eq!(
+            with(Status::Suspended, &["10.0.0.0/8"], Some(1)).admit(elsewhere, 5),
+            Err(Refusal::Expired)
+        );
+    }
+}

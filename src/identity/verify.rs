@@ -4,7 +4,7 @@
 //! single verification; wrong keys are remembered so they cost nothing the second time.
 
 use super::cache::{Change, KeyCache, Limits};
-use super::hasher::{HashError, Hasher};
+use super::hasher::Hasher;
 use super::key::{self, Fingerprint, ParsedKey};
 use super::record::User;
 use super::snapshot::{Identity, Refusal};
@@ -140,10 +140,7 @@ impl Authenticator {
                     self.cache.reject(fp);
                     return Err(INVALID);
                 }
-                Err(HashError::Busy) => return Err(GatewayError::AuthBusy),
-                Err(HashError::Failed) => {
-                    return Err(GatewayError::Internal("key verification failed".into()))
-                }
+                Err(e) => return Err(e.into()),
             }
         }
         let user = users::find(store, &row.user_id).await?.ok_or(INVALID)?;
