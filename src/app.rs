@@ -55,12 +55,24 @@ impl BackgroundService for StateService {
         }
         ready.notify_ready();
         let state = &self.state;
-        let stop = shutdown.clone();
+        let webhook = state.webhook.lock().ok().and_then(|mut w| w.take());
+        if let Some(sender) = webhook {
+            tokio::spawn(sender.run());
+        }
         tokio::join!(
-            state.bus.subscribe(state.auth.clone(), stopped(stop)),
-            flush_last_used(state, shutdown),
+            state
+                .bus
+                .subscribe(state.auth.clone(), stopped(shutdown.clone())),
+            flush_last_used(state, shutdown.clone()),
+            flush_usage(state, shutdown),
         );
         flush_once(state).await;
+        if let Err(e) = state.limits.flush(&state.store).await {
+            log::error!(
+                "{}",
+                serde_json::json!({"event": "usage_flush_failed", "error": e.to_string(), "at": "shutdown"})
+            );
+        }
         if let Ok(db) = state.store.db() {
             let _ = db.clone().close().await;
         }
@@ -78,6 +90,24 @@ async fn flush_last_used(state: &AppState, mut shutdown: ShutdownWatch) {
     loop {
         tokio::select! {
             _ = every.tick() => flush_once(state).await,
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Write counted quota usage every `quotas.flush_interval`; forget ended windows each minute.
+async fn flush_usage(state: &AppState, mut shutdown: ShutdownWatch) {
+    let mut every = tokio::time::interval(state.config.quotas.flush_interval.get());
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut sweep = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = every.tick() => {
+                if let Err(e) = state.limits.flush(&state.store).await {
+                    log::warn!("{}", serde_json::json!({"event": "usage_flush_failed", "error": e.to_string()}));
+                }
+            }
+            _ = sweep.tick() => state.limits.sweep(),
             _ = shutdown.changed() => return,
         }
     }

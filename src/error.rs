@@ -36,6 +36,19 @@ pub enum GatewayError {
     NoHealthyBackend,
     #[error("{0}")]
     NotReady(String),
+    #[error("the `{limit_type}` rate limit is exhausted; retry in {retry_after} s")]
+    RateLimited {
+        limit_type: &'static str,
+        retry_after: u64,
+    },
+    #[error("the `{quota}` quota is used up ({used} of {limit})")]
+    QuotaExceeded {
+        quota: &'static str,
+        limit: u64,
+        used: u64,
+        /// When the quota resets (none for storage, which only deleting frees).
+        resets_at: Option<String>,
+    },
     #[error("too many API keys are being verified; retry shortly")]
     AuthBusy,
     #[error("the backend did not answer in time")]
@@ -59,6 +72,8 @@ impl GatewayError {
             Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Forbidden(_) => StatusCode::FORBIDDEN,
             NotFound(_) | SourceNotFound(_) => StatusCode::NOT_FOUND,
+            RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            QuotaExceeded { .. } => StatusCode::PAYMENT_REQUIRED,
             Conflict(_) => StatusCode::CONFLICT,
             MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -80,6 +95,8 @@ impl GatewayError {
             Forbidden(_) => "forbidden",
             NotFound(_) => "not_found",
             Conflict(_) => "conflict",
+            RateLimited { .. } => "rate_limited",
+            QuotaExceeded { .. } => "quota_exceeded",
             SourceNotFound(_) => "source_not_found",
             MethodNotAllowed { .. } => "method_not_allowed",
             PayloadTooLarge { .. } => "payload_too_large",
@@ -101,12 +118,35 @@ impl GatewayError {
         }
     }
 
+    /// Machine-readable facts some errors add to their JSON body.
+    pub fn details(&self) -> Option<serde_json::Value> {
+        match self {
+            GatewayError::RateLimited {
+                limit_type,
+                retry_after,
+            } => Some(serde_json::json!({"limit_type": limit_type, "retry_after": retry_after})),
+            GatewayError::QuotaExceeded {
+                quota,
+                limit,
+                used,
+                resets_at,
+            } => Some(
+                serde_json::json!({"quota": quota, "limit": limit, "used": used,
+                "resets_at": resets_at}),
+            ),
+            _ => None,
+        }
+    }
+
     /// Extra response headers this error needs (e.g. `Allow` on 405).
     pub fn headers(&self) -> Vec<(&'static str, String)> {
         match self {
             GatewayError::MethodNotAllowed { allow, .. } => vec![("Allow", allow.to_string())],
             GatewayError::NoHealthyBackend => vec![("Retry-After", "5".into())],
             GatewayError::AuthBusy => vec![("Retry-After", "1".into())],
+            GatewayError::RateLimited { retry_after, .. } => {
+                vec![("Retry-After", retry_after.to_string())]
+            }
             _ => Vec::new(),
         }
     }

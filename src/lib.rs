@@ -11,6 +11,7 @@ pub mod error;
 pub mod health;
 pub mod identity;
 pub mod imgproxy;
+pub mod limits;
 pub mod logging;
 pub mod manage_cli;
 pub mod oneshot;

@@ -23,6 +23,8 @@ struct ErrorFields<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<&'a str>,
     request_id: &'a str,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    details: Option<serde_json::Value>,
 }
 
 /// `{"error":{"code","message","request_id"}}`
@@ -33,6 +35,7 @@ pub fn error_json(err: &GatewayError, request_id: &str) -> Vec<u8> {
             message: err.to_string(),
             field: err.field(),
             request_id,
+            details: err.details(),
         },
     })
     .unwrap_or_default()

@@ -3,10 +3,11 @@
 use crate::client_ip::TrustedProxies;
 use crate::config::{Config, SourceMode};
 use crate::identity::bus::Bus;
-use crate::identity::cache::Limits;
+use crate::identity::cache::CacheLimits;
 use crate::identity::hasher::Hasher;
 use crate::identity::Authenticator;
 use crate::imgproxy::{Format, Signer};
+use crate::limits::{thresholds, Limits};
 use crate::storage::{ImageStore, SourceSigner};
 use crate::store::Store;
 use crate::upstream::Pool;
@@ -25,6 +26,9 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     pub bus: Bus,
     pub trusted_proxies: TrustedProxies,
+    pub limits: Limits,
+    /// The quota webhook sender, taken by the state service that runs it.
+    pub webhook: std::sync::Mutex<Option<thresholds::Sender>>,
     pub started: Instant,
 }
 
@@ -32,7 +36,7 @@ pub struct AppState {
 pub fn authenticator(config: &Config) -> Authenticator {
     let a = &config.auth;
     Authenticator::new(
-        &Limits {
+        &CacheLimits {
             capacity: a.cache_capacity,
             ttl: a.cache_ttl.get(),
             negative_ttl: a.negative_ttl.get(),
@@ -65,7 +69,10 @@ impl AppState {
             .map_err(|e| format!("storage.dir: cannot use `{}`: {e}", config.storage.dir))?;
         let default_format = Format::parse(&config.imgproxy.default_format)
             .ok_or("imgproxy.default_format: unknown format")?;
+        let (notifier, webhook) = thresholds::Notifier::new(config.quotas.webhook_url.clone());
         Ok(AppState {
+            limits: Limits::new(notifier),
+            webhook: std::sync::Mutex::new(webhook),
             store: Store::new(config.database.clone()),
             pool,
             images,

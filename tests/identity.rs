@@ -5,7 +5,7 @@ mod common;
 
 use common::db::{redis_available, Engine, REDIS_URL};
 use common::stub::{Mode, Stub};
-use common::{client, error_code, Gateway, TestDb, BIN, KEY};
+use common::{admin, client, create_user, error_code, within, Gateway, TestDb, BIN, KEY};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -34,29 +34,6 @@ async fn env(
     })
 }
 
-/// One admin-listener call: status and JSON body.
-async fn admin(
-    gw: &Gateway,
-    method: &str,
-    path: &str,
-    key: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut req = client()
-        .request(method.parse().unwrap(), gw.admin_url(path))
-        .header("X-API-Key", key);
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    let r = req.send().await.unwrap();
-    let status = r.status().as_u16();
-    let text = r.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
-}
-
 async fn convert(gw: &Gateway, key: &str) -> reqwest::Response {
     client()
         .get(gw.url("/api/v1/convert?url=http://example.com/a.jpg"))
@@ -68,33 +45,6 @@ async fn convert(gw: &Gateway, key: &str) -> reqwest::Response {
 
 async fn convert_status(gw: &Gateway, key: &str) -> u16 {
     convert(gw, key).await.status().as_u16()
-}
-
-/// Create a user through the admin API; its first key.
-async fn create_user(gw: &Gateway, id: &str, role: &str, extra: Value) -> String {
-    let mut body = json!({"id": id, "name": format!("User {id}"), "email": format!("{id}@example.com"), "role": role});
-    body.as_object_mut()
-        .unwrap()
-        .extend(extra.as_object().unwrap().clone());
-    let (status, answer) = admin(gw, "POST", "/api/v1/users", KEY, Some(body)).await;
-    assert_eq!(status, 201, "{answer}");
-    answer["api_key"]["key"].as_str().unwrap().to_string()
-}
-
-/// Poll `check` every 50 ms until it holds or `limit` passes; how long it took.
-async fn within<F, Fut>(limit: Duration, mut check: F) -> Option<Duration>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while start.elapsed() <= limit {
-        if check().await {
-            return Some(start.elapsed());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    None
 }
 
 macro_rules! on_both_databases {
@@ -512,6 +462,10 @@ async fn every_role_on_every_management_route(engine: Engine) {
         ("POST",   "/api/v1/users/r-other/keys/rotate",      Some(json!({"grace_seconds": 60})),  [true, false, false]),
         ("DELETE", "/api/v1/users/r-user/keys/nosuchkey000", None,                   [true, false, false]),
         ("DELETE", "/api/v1/users/r-other/keys/nosuchkey000",None,                   [true, false, false]),
+        ("GET",    "/api/v1/users/r-user/quota",             None,                   [true, true,  true ]),
+        ("GET",    "/api/v1/users/r-other/quota",            None,                   [true, true,  false]),
+        ("POST",   "/api/v1/users/r-user/quota/reset",       None,                   [true, false, false]),
+        ("POST",   "/api/v1/users/r-other/quota/reset",      None,                   [true, false, false]),
         ("GET",    "/api/v1/backends",                       None,                   [true, true,  false]),
         ("GET",    "/api/v1/audit",                          None,                   [true, true,  false]),
     ];

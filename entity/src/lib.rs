@@ -3,4 +3,5 @@
 pub mod api_keys;
 pub mod audit_log;
 pub mod images;
+pub mod usage;
 pub mod users;

@@ -4,6 +4,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261126_000001_create_images;
 mod m20261127_000001_create_identity;
+mod m20261127_000002_create_usage;
 
 pub struct Migrator;
 
@@ -13,6 +14,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261126_000001_create_images::Migration),
             Box::new(m20261127_000001_create_identity::Migration),
+            Box::new(m20261127_000002_create_usage::Migration),
         ]
     }
 }

@@ -6,6 +6,7 @@ use crate::identity::input;
 use crate::identity::manage::Manager;
 use crate::identity::record::format_time;
 use crate::identity::Identity;
+use crate::limits::rules::UserLimits;
 use crate::respond::Answer;
 use crate::state::AppState;
 use crate::store::audit;
@@ -98,7 +99,37 @@ pub async fn run(
                 "old": {"id": rotated.old_id, "expires_at": format_time(&rotated.old_expires_at)}}))
         }
         AdminRoute::RevokeKey(id, key) => ok(json!(manager.revoke_key(&id, &key).await?)),
+        AdminRoute::Quota(id) => ok(quota_report(state, &manager, &id).await?),
+        AdminRoute::ResetQuota(id) => {
+            let user = manager.get_user(&id).await?;
+            let limits = UserLimits::with(
+                &state.config,
+                user.rate_limits.as_ref(),
+                user.quotas.as_ref(),
+            );
+            state
+                .limits
+                .reset(&state.store, &id, limits.reset_day)
+                .await?;
+            manager.audit("quota.reset", &id, json!({})).await;
+            ok(quota_report(state, &manager, &id).await?)
+        }
     }
+}
+
+/// The usage document of user `id` (DESIGN §8), with its effective limits.
+pub async fn quota_report(
+    state: &AppState,
+    manager: &Manager<'_>,
+    id: &str,
+) -> GatewayResult<serde_json::Value> {
+    let user = manager.get_user(id).await?;
+    let limits = UserLimits::with(
+        &state.config,
+        user.rate_limits.as_ref(),
+        user.quotas.as_ref(),
+    );
+    state.limits.report(&state.store, id, &limits).await
 }
 
 /// `?limit=1..1000` (default 100) and `?before=<entry id>` for paging back.

@@ -21,6 +21,8 @@ pub enum AdminRoute {
     CreateKey(String),
     RotateKey(String),
     RevokeKey(String, String),
+    Quota(String),
+    ResetQuota(String),
 }
 
 impl AdminRoute {
@@ -40,6 +42,8 @@ impl AdminRoute {
             CreateKey(_) => Action::CreateKey,
             RotateKey(_) => Action::RotateKey,
             RevokeKey(..) => Action::RevokeKey,
+            Quota(_) => Action::ReadQuota,
+            ResetQuota(_) => Action::ResetQuota,
         })
     }
 
@@ -53,8 +57,11 @@ impl AdminRoute {
             | Keys(id)
             | CreateKey(id)
             | RotateKey(id)
-            | RevokeKey(id, _) => Some(id),
-            _ => None,
+            | RevokeKey(id, _)
+            | Quota(id)
+            | ResetQuota(id) => Some(id),
+            // Listed one by one: a new route must decide whether it concerns a user.
+            Health | Ready | Backends | Audit | Users | CreateUser => None,
         }
     }
 }
@@ -89,6 +96,10 @@ pub fn resolve(method: &Method, path: &str) -> GatewayResult<AdminRoute> {
                 CreateKey(id(user))
             }
         }),
+        ["users", user, "quota"] if !user.is_empty() => pick("GET").map(|_| Quota(id(user))),
+        ["users", user, "quota", "reset"] if !user.is_empty() => {
+            pick("POST").map(|_| ResetQuota(id(user)))
+        }
         ["users", user, "keys", "rotate"] if !user.is_empty() => {
             pick("POST").map(|_| RotateKey(id(user)))
         }

@@ -233,10 +233,17 @@ pub struct ApiLimit {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QuotasConfig {
+    /// Defaults of every user (per-user overrides win); 0 means unlimited.
     pub monthly_requests: u64,
     pub monthly_bandwidth_mb: u64,
     pub storage_quota_mb: u64,
+    /// Day of the month (1–28) on which periods start, at 00:00 UTC.
     pub reset_day: u32,
+    /// How often usage counted in this process is written to the database (at most 1 s: a
+    /// hard kill loses at most this much).
+    pub flush_interval: Span,
+    /// POSTed a JSON event when a user reaches 80, 90 and 100 % of a quota.
+    pub webhook_url: Option<String>,
 }
 
 impl Default for QuotasConfig {
@@ -246,6 +253,8 @@ impl Default for QuotasConfig {
             monthly_bandwidth_mb: 10_240,
             storage_quota_mb: 1_024,
             reset_day: 1,
+            flush_interval: Span::secs(1),
+            webhook_url: None,
         }
     }
 }

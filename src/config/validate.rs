@@ -263,7 +263,22 @@ fn validate_limits(c: &Config) -> Check {
             100_000_000,
         )?;
     }
-    in_range("quotas.reset_day", c.quotas.reset_day, 1, 28)
+    in_range("quotas.reset_day", c.quotas.reset_day, 1, 28)?;
+    let flush = c.quotas.flush_interval.get();
+    if flush.is_zero() || flush > std::time::Duration::from_secs(1) {
+        return fail("quotas.flush_interval", "must be between 1ms and 1s");
+    }
+    if let Some(url) = &c.quotas.webhook_url {
+        let parsed = url::Url::parse(url)
+            .map_err(|e| ConfigError::new("quotas.webhook_url", format!("`{url}`: {e}")))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return fail(
+                "quotas.webhook_url",
+                format!("`{url}` must use http or https"),
+            );
+        }
+    }
+    Ok(())
 }
 
 fn validate_imgproxy(c: &Config) -> Check {

@@ -21,7 +21,7 @@ pub enum Change {
     All,
 }
 
-pub struct Limits {
+pub struct CacheLimits {
     pub capacity: u64,
     pub ttl: Duration,
     pub negative_ttl: Duration,
@@ -37,7 +37,7 @@ pub struct KeyCache {
 }
 
 impl KeyCache {
-    pub fn new(limits: &Limits) -> KeyCache {
+    pub fn new(limits: &CacheLimits) -> KeyCache {
         KeyCache {
             verified: Cache::builder()
                 .max_capacity(limits.capacity)
@@ -128,7 +128,7 @@ mod tests {
     use crate::identity::model::{Role, Status, Whitelist};
 
     fn cache() -> KeyCache {
-        KeyCache::new(&Limits {
+        KeyCache::new(&CacheLimits {
             capacity: 100,
             ttl: Duration::from_secs(60),
             negative_ttl: Duration::from_secs(60),

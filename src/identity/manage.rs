@@ -294,6 +294,11 @@ impl Manager<'_> {
     async fn record(&self, action: &str, target: &str, detail: serde_json::Value, change: Change) {
         self.auth.invalidate(&change);
         self.bus.publish(&change).await;
+        self.audit(action, target, detail).await;
+    }
+
+    /// Write an audit entry (and its log line) for a change made by `actor`.
+    pub async fn audit(&self, action: &str, target: &str, detail: serde_json::Value) {
         let entry = audit::Entry {
             actor: self.actor,
             action,

@@ -3,7 +3,7 @@
 //! same secret was proven against the same hash before); concurrent misses for one key share a
 //! single verification; wrong keys are remembered so they cost nothing the second time.
 
-use super::cache::{Change, KeyCache, Limits};
+use super::cache::{CacheLimits, Change, KeyCache};
 use super::hasher::Hasher;
 use super::key::{self, Fingerprint, ParsedKey};
 use super::record::User;
@@ -45,7 +45,7 @@ impl From<Refusal> for GatewayError {
 }
 
 impl Authenticator {
-    pub fn new(limits: &Limits, hasher: Hasher, legacy: Option<String>) -> Authenticator {
+    pub fn new(limits: &CacheLimits, hasher: Hasher, legacy: Option<String>) -> Authenticator {
         Authenticator {
             cache: KeyCache::new(limits),
             hasher,
@@ -60,14 +60,30 @@ impl Authenticator {
 
     /// The caller behind `key` (the raw header value), if it may call from `client` now.
     pub async fn authenticate(&self, store: &Store, key: Option<&[u8]>, client: IpAddr) -> Outcome {
+        self.authenticate_guarded(store, key, client, || Ok::<(), GatewayError>(()))
+            .await
+    }
+
+    /// Like `authenticate`, with `before_miss` run before a key is looked up and verified (the
+    /// expensive path), so a caller can refuse it first.
+    pub async fn authenticate_guarded<E: From<GatewayError>>(
+        &self,
+        store: &Store,
+        key: Option<&[u8]>,
+        client: IpAddr,
+        before_miss: impl FnOnce() -> Result<(), E>,
+    ) -> Result<Arc<Identity>, E> {
         let key = key.ok_or(MISSING)?;
         let key = std::str::from_utf8(key).map_err(|_| MALFORMED)?;
         let identity = match self.cached(key)? {
             Some(identity) => identity,
-            None => self.verify(store, key).await?,
+            None => {
+                before_miss()?;
+                self.verify(store, key).await?
+            }
         };
         let now = unix_now();
-        identity.admit(client, now)?;
+        identity.admit(client, now).map_err(GatewayError::from)?;
         identity.touch(now);
         Ok(identity)
     }

@@ -37,6 +37,10 @@ pub struct Ctx {
     pub route: Route,
     pub started: Instant,
     pub caller: Option<Arc<crate::identity::Identity>>,
+    /// The admitted request's limits and usage entry (bandwidth is counted when it ends).
+    pub admission: Option<crate::limits::Admission>,
+    /// Rate-limit and quota headers for every answer to this request.
+    pub limit_headers: crate::limits::headers::Headers,
     pub job: Job,
     pub upstream: UpstreamLeg,
     /// Why the request failed, when the gateway decided it (rendered by `fail_to_proxy`).
@@ -52,6 +56,8 @@ impl Ctx {
             route: Route::Unknown,
             started: Instant::now(),
             caller: None,
+            admission: None,
+            limit_headers: Vec::new(),
             job: Job::default(),
             upstream: UpstreamLeg::default(),
             failure: None,
@@ -63,5 +69,13 @@ impl Ctx {
 impl Default for Ctx {
     fn default() -> Self {
         Ctx::new()
+    }
+}
+
+impl Ctx {
+    /// Keep a refusal's headers for the answer; the error to answer with.
+    pub fn refused(&mut self, refusal: crate::limits::Refusal) -> GatewayError {
+        self.limit_headers = refusal.headers;
+        refusal.error
     }
 }

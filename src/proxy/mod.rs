@@ -71,17 +71,69 @@ impl Gateway {
                 .await
                 .map(Next::Answer),
             Route::Upload | Route::Convert => {
-                let caller = stages::auth::authenticate(&self.state, session).await?;
-                ctx.caller = Some(caller.clone());
+                let (caller, ip) = self.caller(session, ctx).await?;
+                let admission =
+                    stages::limit::admit(&self.state, &caller, ctx.route.template(), ip)
+                        .await
+                        .map_err(|r| ctx.refused(r))?;
+                ctx.limit_headers = admission.headers.clone();
+                let admission = ctx.admission.insert(admission);
                 ctx.job = if ctx.route == Route::Upload {
-                    stages::upload::receive(&self.state, session, &caller.user_id, &query).await?
+                    let cap = self
+                        .state
+                        .limits
+                        .upload_cap(&self.state.store, admission)
+                        .await?;
+                    let job = stages::upload::receive(
+                        &self.state,
+                        session,
+                        &caller.user_id,
+                        &query,
+                        cap.as_ref(),
+                    )
+                    .await?;
+                    self.state
+                        .limits
+                        .record_upload(&self.state.store, admission)
+                        .await;
+                    job
                 } else {
                     stages::convert::prepare(&self.state, &caller.user_id, &query).await?
                 };
                 Ok(Next::Proxy)
             }
+            Route::Quota(id) => {
+                let (caller, _) = self.caller(session, ctx).await?;
+                if caller.user_id != id {
+                    return Err(GatewayError::Forbidden(
+                        "only your own quota is readable here; operators use the admin listener"
+                            .into(),
+                    ));
+                }
+                let limits = crate::limits::rules::UserLimits::of(&self.state.config, &caller);
+                let report = self
+                    .state
+                    .limits
+                    .report(&self.state.store, &id, &limits)
+                    .await?;
+                Ok(Next::Answer(Answer::json(http::StatusCode::OK, &report)))
+            }
             Route::Unknown => Err(GatewayError::NotFound("no such route".into())),
         }
+    }
+
+    /// The authenticated caller and its address (kept in `ctx` for logs and headers).
+    async fn caller(
+        &self,
+        session: &Session,
+        ctx: &mut Ctx,
+    ) -> GatewayResult<(Arc<crate::identity::Identity>, std::net::IpAddr)> {
+        let ip = stages::auth::client_ip(&self.state, session);
+        let caller = stages::limit::authenticate(&self.state, session, ip)
+            .await
+            .map_err(|r| ctx.refused(r))?;
+        ctx.caller = Some(caller.clone());
+        Ok((caller, ip))
     }
 
     fn backend_count(&self) -> u32 {
@@ -161,6 +213,8 @@ impl ProxyHttp for Gateway {
                 Answer::error(&err, &ctx.request_id)
             }
         };
+        let mut answer = answer;
+        answer.headers.extend(ctx.limit_headers.iter().cloned());
         ctx.status = answer.status.as_u16();
         answer.send(session, &ctx.request_id).await?;
         Ok(true)
@@ -292,6 +346,9 @@ impl ProxyHttp for Gateway {
         }
         response.remove_header("server");
         response.insert_header(request_id::HEADER, ctx.request_id.as_str())?;
+        for (name, value) in &ctx.limit_headers {
+            response.insert_header(*name, value.as_str())?;
+        }
         ctx.status = response.status.as_u16();
         Ok(())
     }
@@ -326,10 +383,9 @@ impl ProxyHttp for Gateway {
         if let Some(err) = failure {
             if session.response_written().is_none() {
                 code = err.status().as_u16();
-                if let Err(write) = Answer::error(&err, &ctx.request_id)
-                    .send(session, &ctx.request_id)
-                    .await
-                {
+                let mut answer = Answer::error(&err, &ctx.request_id);
+                answer.headers.extend(ctx.limit_headers.iter().cloned());
+                if let Err(write) = answer.send(session, &ctx.request_id).await {
                     log::debug!("could not send error response: {write}");
                 }
             }
@@ -342,6 +398,10 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        if let Some(admission) = &ctx.admission {
+            let bytes = session.body_bytes_read() + session.body_bytes_sent();
+            self.state.limits.record_bandwidth(admission, bytes as u64);
+        }
         let status = session
             .response_written()
             .map(|r| r.status.as_u16())

@@ -15,6 +15,8 @@ pub enum Route {
     Convert,
     /// A backend fetching an upload's original through a signed URL.
     Source(String),
+    /// `GET /api/v1/users/{id}/quota`, for the caller's own id.
+    Quota(String),
 }
 
 impl Route {
@@ -26,6 +28,7 @@ impl Route {
             Route::Upload => "/api/v1/upload",
             Route::Convert => "/api/v1/convert",
             Route::Source(_) => "/internal/v1/source/{id}",
+            Route::Quota(_) => "/api/v1/users/{id}/quota",
         }
     }
 
@@ -64,10 +67,18 @@ pub fn resolve(method: &Method, path: &str) -> GatewayResult<Route> {
             Some(id) if !id.is_empty() && !id.contains('/') => {
                 allow(method, "GET", Route::Source(id.to_string()))
             }
-            _ => Err(GatewayError::NotFound(format!(
-                "no route for {method} {}",
-                crate::imgproxy::params::clip(path)
-            ))),
+            _ => match path
+                .strip_prefix("/api/v1/users/")
+                .and_then(|rest| rest.strip_suffix("/quota"))
+            {
+                Some(id) if !id.is_empty() && !id.contains('/') => {
+                    allow(method, "GET", Route::Quota(id.to_string()))
+                }
+                _ => Err(GatewayError::NotFound(format!(
+                    "no route for {method} {}",
+                    crate::imgproxy::params::clip(path)
+                ))),
+            },
         },
     }
 }

@@ -43,3 +43,21 @@ pub async fn delete(store: &Store, id: &str) -> GatewayResult<bool> {
         })
         .await
 }
+
+/// Bytes of stored originals owned by `owner` (the storage quota's usage).
+pub async fn stored_bytes(store: &Store, owner: &str) -> GatewayResult<u64> {
+    use sea_orm::{ColumnTrait, QueryFilter, QuerySelect};
+    let owner = owner.to_string();
+    store
+        .call(|db| async move {
+            let total: Option<Option<i64>> = Entity::find()
+                .select_only()
+                .column_as(entity::images::Column::SizeBytes.sum(), "total")
+                .filter(entity::images::Column::Owner.eq(owner))
+                .into_tuple()
+                .one(db)
+                .await?;
+            Ok(total.flatten().unwrap_or(0).max(0) as u64)
+        })
+        .await
+}

@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod images;
 pub mod keys;
+pub mod usage;
 pub mod users;
 
 use crate::config::{DatabaseConfig, DatabaseDriver};

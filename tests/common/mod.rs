@@ -7,6 +7,7 @@ pub mod stub;
 
 pub use db::TestDb;
 
+use serde_json::{json, Value};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -48,6 +49,21 @@ impl Proc {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+
+    /// Wait for the process to exit by itself (after a signal), up to `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        if let Some(child) = self.child.as_mut() {
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    self.child = None;
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            panic!("the process did not exit within {limit:?}");
         }
     }
 
@@ -320,4 +336,54 @@ pub async fn error_code(response: reqwest::Response) -> String {
     );
     assert_eq!(error["request_id"], request_id.as_str(), "{body}");
     error["code"].as_str().unwrap().to_string()
+}
+
+/// One admin-listener call: status and JSON body.
+pub async fn admin(
+    gw: &Gateway,
+    method: &str,
+    path: &str,
+    key: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = client()
+        .request(method.parse().unwrap(), gw.admin_url(path))
+        .header("X-API-Key", key);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// Create a user through the admin API; its first key.
+pub async fn create_user(gw: &Gateway, id: &str, role: &str, extra: Value) -> String {
+    let mut body = json!({"id": id, "name": format!("User {id}"), "email": format!("{id}@example.com"), "role": role});
+    body.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    let (status, answer) = admin(gw, "POST", "/api/v1/users", KEY, Some(body)).await;
+    assert_eq!(status, 201, "{answer}");
+    answer["api_key"]["key"].as_str().unwrap().to_string()
+}
+
+/// Poll `check` every 50 ms until it holds or `limit` passes; how long it took.
+pub async fn within<F, Fut>(limit: Duration, mut check: F) -> Option<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while start.elapsed() <= limit {
+        if check().await {
+            return Some(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
 }

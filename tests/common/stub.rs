@@ -24,6 +24,8 @@ pub enum Mode {
 pub struct Recorded {
     pub path: String,
     pub headers: HashMap<String, String>,
+    /// The request body (by Content-Length), e.g. a webhook's JSON.
+    pub body: Vec<u8>,
 }
 
 pub struct Stub {
@@ -135,10 +137,26 @@ async fn connection(
             .filter_map(|l| l.split_once(':'))
             .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
             .collect();
+        let length: usize = headers
+            .get("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        while buffer.len() < length {
+            let mut chunk = [0u8; 4096];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let body: Vec<u8> = buffer.drain(..length).collect();
         let (status, content_type, body) = if path == "/health" {
             (200, "text/plain", b"imgproxy is running".to_vec())
         } else {
-            requests.lock().unwrap().push(Recorded { path, headers });
+            requests.lock().unwrap().push(Recorded {
+                path,
+                headers,
+                body,
+            });
             let mode = mode.lock().unwrap().clone();
             match mode {
                 Mode::Image => (200, "image/webp", name.as_bytes().to_vec()),

@@ -2,5 +2,6 @@
 
 pub mod auth;
 pub mod convert;
+pub mod limit;
 pub mod source;
 pub mod upload;

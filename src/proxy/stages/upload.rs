@@ -4,6 +4,7 @@
 
 use crate::error::{GatewayError, GatewayResult};
 use crate::imgproxy::{self, ImageParams};
+use crate::limits::UploadCap;
 use crate::proxy::ctx::Job;
 use crate::state::{unix_now, AppState};
 use crate::storage::{new_image_id, sniff, PartialImage};
@@ -69,8 +70,12 @@ fn multipart_error(state: &AppState, e: multer::Error) -> GatewayError {
     GatewayError::BadRequest(format!("malformed multipart body: {e}"))
 }
 
-/// Reject early on a declared length over the limit.
-pub fn check_declared_length(state: &AppState, session: &Session) -> GatewayResult<()> {
+/// Reject early on a declared length over the limit, or over what the quotas leave.
+pub fn check_declared_length(
+    state: &AppState,
+    session: &Session,
+    cap: Option<&UploadCap>,
+) -> GatewayResult<()> {
     let limit = state.config.storage.max_upload_mb * 1024 * 1024;
     let Some(value) = session
         .req_header()
@@ -87,7 +92,10 @@ pub fn check_declared_length(state: &AppState, session: &Session) -> GatewayResu
     if length > limit + ENVELOPE {
         return Err(too_large(state));
     }
-    Ok(())
+    match cap {
+        Some(cap) if length > cap.bytes + ENVELOPE => Err(cap.error.clone()),
+        _ => Ok(()),
+    }
 }
 
 fn expects_continue(session: &Session) -> bool {
@@ -129,7 +137,11 @@ struct Stored {
     content_type: &'static str,
 }
 
-async fn store_file(state: &AppState, field: &mut multer::Field<'_>) -> GatewayResult<Stored> {
+async fn store_file(
+    state: &AppState,
+    field: &mut multer::Field<'_>,
+    cap: Option<&UploadCap>,
+) -> GatewayResult<Stored> {
     let limit = state.config.storage.max_upload_mb * 1024 * 1024;
     let id = new_image_id();
     let mut image = state.images.create(&id).await.map_err(|e| {
@@ -141,8 +153,12 @@ async fn store_file(state: &AppState, field: &mut multer::Field<'_>) -> GatewayR
     })?;
     let mut head = Vec::with_capacity(sniff::HEAD_LEN);
     while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(state, e))? {
-        if image.written() + chunk.len() as u64 > limit {
+        let total = image.written() + chunk.len() as u64;
+        if total > limit {
             return Err(too_large(state));
+        }
+        if let Some(cap) = cap.filter(|c| total > c.bytes) {
+            return Err(cap.error.clone());
         }
         if head.len() < sniff::HEAD_LEN {
             let take = (sniff::HEAD_LEN - head.len()).min(chunk.len());
@@ -202,8 +218,9 @@ pub async fn receive(
     session: &mut Session,
     caller: &str,
     query: &str,
+    cap: Option<&UploadCap>,
 ) -> GatewayResult<Job> {
-    check_declared_length(state, session)?;
+    check_declared_length(state, session, cap)?;
     let boundary = boundary(session)?;
     let mut params = ImageParams::new(state.default_format);
     apply_query(query, &mut params)?;
@@ -229,7 +246,7 @@ pub async fn receive(
                     "only one `file` field is allowed".into(),
                 ))
             }
-            "file" => stored = Some(store_file(state, &mut field).await?),
+            "file" => stored = Some(store_file(state, &mut field, cap).await?),
             "format" | "width" | "height" | "quality" => {
                 let value = text_field(state, &mut field, &name).await?;
                 params.set(&name, &value)?;

@@ -1,0 +1,319 @@
+//! The in-process limiter: counters in 64 shards, each behind its own short-held mutex (never
+//! held across an await). A check locks the shards of its rules in index order, evaluates every
+//! rule, and consumes only when all admit: a refused request consumes nothing anywhere.
+
+use super::rules::{Decision, Rule, Shape, Standing};
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::{Mutex, MutexGuard};
+
+const SHARDS: usize = 64;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Slot {
+    Bucket { tokens: f64, at_ms: u64 },
+    Count { value: u64, expires: u64 },
+}
+
+pub struct LocalLimiter {
+    shards: Vec<Mutex<HashMap<String, Slot>>>,
+}
+
+impl Default for LocalLimiter {
+    fn default() -> Self {
+        LocalLimiter {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+        }
+    }
+}
+
+fn shard_of(key: &str) -> usize {
+    let mut h = DefaultHasher::new();
+    key.hash(&mut h);
+    (h.finish() as usize) % SHARDS
+}
+
+/// What a rule would do to its slot.
+struct Evaluation {
+    admitted: bool,
+    next: Slot,
+    standing: Standing,
+}
+
+fn ceil_secs(ms: f64) -> u64 {
+    (ms / 1000.0).ceil().max(0.0) as u64
+}
+
+fn evaluate(rule: &Rule, slot: Option<Slot>, now_ms: u64, divisor: u64) -> Evaluation {
+    let now = now_ms / 1000;
+    let limit = (rule.limit / divisor.max(1)).max(1);
+    match rule.shape {
+        Shape::Bucket { per_minute } => {
+            let rate = (per_minute as f64 / divisor.max(1) as f64).max(1.0) / 60_000.0;
+            let tokens = match slot {
+                Some(Slot::Bucket { tokens, at_ms }) => {
+                    (tokens + now_ms.saturating_sub(at_ms) as f64 * rate).min(limit as f64)
+                }
+                _ => limit as f64,
+            };
+            let admitted = tokens >= 1.0;
+            let after = if admitted { tokens - 1.0 } else { tokens };
+            let wait_ms = if admitted {
+                (limit as f64 - after) / rate
+            } else {
+                (1.0 - tokens) / rate
+            };
+            Evaluation {
+                admitted,
+                next: Slot::Bucket {
+                    tokens: after,
+                    at_ms: now_ms,
+                },
+                standing: Standing {
+                    kind: rule.kind,
+                    limit,
+                    remaining: after.floor() as u64,
+                    reset: now + ceil_secs(wait_ms),
+                    window: (limit as f64 / rate / 1000.0).ceil() as u64,
+                },
+            }
+        }
+        Shape::Window { start, secs } => count(rule, slot, limit, 0, start + secs, secs),
+        Shape::Period { start, end, seed } => count(rule, slot, limit, seed, end, end - start),
+    }
+}
+
+fn count(
+    rule: &Rule,
+    slot: Option<Slot>,
+    limit: u64,
+    seed: u64,
+    end: u64,
+    window: u64,
+) -> Evaluation {
+    let used = match slot {
+        Some(Slot::Count { value, .. }) => value,
+        _ => seed,
+    };
+    let admitted = used < limit;
+    let after = if admitted { used + 1 } else { used };
+    Evaluation {
+        admitted,
+        next: Slot::Count {
+            value: after,
+            expires: end,
+        },
+        standing: Standing {
+            kind: rule.kind,
+            limit,
+            remaining: limit.saturating_sub(after),
+            reset: end,
+            window,
+        },
+    }
+}
+
+impl LocalLimiter {
+    fn lock(&self, keys: &[&str]) -> Vec<(usize, MutexGuard<'_, HashMap<String, Slot>>)> {
+        let mut idx: Vec<usize> = keys.iter().map(|k| shard_of(k)).collect();
+        idx.sort_unstable();
+        idx.dedup();
+        idx.into_iter()
+            .map(|i| (i, self.shards[i].lock().unwrap_or_else(|p| p.into_inner())))
+            .collect()
+    }
+
+    /// Check every rule and consume all or nothing. `divisor` splits each limit (the share of
+    /// one instance while the shared store is unreachable; 1 otherwise).
+    pub fn check(&self, rules: &[Rule], now_ms: u64, divisor: u64) -> Decision {
+        self.run(rules, now_ms, divisor, true)
+    }
+
+    /// Where the rules stand, consuming nothing.
+    pub fn peek(&self, rules: &[Rule], now_ms: u64, divisor: u64) -> Decision {
+        self.run(rules, now_ms, divisor, false)
+    }
+
+    fn run(&self, rules: &[Rule], now_ms: u64, divisor: u64, consume: bool) -> Decision {
+        let keys: Vec<&str> = rules.iter().map(|r| r.key.as_str()).collect();
+        let mut guards = self.lock(&keys);
+        let at: Vec<usize> = keys
+            .iter()
+            .map(|k| {
+                let i = shard_of(k);
+                guards.iter().position(|(j, _)| *j == i).unwrap_or(0)
+            })
+            .collect();
+        let evaluations: Vec<Evaluation> = rules
+            .iter()
+            .zip(&at)
+            .map(|(rule, &g)| evaluate(rule, guards[g].1.get(&rule.key).copied(), now_ms, divisor))
+            .collect();
+        let rejected = rules
+            .iter()
+            .zip(&evaluations)
+            .find(|(_, e)| !e.admitted)
+            .map(|(rule, _)| rule.kind);
+        if consume && rejected.is_none() {
+            for ((rule, e), &g) in rules.iter().zip(&evaluations).zip(&at) {
+                guards[g].1.insert(rule.key.clone(), e.next);
+            }
+        }
+        Decision {
+            rejected,
+            standings: evaluations.into_iter().map(|e| e.standing).collect(),
+        }
+    }
+
+    /// The current value of a counter (quota usage), if this process holds it.
+    pub fn value(&self, key: &str) -> Option<u64> {
+        match self.shards[shard_of(key)]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+        {
+            Some(Slot::Count { value, .. }) => Some(*value),
+            _ => None,
+        }
+    }
+
+    /// Set a counter (quota reset, or a lowered limit re-read from the database).
+    pub fn set(&self, key: &str, value: u64, expires: u64) {
+        self.shards[shard_of(key)]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.to_string(), Slot::Count { value, expires });
+    }
+
+    /// Drop counters whose window has ended and buckets idle for an hour (full by then).
+    pub fn sweep(&self, now_ms: u64) {
+        let now = now_ms / 1000;
+        for shard in &self.shards {
+            shard
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|_, slot| match slot {
+                    Slot::Count { expires, .. } => *expires > now,
+                    Slot::Bucket { at_ms, .. } => now_ms.saturating_sub(*at_ms) < 3_600_000,
+                });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::rules::Kind;
+
+    fn bucket(burst: u64, per_minute: u64) -> Rule {
+        Rule {
+            kind: Kind::Ip,
+            key: "ip:1".into(),
+            limit: burst,
+            shape: Shape::Bucket { per_minute },
+        }
+    }
+
+    fn minute(kind: Kind, key: &str, limit: u64) -> Rule {
+        Rule {
+            kind,
+            key: key.into(),
+            limit,
+            shape: Shape::Window { start: 0, secs: 60 },
+        }
+    }
+
+    #[test]
+    fn a_bucket_gives_its_burst_then_refills_at_the_rate() {
+        let l = LocalLimiter::default();
+        let rules = [bucket(20, 60)];
+        let t0 = 1_000_000;
+        for i in 0..20 {
+            let d = l.check(&rules, t0, 1);
+            assert!(d.admitted(), "burst request {i}");
+            assert_eq!(d.standings[0].remaining, 19 - i);
+        }
+        let refused = l.check(&rules, t0, 1);
+        assert_eq!(refused.rejected, Some(Kind::Ip));
+        assert_eq!(
+            refused.standings[0].reset,
+            t0 / 1000 + 1,
+            "next token in 1 s"
+        );
+        assert!(!l.check(&rules, t0 + 999, 1).admitted());
+        assert!(
+            l.check(&rules, t0 + 1000, 1).admitted(),
+            "one token per second"
+        );
+        assert!(!l.check(&rules, t0 + 1500, 1).admitted());
+        assert!(l.check(&rules, t0 + 2000, 1).admitted());
+    }
+
+    #[test]
+    fn a_refusal_at_any_level_consumes_nothing_anywhere() {
+        let l = LocalLimiter::default();
+        let user = minute(Kind::UserMinute, "um:u", 5);
+        let api = minute(Kind::Api, "api:/x", 2);
+        let t = 10_000;
+        assert!(l
+            .check(&[bucket(100, 60), user.clone(), api.clone()], t, 1)
+            .admitted());
+        assert!(l
+            .check(&[bucket(100, 60), user.clone(), api.clone()], t, 1)
+            .admitted());
+        let refused = l.check(&[bucket(100, 60), user.clone(), api.clone()], t, 1);
+        assert_eq!(refused.rejected, Some(Kind::Api));
+        // The user level still has 3: the refused request took nothing.
+        let d = l.check(std::slice::from_ref(&user), t, 1);
+        assert_eq!(d.standings[0].remaining, 2);
+        assert_eq!(l.check(&[bucket(100, 60)], t, 1).standings[0].remaining, 97);
+    }
+
+    #[test]
+    fn windows_reset_and_quota_counters_start_from_their_seed() {
+        let l = LocalLimiter::default();
+        let quota = Rule {
+            kind: Kind::Requests,
+            key: "qr:u:1".into(),
+            limit: 10,
+            shape: Shape::Period {
+                start: 0,
+                end: 100,
+                seed: 8,
+            },
+        };
+        assert!(l.check(std::slice::from_ref(&quota), 5_000, 1).admitted());
+        let last = l.check(std::slice::from_ref(&quota), 5_000, 1);
+        assert_eq!((last.admitted(), last.standings[0].remaining), (true, 0));
+        assert_eq!(
+            l.check(std::slice::from_ref(&quota), 5_000, 1).rejected,
+            Some(Kind::Requests)
+        );
+        assert_eq!(l.value("qr:u:1"), Some(10));
+        l.sweep(200_000);
+        assert_eq!(l.value("qr:u:1"), None);
+    }
+
+    #[test]
+    fn a_divisor_splits_each_limit() {
+        let l = LocalLimiter::default();
+        let rule = minute(Kind::UserMinute, "um:d", 10);
+        let admitted = (0..10)
+            .filter(|_| l.check(std::slice::from_ref(&rule), 1_000, 2).admitted())
+            .count();
+        assert_eq!(admitted, 5);
+    }
+
+    #[test]
+    fn the_tightest_rate_limit_is_reported() {
+        let l = LocalLimiter::default();
+        let d = l.check(
+            &[bucket(100, 60), minute(Kind::UserMinute, "um:t", 3)],
+            1_000,
+            1,
+        );
+        assert_eq!(d.tightest().unwrap().kind, Kind::UserMinute);
+        assert_eq!(d.tightest().unwrap().remaining, 2);
+    }
+}

@@ -1,0 +1,146 @@
+//! Quota usage in this process: one entry per user and period, loaded from the database on first
+//! use and written back by the flusher (every `quotas.flush_interval`, and at shutdown). The
+//! request count itself lives in the limiter's counter for the period (seeded from the entry),
+//! so the number that admits requests is the number reported and stored.
+
+use super::period::Period;
+use crate::error::GatewayResult;
+use crate::store::{usage, Store};
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+pub struct Entry {
+    pub user_id: String,
+    pub period: Period,
+    /// Requests recorded in the database when the entry was loaded.
+    pub requests_seed: u64,
+    bandwidth: AtomicU64,
+    announced: AtomicU32,
+    dirty: AtomicBool,
+}
+
+impl Entry {
+    pub fn bandwidth(&self) -> u64 {
+        self.bandwidth.load(Ordering::Relaxed)
+    }
+
+    /// Count `bytes`; the total before and after.
+    pub fn add_bandwidth(&self, bytes: u64) -> (u64, u64) {
+        let before = self.bandwidth.fetch_add(bytes, Ordering::Relaxed);
+        self.dirty.store(true, Ordering::Relaxed);
+        (before, before + bytes)
+    }
+
+    pub fn touch(&self) {
+        self.dirty.store(true, Ordering::Relaxed);
+    }
+
+    /// Mark threshold `bit` as announced; whether it was new.
+    pub fn announce(&self, bit: u32) -> bool {
+        let mask = 1 << bit;
+        let before = self.announced.fetch_or(mask, Ordering::Relaxed);
+        if before & mask == 0 {
+            self.dirty.store(true, Ordering::Relaxed);
+            return true;
+        }
+        false
+    }
+
+    pub fn reset(&self) {
+        self.bandwidth.store(0, Ordering::Relaxed);
+        self.announced.store(0, Ordering::Relaxed);
+        self.dirty.store(true, Ordering::Relaxed);
+    }
+}
+
+#[derive(Default)]
+pub struct UsageBook {
+    entries: Mutex<HashMap<(String, i64), Arc<Entry>>>,
+}
+
+impl UsageBook {
+    fn get(&self, user_id: &str, period: &Period) -> Option<Arc<Entry>> {
+        let key = (user_id.to_string(), period.start.timestamp());
+        self.entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .cloned()
+    }
+
+    /// The entry of `user_id` for `period`, loading it from the database the first time.
+    pub async fn entry(
+        &self,
+        store: &Store,
+        user_id: &str,
+        period: &Period,
+    ) -> GatewayResult<Arc<Entry>> {
+        if let Some(entry) = self.get(user_id, period) {
+            return Ok(entry);
+        }
+        let row = usage::find(store, user_id, period.start).await?;
+        let entry = Arc::new(Entry {
+            user_id: user_id.to_string(),
+            period: *period,
+            requests_seed: row.as_ref().map_or(0, |r| r.requests.max(0) as u64),
+            bandwidth: AtomicU64::new(row.as_ref().map_or(0, |r| r.bandwidth_bytes.max(0) as u64)),
+            announced: AtomicU32::new(row.as_ref().map_or(0, |r| r.announced as u32)),
+            dirty: AtomicBool::new(false),
+        });
+        let key = (user_id.to_string(), period.start.timestamp());
+        Ok(self
+            .entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key)
+            .or_insert(entry)
+            .clone())
+    }
+
+    /// Rows to write: entries changed since the last call, with their request count as given by
+    /// `requests`. Entries of ended periods are dropped once written.
+    pub fn take_dirty(
+        &self,
+        now: DateTime<Utc>,
+        requests: impl Fn(&Entry) -> u64,
+    ) -> Vec<entity::usage::Model> {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let rows = entries
+            .values()
+            .filter(|e| e.dirty.swap(false, Ordering::Relaxed))
+            .map(|e| entity::usage::Model {
+                user_id: e.user_id.clone(),
+                period_start: e.period.start,
+                requests: requests(e) as i64,
+                bandwidth_bytes: e.bandwidth() as i64,
+                announced: e.announced.load(Ordering::Relaxed) as i32,
+                updated_at: now,
+            })
+            .collect();
+        entries.retain(|_, e| e.period.end > now || e.dirty.load(Ordering::Relaxed));
+        rows
+    }
+
+    /// A write failed: mark those entries changed again so the next flush retries them.
+    pub fn restore(&self, rows: &[entity::usage::Model]) {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        for row in rows {
+            if let Some(e) = entries.get(&(row.user_id.clone(), row.period_start.timestamp())) {
+                e.touch();
+            }
+        }
+    }
+
+    /// Every entry of `user_id` (quota reset).
+    pub fn of_user(&self, user_id: &str) -> Vec<Arc<Entry>> {
+        self.entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|e| e.user_id == user_id)
+            .cloned()
+            .collect()
+    }
+}
