@@ -47,6 +47,12 @@ impl BackgroundService for StateService {
                 }
             }
         }
+        if let Err(e) = self.state.limits.connect() {
+            log::error!(
+                "{}",
+                serde_json::json!({"event": "redis_unavailable", "error": e})
+            );
+        }
         if let Err(e) = self.state.bus.connect_publisher() {
             log::error!(
                 "{}",

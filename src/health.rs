@@ -25,7 +25,7 @@ pub async fn health(state: &AppState) -> Answer {
             "uptime_seconds": state.started.elapsed().as_secs(),
             "backends": {"healthy": healthy, "total": total},
             "database": if database { "ok" } else { "unavailable" },
-            "redis": state.bus.status(),
+            "redis": if state.limits.degraded() { "degraded" } else { state.bus.status() },
         }),
     )
 }

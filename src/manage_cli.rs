@@ -24,7 +24,11 @@ pub fn run(config: &Config, command: Managed) -> Result<(), String> {
     oneshot::block_on(async {
         let store = store::open_migrated(&config.database).await?;
         let auth = authenticator(config);
-        let bus = Bus::new(config.redis.url.clone(), config.redis.timeout());
+        let bus = Bus::new(
+            config.redis.url.clone(),
+            &config.redis.key_prefix,
+            config.redis.timeout(),
+        );
         bus.connect_publisher()?;
         if !bus.wait_connected(Duration::from_secs(2)).await {
             eprintln!("warning: Redis is unreachable; running instances see this change within auth.cache_ttl");

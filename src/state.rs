@@ -71,7 +71,7 @@ impl AppState {
             .ok_or("imgproxy.default_format: unknown format")?;
         let (notifier, webhook) = thresholds::Notifier::new(config.quotas.webhook_url.clone());
         Ok(AppState {
-            limits: Limits::new(notifier),
+            limits: Limits::new(&config, notifier),
             webhook: std::sync::Mutex::new(webhook),
             store: Store::new(config.database.clone()),
             pool,
@@ -80,7 +80,11 @@ impl AppState {
             source_signer: SourceSigner::new(&secret),
             default_format,
             auth: Arc::new(authenticator(&config)),
-            bus: Bus::new(config.redis.url.clone(), config.redis.timeout()),
+            bus: Bus::new(
+                config.redis.url.clone(),
+                &config.redis.key_prefix,
+                config.redis.timeout(),
+            ),
             trusted_proxies: TrustedProxies::new(&config.server.trusted_proxies),
             started: Instant::now(),
             config,

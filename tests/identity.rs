@@ -5,7 +5,7 @@ mod common;
 
 use common::db::{redis_available, Engine, REDIS_URL};
 use common::stub::{Mode, Stub};
-use common::{admin, client, create_user, error_code, within, Gateway, TestDb, BIN, KEY};
+use common::{admin, client, convert, create_user, error_code, within, Gateway, TestDb, BIN, KEY};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -32,15 +32,6 @@ async fn env(
         _backends: (a, b),
         _db: db,
     })
-}
-
-async fn convert(gw: &Gateway, key: &str) -> reqwest::Response {
-    client()
-        .get(gw.url("/api/v1/convert?url=http://example.com/a.jpg"))
-        .header("X-API-Key", key)
-        .send()
-        .await
-        .unwrap()
 }
 
 async fn convert_status(gw: &Gateway, key: &str) -> u16 {
@@ -724,13 +715,16 @@ async fn shared_mode_changes_reach_the_other_instance_within_a_second() {
     }
     let a1 = Stub::start("a", Mode::Image).await;
     let b1 = Stub::start("b", Mode::Image).await;
+    let prefix = format!("test-{:016x}:", rand::random::<u64>());
     let start = || {
         Gateway::builder()
             .backend(a1.url(), 1)
             .backend(b1.url(), 1)
             .database(&db)
             .auth("  bcrypt_cost: 4\n  cache_ttl: 10m")
-            .yaml(&format!("redis:\n  url: {REDIS_URL}\n  timeout_ms: 500"))
+            .yaml(&format!(
+                "redis:\n  url: {REDIS_URL}\n  timeout_ms: 500\n  key_prefix: \"{prefix}\""
+            ))
             .start()
     };
     // Both start together: one legacy user and one legacy key between them.

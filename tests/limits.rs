@@ -4,7 +4,7 @@
 mod common;
 
 use common::stub::{Mode, Stub};
-use common::{admin, client, create_user, Gateway, KEY};
+use common::{admin, client, convert, create_user, Gateway, KEY};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -29,15 +29,6 @@ async fn start(yaml: &str, server: &str) -> Env {
         _a: a,
         _b: b,
     }
-}
-
-async fn convert(gw: &Gateway, key: &str) -> reqwest::Response {
-    client()
-        .get(gw.url("/api/v1/convert?url=http://example.com/a.jpg"))
-        .header("X-API-Key", key)
-        .send()
-        .await
-        .unwrap()
 }
 
 async fn upload(gw: &Gateway, key: &str, bytes: Vec<u8>) -> reqwest::Response {

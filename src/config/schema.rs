@@ -119,6 +119,11 @@ pub struct RedisConfig {
     pub url: Option<String>,
     /// Upper bound on every Redis call, in milliseconds.
     pub timeout_ms: u64,
+    /// Instances sharing the limits: while Redis is unreachable each enforces its share
+    /// (every rate limit ÷ this).
+    pub expected_instances: u64,
+    /// Prefix of every Redis key and channel, so deployments can share a Redis.
+    pub key_prefix: String,
 }
 
 impl Default for RedisConfig {
@@ -126,6 +131,8 @@ impl Default for RedisConfig {
         RedisConfig {
             url: None,
             timeout_ms: 50,
+            expected_instances: 2,
+            key_prefix: "imgproxy-gateway:".into(),
         }
     }
 }

@@ -89,7 +89,25 @@ fn validate_auth(c: &Config) -> Check {
             return fail(key, "must be greater than zero");
         }
     }
-    in_range("redis.timeout_ms", c.redis.timeout_ms, 1, 60_000)
+    in_range("redis.timeout_ms", c.redis.timeout_ms, 1, 60_000)?;
+    in_range(
+        "redis.expected_instances",
+        c.redis.expected_instances,
+        1,
+        1000,
+    )?;
+    let prefix = &c.redis.key_prefix;
+    if prefix.len() > 64
+        || prefix
+            .chars()
+            .any(|ch| ch.is_whitespace() || ch.is_control())
+    {
+        return fail(
+            "redis.key_prefix",
+            "must be at most 64 characters without spaces",
+        );
+    }
+    Ok(())
 }
 
 fn validate_server(c: &Config) -> Check {

@@ -12,10 +12,12 @@ use fred::types::Builder;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-pub const CHANNEL: &str = "imgproxy-gateway:identity";
+/// The channel, after `redis.key_prefix`.
+const CHANNEL: &str = "identity";
 
 pub struct Bus {
     url: Option<String>,
+    channel: String,
     timeout: Duration,
     publisher: OnceLock<Client>,
 }
@@ -35,9 +37,10 @@ fn builder(url: &str, timeout: Duration) -> Result<Builder, String> {
 }
 
 impl Bus {
-    pub fn new(url: Option<String>, timeout: Duration) -> Bus {
+    pub fn new(url: Option<String>, prefix: &str, timeout: Duration) -> Bus {
         Bus {
             url,
+            channel: format!("{prefix}{CHANNEL}"),
             timeout,
             publisher: OnceLock::new(),
         }
@@ -86,8 +89,11 @@ impl Bus {
             return;
         };
         let message = serde_json::to_string(change).unwrap_or_default();
-        let sent =
-            tokio::time::timeout(self.timeout, client.publish::<i64, _, _>(CHANNEL, message)).await;
+        let sent = tokio::time::timeout(
+            self.timeout,
+            client.publish::<i64, _, _>(self.channel.as_str(), message),
+        )
+        .await;
         if !matches!(sent, Ok(Ok(_))) {
             log::warn!(
                 "{}",
@@ -126,7 +132,7 @@ impl Bus {
         let subscribed = async {
             loop {
                 if subscriber.wait_for_connect().await.is_ok()
-                    && subscriber.subscribe(CHANNEL).await.is_ok()
+                    && subscriber.subscribe(self.channel.as_str()).await.is_ok()
                 {
                     return;
                 }
@@ -137,7 +143,7 @@ impl Bus {
             subscribed.await;
             log::info!(
                 "{}",
-                serde_json::json!({"event": "invalidation_subscribed", "channel": CHANNEL})
+                serde_json::json!({"event": "invalidation_subscribed", "channel": self.channel})
             );
             loop {
                 tokio::select! {

@@ -60,25 +60,29 @@ impl Authenticator {
 
     /// The caller behind `key` (the raw header value), if it may call from `client` now.
     pub async fn authenticate(&self, store: &Store, key: Option<&[u8]>, client: IpAddr) -> Outcome {
-        self.authenticate_guarded(store, key, client, || Ok::<(), GatewayError>(()))
+        self.authenticate_guarded(store, key, client, || async { Ok::<(), GatewayError>(()) })
             .await
     }
 
     /// Like `authenticate`, with `before_miss` run before a key is looked up and verified (the
     /// expensive path), so a caller can refuse it first.
-    pub async fn authenticate_guarded<E: From<GatewayError>>(
+    pub async fn authenticate_guarded<E, G>(
         &self,
         store: &Store,
         key: Option<&[u8]>,
         client: IpAddr,
-        before_miss: impl FnOnce() -> Result<(), E>,
-    ) -> Result<Arc<Identity>, E> {
+        before_miss: impl FnOnce() -> G,
+    ) -> Result<Arc<Identity>, E>
+    where
+        E: From<GatewayError>,
+        G: std::future::Future<Output = Result<(), E>>,
+    {
         let key = key.ok_or(MISSING)?;
         let key = std::str::from_utf8(key).map_err(|_| MALFORMED)?;
         let identity = match self.cached(key)? {
             Some(identity) => identity,
             None => {
-                before_miss()?;
+                before_miss().await?;
                 self.verify(store, key).await?
             }
         };

@@ -41,76 +41,35 @@ struct Evaluation {
     standing: Standing,
 }
 
-fn ceil_secs(ms: f64) -> u64 {
-    (ms / 1000.0).ceil().max(0.0) as u64
-}
-
 fn evaluate(rule: &Rule, slot: Option<Slot>, now_ms: u64, divisor: u64) -> Evaluation {
-    let now = now_ms / 1000;
-    let limit = (rule.limit / divisor.max(1)).max(1);
-    match rule.shape {
-        Shape::Bucket { per_minute } => {
-            let rate = (per_minute as f64 / divisor.max(1) as f64).max(1.0) / 60_000.0;
-            let tokens = match slot {
-                Some(Slot::Bucket { tokens, at_ms }) => {
-                    (tokens + now_ms.saturating_sub(at_ms) as f64 * rate).min(limit as f64)
-                }
-                _ => limit as f64,
-            };
-            let admitted = tokens >= 1.0;
-            let after = if admitted { tokens - 1.0 } else { tokens };
-            let wait_ms = if admitted {
-                (limit as f64 - after) / rate
-            } else {
-                (1.0 - tokens) / rate
-            };
-            Evaluation {
-                admitted,
-                next: Slot::Bucket {
-                    tokens: after,
-                    at_ms: now_ms,
-                },
-                standing: Standing {
-                    kind: rule.kind,
-                    limit,
-                    remaining: after.floor() as u64,
-                    reset: now + ceil_secs(wait_ms),
-                    window: (limit as f64 / rate / 1000.0).ceil() as u64,
-                },
-            }
+    let current = match (rule.shape, slot) {
+        (Shape::Bucket { .. }, Some(Slot::Bucket { tokens, at_ms })) => {
+            rule.refill(tokens, now_ms.saturating_sub(at_ms), divisor)
         }
-        Shape::Window { start, secs } => count(rule, slot, limit, 0, start + secs, secs),
-        Shape::Period { start, end, seed } => count(rule, slot, limit, seed, end, end - start),
-    }
-}
-
-fn count(
-    rule: &Rule,
-    slot: Option<Slot>,
-    limit: u64,
-    seed: u64,
-    end: u64,
-    window: u64,
-) -> Evaluation {
-    let used = match slot {
-        Some(Slot::Count { value, .. }) => value,
-        _ => seed,
+        (Shape::Bucket { .. }, _) => rule.capacity(divisor) as f64,
+        (_, Some(Slot::Count { value, .. })) => value as f64,
+        (Shape::Period { seed, .. }, _) => seed as f64,
+        (Shape::Window { .. }, _) => 0.0,
     };
-    let admitted = used < limit;
-    let after = if admitted { used + 1 } else { used };
-    Evaluation {
-        admitted,
-        next: Slot::Count {
-            value: after,
+    let (admitted, standing) = rule.judge(current, now_ms, divisor);
+    let next = match rule.shape {
+        Shape::Bucket { .. } => Slot::Bucket {
+            tokens: if admitted { current - 1.0 } else { current },
+            at_ms: now_ms,
+        },
+        Shape::Window { start, secs } => Slot::Count {
+            value: current as u64 + u64::from(admitted),
+            expires: start + secs,
+        },
+        Shape::Period { end, .. } => Slot::Count {
+            value: current as u64 + u64::from(admitted),
             expires: end,
         },
-        standing: Standing {
-            kind: rule.kind,
-            limit,
-            remaining: limit.saturating_sub(after),
-            reset: end,
-            window,
-        },
+    };
+    Evaluation {
+        admitted,
+        next,
+        standing,
     }
 }
 
@@ -184,6 +143,19 @@ impl LocalLimiter {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(key.to_string(), Slot::Count { value, expires });
+    }
+
+    /// Raise a counter to at least `value` (a shared total seen).
+    pub fn raise(&self, key: &str, value: u64, expires: u64) {
+        let mut shard = self.shards[shard_of(key)]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match shard.get_mut(key) {
+            Some(Slot::Count { value: v, .. }) => *v = (*v).max(value),
+            _ => {
+                shard.insert(key.to_string(), Slot::Count { value, expires });
+            }
+        }
     }
 
     /// Drop counters whose window has ended and buckets idle for an hour (full by then).

@@ -5,6 +5,7 @@ pub mod headers;
 pub mod local;
 pub mod period;
 pub mod rules;
+pub mod shared;
 pub mod thresholds;
 pub mod usage;
 
@@ -17,8 +18,9 @@ use chrono::Utc;
 use headers::Headers;
 use local::LocalLimiter;
 use period::Period;
-use rules::{Decision, Kind, UserLimits};
+use rules::{Decision, Kind, Rule, Shape, UserLimits};
 use serde_json::json;
+use shared::Shared;
 use std::net::IpAddr;
 use std::sync::Arc;
 use thresholds::{Notifier, Quota};
@@ -26,6 +28,12 @@ use usage::{Entry, UsageBook};
 
 pub struct Limits {
     local: LocalLimiter,
+    /// Redis, in shared mode.
+    shared: Option<Shared>,
+    /// Each rate limit is divided by this while Redis is unreachable.
+    expected_instances: u64,
+    /// Quota counts admitted locally while Redis was unreachable, added to Redis when it returns.
+    owed: std::sync::Mutex<std::collections::HashMap<String, (u64, u64, u64)>>,
     usage: UsageBook,
     notifier: Notifier,
 }
@@ -83,27 +91,72 @@ fn rate_limited(decision: &Decision, kind: Kind, now: u64) -> GatewayError {
 }
 
 impl Limits {
-    pub fn new(notifier: Notifier) -> Limits {
+    pub fn new(config: &Config, notifier: Notifier) -> Limits {
         Limits {
             local: LocalLimiter::default(),
+            shared: config.redis.url.clone().map(|url| {
+                Shared::new(url, config.redis.key_prefix.clone(), config.redis.timeout())
+            }),
+            expected_instances: config.redis.expected_instances,
+            owed: Default::default(),
             usage: UsageBook::default(),
             notifier,
         }
     }
 
+    /// Connect to Redis (shared mode) on the calling, long-lived runtime.
+    pub fn connect(&self) -> Result<(), String> {
+        self.shared.as_ref().map_or(Ok(()), Shared::connect)
+    }
+
+    /// Whether limits run on local fallbacks because Redis is unreachable.
+    pub fn degraded(&self) -> bool {
+        self.shared.as_ref().is_some_and(Shared::degraded)
+    }
+
+    /// One decision over `rules`: in Redis when shared and reachable, else in process (at each
+    /// rate limit's share of `expected_instances` when Redis should be there but is not).
+    async fn decide(&self, rules: &[Rule], consume: bool) -> Decision {
+        let Some(shared) = &self.shared else {
+            return self.local_decision(rules, consume, 1);
+        };
+        if let Some(decision) = shared.check(rules, consume).await {
+            return decision;
+        }
+        let decision = self.local_decision(rules, consume, self.expected_instances);
+        if consume && decision.admitted() {
+            let mut owed = self.owed.lock().unwrap_or_else(|p| p.into_inner());
+            for rule in rules {
+                if let Shape::Period { end, seed, .. } = rule.shape {
+                    let entry = owed.entry(rule.key.clone()).or_insert((0, seed, end));
+                    entry.0 += 1;
+                }
+            }
+        }
+        decision
+    }
+
+    fn local_decision(&self, rules: &[Rule], consume: bool, divisor: u64) -> Decision {
+        if consume {
+            self.local.check(rules, now_ms(), divisor)
+        } else {
+            self.local.peek(rules, now_ms(), divisor)
+        }
+    }
+
     /// The IP level alone: `consume: false` only looks (before an expensive verification),
     /// `consume: true` counts a request that failed authentication.
-    pub fn check_ip(&self, config: &Config, ip: IpAddr, consume: bool) -> Result<(), Refusal> {
+    pub async fn check_ip(
+        &self,
+        config: &Config,
+        ip: IpAddr,
+        consume: bool,
+    ) -> Result<(), Refusal> {
         let Some(rule) = rules::ip_rule(config, ip) else {
             return Ok(());
         };
-        let rules = [rule];
-        let (now, ms) = (Utc::now().timestamp() as u64, now_ms());
-        let decision = if consume {
-            self.local.check(&rules, ms, 1)
-        } else {
-            self.local.peek(&rules, ms, 1)
-        };
+        let now = Utc::now().timestamp() as u64;
+        let decision = self.decide(&[rule], consume).await;
         match decision.rejected {
             None => Ok(()),
             Some(kind) => Err(Refusal {
@@ -130,13 +183,13 @@ impl Limits {
         let rules = rules::request_rules(config, &limits, &entry, endpoint, ip, now);
         let bandwidth = limits.monthly_bandwidth_bytes;
         if bandwidth > 0 && entry.bandwidth() >= bandwidth {
-            let decision = self.local.peek(&rules, now_ms(), 1);
+            let decision = self.decide(&rules, false).await;
             return Err(Refusal {
                 error: exceeded(Quota::Bandwidth, entry.bandwidth(), bandwidth, &period),
                 headers: headers::render(&decision, now),
             });
         }
-        let decision = self.local.check(&rules, now_ms(), 1);
+        let decision = self.decide(&rules, true).await;
         let headers = headers::render(&decision, now);
         match decision.rejected {
             None => {
@@ -202,8 +255,16 @@ impl Limits {
     }
 
     /// Count the body bytes of an image request once it is answered.
-    pub fn record_bandwidth(&self, admission: &Admission, bytes: u64) {
-        let (_, after) = admission.entry.add_bandwidth(bytes);
+    pub async fn record_bandwidth(&self, admission: &Admission, bytes: u64) {
+        let entry = &admission.entry;
+        let (_, mut after) = entry.add_bandwidth(bytes);
+        if let Some(shared) = &self.shared {
+            let key = rules::bandwidth_key(&entry.user_id, &entry.period);
+            let expires = entry.period.end.timestamp() as u64 + shared::PERIOD_GRACE;
+            if let Some(total) = shared.add(&key, bytes, expires).await {
+                after = entry.observe_bandwidth(total);
+            }
+        }
         self.notifier.observe(
             &admission.entry,
             Quota::Bandwidth,
@@ -230,7 +291,38 @@ impl Limits {
     fn requests_used(&self, entry: &Entry) -> u64 {
         self.local
             .value(&rules::requests_key(&entry.user_id, &entry.period))
-            .unwrap_or(entry.requests_seed)
+            .unwrap_or(entry.requests_seed())
+    }
+
+    /// Bring entries up to the shared totals (shared mode; no-op otherwise).
+    async fn refresh(&self, entries: &[Arc<Entry>]) {
+        let Some(shared) = &self.shared else {
+            return;
+        };
+        let keys: Vec<String> = entries
+            .iter()
+            .flat_map(|e| {
+                [
+                    rules::requests_key(&e.user_id, &e.period),
+                    rules::bandwidth_key(&e.user_id, &e.period),
+                ]
+            })
+            .collect();
+        if let Some(values) = shared.values(&keys).await {
+            for (entry, pair) in entries.iter().zip(values.chunks(2)) {
+                if let Some(requests) = pair[0] {
+                    entry.observe_requests(requests);
+                    self.local.raise(
+                        &rules::requests_key(&entry.user_id, &entry.period),
+                        requests,
+                        entry.period.end.timestamp() as u64,
+                    );
+                }
+                if let Some(bandwidth) = pair[1] {
+                    entry.observe_bandwidth(bandwidth);
+                }
+            }
+        }
     }
 
     /// DESIGN §8's quota document for `user_id` with effective `limits`.
@@ -242,6 +334,7 @@ impl Limits {
     ) -> GatewayResult<serde_json::Value> {
         let period = Period::containing(Utc::now(), limits.reset_day);
         let entry = self.usage.entry(store, user_id, &period).await?;
+        self.refresh(std::slice::from_ref(&entry)).await;
         let stored = images::stored_bytes(store, user_id).await?;
         let item = |used: u64, limit: u64| {
             if limit == 0 {
@@ -266,17 +359,30 @@ impl Limits {
         let entry = self.usage.entry(store, user_id, &period).await?;
         for e in self.usage.of_user(user_id).into_iter().chain([entry]) {
             e.reset();
-            self.local.set(
-                &rules::requests_key(&e.user_id, &e.period),
-                0,
-                e.period.end.timestamp() as u64,
-            );
+            let end = e.period.end.timestamp() as u64;
+            let requests = rules::requests_key(&e.user_id, &e.period);
+            self.local.set(&requests, 0, end);
+            if let Some(shared) = &self.shared {
+                let bandwidth = rules::bandwidth_key(&e.user_id, &e.period);
+                for key in [requests, bandwidth] {
+                    shared
+                        .set(&key, 0, end + shared::PERIOD_GRACE)
+                        .await
+                        .ok_or_else(|| {
+                            GatewayError::NotReady("Redis did not take the reset".into())
+                        })?;
+                }
+            }
         }
         self.flush(store).await
     }
 
-    /// Write changed usage to the database (every `quotas.flush_interval` and at shutdown).
+    /// Write changed usage to the database (every `quotas.flush_interval` and at shutdown);
+    /// in shared mode, first settle what was counted locally during a Redis outage and read
+    /// the shared totals.
     pub async fn flush(&self, store: &Store) -> GatewayResult<()> {
+        self.settle_owed().await;
+        self.refresh(&self.usage.dirty()).await;
         let rows = self.usage.take_dirty(Utc::now(), |e| self.requests_used(e));
         if rows.is_empty() {
             return Ok(());
@@ -286,6 +392,37 @@ impl Limits {
             self.usage.restore(&rows);
         }
         result
+    }
+
+    /// Add quota counts admitted during an outage to Redis once it answers again.
+    async fn settle_owed(&self) {
+        let Some(shared) = &self.shared else {
+            return;
+        };
+        if shared.degraded() {
+            return;
+        }
+        let owed: Vec<(String, (u64, u64, u64))> = self
+            .owed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .collect();
+        for (key, (count, seed, end)) in owed {
+            if shared
+                .settle(&key, count, seed, end + shared::PERIOD_GRACE)
+                .await
+                .is_none()
+            {
+                let mut again = self.owed.lock().unwrap_or_else(|p| p.into_inner());
+                again.entry(key).or_insert((0, seed, end)).0 += count;
+            } else {
+                log::info!(
+                    "{}",
+                    json!({"event": "usage_reconciled", "key": key, "requests": count})
+                );
+            }
+        }
     }
 
     /// Forget ended windows and idle buckets.

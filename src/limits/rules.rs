@@ -68,6 +68,78 @@ pub struct Rule {
     pub shape: Shape,
 }
 
+impl Rule {
+    /// The limit this instance enforces: rate limits split by `divisor` (one instance's share
+    /// while the shared store is unreachable), quotas never.
+    pub fn capacity(&self, divisor: u64) -> u64 {
+        if self.kind.is_quota() {
+            self.limit
+        } else {
+            (self.limit / divisor.max(1)).max(1)
+        }
+    }
+
+    /// Tokens a bucket gains per millisecond.
+    fn rate(&self, divisor: u64) -> f64 {
+        match self.shape {
+            Shape::Bucket { per_minute } => {
+                (per_minute as f64 / divisor.max(1) as f64).max(1.0) / 60_000.0
+            }
+            _ => 0.0,
+        }
+    }
+
+    /// A bucket's tokens after `elapsed_ms` of refill.
+    pub fn refill(&self, tokens: f64, elapsed_ms: u64, divisor: u64) -> f64 {
+        (tokens + elapsed_ms as f64 * self.rate(divisor)).min(self.capacity(divisor) as f64)
+    }
+
+    fn count(&self, current: f64, limit: u64, reset: u64, window: u64) -> (bool, Standing) {
+        let used = current as u64;
+        let admitted = used < limit;
+        let after = used + u64::from(admitted);
+        let standing = Standing {
+            kind: self.kind,
+            limit,
+            remaining: limit.saturating_sub(after),
+            reset,
+            window,
+        };
+        (admitted, standing)
+    }
+
+    /// Given the current value (a bucket's tokens after refill, or a counter's count before
+    /// this request), whether the rule admits one more request and where it then stands.
+    pub fn judge(&self, current: f64, now_ms: u64, divisor: u64) -> (bool, Standing) {
+        let now = now_ms / 1000;
+        let limit = self.capacity(divisor);
+        let standing = |remaining: u64, reset: u64, window: u64| Standing {
+            kind: self.kind,
+            limit,
+            remaining,
+            reset,
+            window,
+        };
+        match self.shape {
+            Shape::Bucket { .. } => {
+                let rate = self.rate(divisor);
+                let admitted = current >= 1.0;
+                let after = if admitted { current - 1.0 } else { current };
+                let wait_ms = if admitted {
+                    (limit as f64 - after) / rate
+                } else {
+                    (1.0 - current) / rate
+                };
+                let window = (limit as f64 / rate / 1000.0).ceil() as u64;
+                let reset = now + (wait_ms / 1000.0).ceil().max(0.0) as u64;
+                (admitted, standing(after.floor() as u64, reset, window))
+            }
+            Shape::Window { start, secs } => self.count(current, limit, start + secs, secs),
+            Shape::Period { start, end, .. } => self.count(current, limit, end, end - start),
+        }
+    }
+}
+
 /// Where one rule stands after a check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Standing {
@@ -229,11 +301,16 @@ pub fn request_rules(
             shape: Shape::Period {
                 start: period.start.timestamp() as u64,
                 end: period.end.timestamp() as u64,
-                seed: entry.requests_seed,
+                seed: entry.requests_seed(),
             },
         });
     }
     rules
+}
+
+/// The counter of a user's bandwidth bytes in a period (shared mode).
+pub fn bandwidth_key(user_id: &str, period: &Period) -> String {
+    format!("qb:{user_id}:{}", period.id())
 }
 
 /// The counter of a user's requests in a period.

@@ -14,14 +14,31 @@ use std::sync::{Arc, Mutex};
 pub struct Entry {
     pub user_id: String,
     pub period: Period,
-    /// Requests recorded in the database when the entry was loaded.
-    pub requests_seed: u64,
+    /// The highest request count known here besides the limiter's own counter: the database's
+    /// when loaded, then the shared totals seen (the seed of a counter Redis lost).
+    requests_seed: AtomicU64,
     bandwidth: AtomicU64,
     announced: AtomicU32,
     dirty: AtomicBool,
 }
 
 impl Entry {
+    pub fn requests_seed(&self) -> u64 {
+        self.requests_seed.load(Ordering::Relaxed)
+    }
+
+    /// A request total seen elsewhere (Redis).
+    pub fn observe_requests(&self, total: u64) {
+        self.requests_seed.fetch_max(total, Ordering::Relaxed);
+    }
+
+    /// A bandwidth total seen elsewhere (Redis); the total now known.
+    pub fn observe_bandwidth(&self, total: u64) -> u64 {
+        self.bandwidth
+            .fetch_max(total, Ordering::Relaxed)
+            .max(total)
+    }
+
     pub fn bandwidth(&self) -> u64 {
         self.bandwidth.load(Ordering::Relaxed)
     }
@@ -49,6 +66,7 @@ impl Entry {
     }
 
     pub fn reset(&self) {
+        self.requests_seed.store(0, Ordering::Relaxed);
         self.bandwidth.store(0, Ordering::Relaxed);
         self.announced.store(0, Ordering::Relaxed);
         self.dirty.store(true, Ordering::Relaxed);
@@ -84,7 +102,7 @@ impl UsageBook {
         let entry = Arc::new(Entry {
             user_id: user_id.to_string(),
             period: *period,
-            requests_seed: row.as_ref().map_or(0, |r| r.requests.max(0) as u64),
+            requests_seed: AtomicU64::new(row.as_ref().map_or(0, |r| r.requests.max(0) as u64)),
             bandwidth: AtomicU64::new(row.as_ref().map_or(0, |r| r.bandwidth_bytes.max(0) as u64)),
             announced: AtomicU32::new(row.as_ref().map_or(0, |r| r.announced as u32)),
             dirty: AtomicBool::new(false),
@@ -121,6 +139,17 @@ impl UsageBook {
             .collect();
         entries.retain(|_, e| e.period.end > now || e.dirty.load(Ordering::Relaxed));
         rows
+    }
+
+    /// Entries changed since the last flush (left marked).
+    pub fn dirty(&self) -> Vec<Arc<Entry>> {
+        self.entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|e| e.dirty.load(Ordering::Relaxed))
+            .cloned()
+            .collect()
     }
 
     /// A write failed: mark those entries changed again so the next flush retries them.

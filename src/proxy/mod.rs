@@ -400,7 +400,10 @@ impl ProxyHttp for Gateway {
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
         if let Some(admission) = &ctx.admission {
             let bytes = session.body_bytes_read() + session.body_bytes_sent();
-            self.state.limits.record_bandwidth(admission, bytes as u64);
+            self.state
+                .limits
+                .record_bandwidth(admission, bytes as u64)
+                .await;
         }
         let status = session
             .response_written()

@@ -387,3 +387,13 @@ where
     }
     None
 }
+
+/// `GET /api/v1/convert` of a sample URL with `key` (stub backends answer it).
+pub async fn convert(gw: &Gateway, key: &str) -> reqwest::Response {
+    client()
+        .get(gw.url("/api/v1/convert?url=http://example.com/a.jpg"))
+        .header("X-API-Key", key)
+        .send()
+        .await
+        .unwrap()
+}

@@ -28,7 +28,7 @@ pub async fn authenticate(
         .await;
     match outcome {
         Err(refusal) if matches!(refusal.error.status().as_u16(), 401 | 403) => {
-            state.limits.check_ip(&state.config, ip, true)?;
+            state.limits.check_ip(&state.config, ip, true).await?;
             Err(refusal)
         }
         other => other,

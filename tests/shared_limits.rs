@@ -1,0 +1,288 @@
+//! Limits and quotas in shared mode: several gateway processes on one PostgreSQL and one Redis
+//! enforce exact totals, and a Redis outage degrades to local limits without a 5xx.
+
+mod common;
+
+use common::db::{redis_available, Engine, REDIS_URL};
+use common::stub::{Mode, Stub};
+use common::{admin, client, create_user, free_port, Gateway, Proc, TestDb, KEY};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+struct Pair {
+    a: Gateway,
+    b: Gateway,
+    _stubs: (Stub, Stub),
+    _db: TestDb,
+}
+
+async fn pair(yaml: &str, redis_url: &str) -> Option<Pair> {
+    let db = TestDb::new(Engine::Postgres).await?;
+    let s1 = Stub::start("a", Mode::Image).await;
+    let s2 = Stub::start("b", Mode::Image).await;
+    // A fresh prefix: counters of earlier runs in the same minute must not count.
+    let prefix = format!("test-{:016x}:", rand::random::<u64>());
+    let start = || {
+        Gateway::builder()
+            .backend(s1.url(), 1)
+            .backend(s2.url(), 1)
+            .database(&db)
+            .yaml(&format!(
+                "redis:\n  url: {redis_url}\n  key_prefix: \"{prefix}\"\n{yaml}"
+            ))
+            .start()
+    };
+    let (a, b) = tokio::join!(start(), start());
+    Some(Pair {
+        a,
+        b,
+        _stubs: (s1, s2),
+        _db: db,
+    })
+}
+
+fn convert_url(gw: &Gateway) -> String {
+    gw.url("/api/v1/convert?url=http://example.com/a.jpg")
+}
+
+/// Fire `n` requests at once, alternating between the two instances; the statuses.
+async fn burst(p: &Pair, key: &str, n: usize) -> Vec<u16> {
+    let urls = [convert_url(&p.a), convert_url(&p.b)];
+    let requests = (0..n).map(|i| {
+        let (url, key) = (urls[i % 2].clone(), key.to_string());
+        tokio::spawn(async move {
+            client()
+                .get(url)
+                .header("X-API-Key", key)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0)
+        })
+    });
+    let handles: Vec<_> = requests.collect();
+    let mut statuses = Vec::new();
+    for h in handles {
+        statuses.push(h.await.unwrap());
+    }
+    statuses
+}
+
+fn count(statuses: &[u16], status: u16) -> usize {
+    statuses.iter().filter(|s| **s == status).count()
+}
+
+async fn away_from_a_minute_boundary() {
+    let second = chrono::Utc::now().timestamp() % 60;
+    if second >= 45 {
+        tokio::time::sleep(Duration::from_secs((61 - second) as u64)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_instances_admit_exactly_the_user_limit() {
+    if !redis_available().await {
+        return;
+    }
+    let Some(p) = pair(
+        "rate_limits:\n  user_level:\n    requests_per_minute: 100\n    requests_per_hour: 100000",
+        REDIS_URL,
+    )
+    .await
+    else {
+        return;
+    };
+    let key = create_user(&p.a, "exact", "user", json!({})).await;
+    away_from_a_minute_boundary().await;
+    let statuses = burst(&p, &key, 300).await;
+    eprintln!(
+        "300 requests over 2 instances: {} × 200, {} × 429",
+        count(&statuses, 200),
+        count(&statuses, 429)
+    );
+    assert_eq!(count(&statuses, 200), 100, "{statuses:?}");
+    assert_eq!(count(&statuses, 429), 200, "{statuses:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_instances_stop_at_exactly_the_request_quota() {
+    if !redis_available().await {
+        return;
+    }
+    let Some(p) = pair("quotas:\n  monthly_requests: 50", REDIS_URL).await else {
+        return;
+    };
+    let key = create_user(&p.a, "quota50", "user", json!({})).await;
+    let statuses = burst(&p, &key, 80).await;
+    eprintln!(
+        "80 requests, quota 50: {} × 200, {} × 402",
+        count(&statuses, 200),
+        count(&statuses, 402)
+    );
+    assert_eq!(count(&statuses, 200), 50, "{statuses:?}");
+    assert_eq!(count(&statuses, 402), 30, "{statuses:?}");
+    let r = client()
+        .get(convert_url(&p.b))
+        .header("X-API-Key", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 402, "the 51st and later");
+    // Both instances report the same usage, from Redis.
+    for gw in [&p.a, &p.b] {
+        let (_, quota) = admin(gw, "GET", "/api/v1/users/quota50/quota", KEY, None).await;
+        assert_eq!(quota["requests"]["used"], 50, "{quota}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_endpoint_refusal_in_redis_costs_the_user_nothing() {
+    if !redis_available().await {
+        return;
+    }
+    let Some(p) = pair(
+        "rate_limits:\n  user_level:\n    requests_per_minute: 10\n    requests_per_hour: 1000\n  api_level:\n    /api/v1/convert:\n      requests_per_minute: 2",
+        REDIS_URL,
+    )
+    .await else { return };
+    let key = create_user(&p.a, "api-shared", "user", json!({})).await;
+    away_from_a_minute_boundary().await;
+    let statuses = burst(&p, &key, 6).await;
+    assert_eq!(
+        (count(&statuses, 200), count(&statuses, 429)),
+        (2, 4),
+        "{statuses:?}"
+    );
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(
+            std::fs::read(common::fixture("board-720x477.jpg")).unwrap(),
+        )
+        .file_name("a.jpg"),
+    );
+    let r = client()
+        .post(p.b.url("/api/v1/upload"))
+        .header("X-API-Key", &key)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["x-ratelimit-remaining"],
+        "7",
+        "2 converts + 1 upload of 10"
+    );
+}
+
+/// A private Redis on an ephemeral port, stopped in the middle of a run.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redis_outage_degrades_to_local_limits_without_errors() {
+    let port = free_port();
+    let spawn_redis = || {
+        Proc::spawn(
+            std::process::Command::new("redis-server")
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ])
+                .stdout(std::process::Stdio::null()),
+        )
+    };
+    let mut redis = spawn_redis();
+    common::wait_for_port(port).await;
+    let url = format!("redis://127.0.0.1:{port}");
+    let Some(p) = pair(
+        "rate_limits:\n  user_level:\n    requests_per_minute: 100000\n    requests_per_hour: 1000000\nquotas:\n  monthly_requests: 100000",
+        &url,
+    )
+    .await else { return };
+    let key = create_user(&p.a, "outage", "user", json!({})).await;
+    let health = |gw: &Gateway| {
+        let url = gw.url("/api/v1/health");
+        async move {
+            client()
+                .get(url)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()["redis"]
+                .clone()
+        }
+    };
+    assert_eq!(health(&p.a).await, "ok");
+
+    let mut statuses = Vec::new();
+    let mut latencies = Vec::new();
+    let run = |p: &Pair, i: usize| {
+        let url = if i.is_multiple_of(2) {
+            convert_url(&p.a)
+        } else {
+            convert_url(&p.b)
+        };
+        let key = key.clone();
+        async move {
+            let t = Instant::now();
+            let s = client()
+                .get(url)
+                .header("X-API-Key", key)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0);
+            (s, t.elapsed())
+        }
+    };
+    for i in 0..300 {
+        if i == 100 {
+            redis.kill();
+        }
+        if i == 200 {
+            assert_eq!(health(&p.a).await, "degraded");
+            redis = spawn_redis();
+            common::wait_for_port(port).await;
+        }
+        let (s, d) = run(&p, i).await;
+        statuses.push(s);
+        latencies.push(d);
+    }
+    let p99 = |phase: &[Duration]| {
+        let mut sorted = phase.to_vec();
+        sorted.sort();
+        sorted[sorted.len() * 99 / 100]
+    };
+    eprintln!(
+        "300 requests, Redis down for the middle 100: {} × 200; p99 before {:?}, during {:?}, after {:?}",
+        count(&statuses, 200),
+        p99(&latencies[..100]),
+        p99(&latencies[100..200]),
+        p99(&latencies[200..])
+    );
+    assert_eq!(
+        count(&statuses, 200),
+        300,
+        "no request failed: {statuses:?}"
+    );
+    // Back to Redis, and the requests counted locally during the outage were added to it.
+    let recovered = common::within(Duration::from_secs(10), || async {
+        let (_, quota) = admin(&p.a, "GET", "/api/v1/users/outage/quota", KEY, None).await;
+        health(&p.a).await == "ok" && quota["requests"]["used"].as_u64() >= Some(200)
+    })
+    .await;
+    let (_, quota) = admin(&p.a, "GET", "/api/v1/users/outage/quota", KEY, None).await;
+    assert!(recovered.is_some(), "{quota}");
+    assert!(p.a.log().contains("\"event\":\"redis_degraded\""));
+    assert_eq!(
+        p.a.log().matches("\"event\":\"redis_degraded\"").count(),
+        1,
+        "logged once"
+    );
+}
