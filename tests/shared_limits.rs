@@ -109,7 +109,12 @@ async fn two_instances_stop_at_exactly_the_request_quota() {
     if !redis_available().await {
         return;
     }
-    let Some(p) = pair("quotas:\n  monthly_requests: 50", REDIS_URL).await else {
+    let hook = Stub::start("hook", Mode::Image).await;
+    let yaml = format!(
+        "quotas:\n  monthly_requests: 50\n  webhook_url: {}/quota",
+        hook.url()
+    );
+    let Some(p) = pair(&yaml, REDIS_URL).await else {
         return;
     };
     let key = create_user(&p.a, "quota50", "user", json!({})).await;
@@ -133,6 +138,29 @@ async fn two_instances_stop_at_exactly_the_request_quota() {
         let (_, quota) = admin(gw, "GET", "/api/v1/users/quota50/quota", KEY, None).await;
         assert_eq!(quota["requests"]["used"], 50, "{quota}");
     }
+    // Threshold events: once each across both instances.
+    let percents = || {
+        let mut p: Vec<u64> = hook
+            .requests
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                serde_json::from_slice::<Value>(&r.body).unwrap()["percent"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        p.sort();
+        p
+    };
+    assert!(
+        common::within(Duration::from_secs(5), || async { percents().len() >= 3 })
+            .await
+            .is_some()
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(percents(), [80, 90, 100]);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -66,6 +66,16 @@ pub struct UploadCap {
     pub error: GatewayError,
 }
 
+/// The Redis key that makes a threshold event once-only across instances.
+fn claim_key(entry: &Entry, quota: Quota, percent: u64) -> String {
+    format!(
+        "th:{}:{}:{}:{percent}",
+        entry.user_id,
+        entry.period.id(),
+        quota.name()
+    )
+}
+
 fn now_ms() -> u64 {
     Utc::now().timestamp_millis().max(0) as u64
 }
@@ -195,8 +205,8 @@ impl Limits {
             None => {
                 entry.touch();
                 if let Some(q) = decision.standing(Kind::Requests) {
-                    self.notifier
-                        .observe(&entry, Quota::Requests, q.limit - q.remaining, q.limit);
+                    let used = q.limit - q.remaining;
+                    self.announce(&entry, Quota::Requests, used, q.limit).await;
                 }
                 Ok(Admission {
                     headers,
@@ -265,12 +275,13 @@ impl Limits {
                 after = entry.observe_bandwidth(total);
             }
         }
-        self.notifier.observe(
-            &admission.entry,
+        self.announce(
+            entry,
             Quota::Bandwidth,
             after,
             admission.limits.monthly_bandwidth_bytes,
-        );
+        )
+        .await;
     }
 
     /// Note a stored upload against the storage quota's thresholds.
@@ -279,12 +290,24 @@ impl Limits {
             return;
         }
         if let Ok(stored) = images::stored_bytes(store, &admission.entry.user_id).await {
-            self.notifier.observe(
-                &admission.entry,
-                Quota::Storage,
-                stored,
-                admission.limits.storage_bytes,
-            );
+            let limit = admission.limits.storage_bytes;
+            self.announce(&admission.entry, Quota::Storage, stored, limit)
+                .await;
+        }
+    }
+
+    /// Threshold events newly reached, once per period: here by the entry's marks, across
+    /// instances by a Redis claim (when Redis cannot answer, this instance sends anyway).
+    async fn announce(&self, entry: &Entry, quota: Quota, used: u64, limit: u64) {
+        for percent in self.notifier.newly_reached(entry, quota, used, limit) {
+            if let Some(shared) = &self.shared {
+                let claim = claim_key(entry, quota, percent);
+                let expires = entry.period.end.timestamp() as u64 + shared::PERIOD_GRACE;
+                if shared.claim(&claim, expires).await == Some(false) {
+                    continue;
+                }
+            }
+            self.notifier.send(entry, quota, percent, used, limit);
         }
     }
 

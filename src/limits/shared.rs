@@ -211,6 +211,30 @@ impl Shared {
         Some(value.max(0) as u64)
     }
 
+    /// Remove keys (claims forgotten by a quota reset).
+    pub async fn delete(&self, keys: &[String]) -> Option<()> {
+        let keys: Vec<String> = keys.iter().map(|k| format!("{}{k}", self.prefix)).collect();
+        let _: i64 = self.call(|client| client.del(keys)).await?;
+        Some(())
+    }
+
+    /// Claim a once-only event: whether this call was first.
+    pub async fn claim(&self, key: &str, expires_at: u64) -> Option<bool> {
+        let key = format!("{}{key}", self.prefix);
+        let set: Option<String> = self
+            .call(|client| {
+                client.set(
+                    key,
+                    "1",
+                    Some(fred::types::Expiration::EXAT(expires_at as i64)),
+                    Some(fred::types::SetOptions::NX),
+                    false,
+                )
+            })
+            .await?;
+        Some(set.is_some())
+    }
+
     /// Set counters (a quota reset).
     pub async fn set(&self, key: &str, value: u64, expires_at: u64) -> Option<()> {
         let key = format!("{}{key}", self.prefix);

@@ -25,7 +25,7 @@ impl Quota {
         }
     }
 
-    fn index(self) -> u32 {
+    pub fn index(self) -> u32 {
         self as u32
     }
 }
@@ -59,24 +59,30 @@ impl Notifier {
         }
     }
 
-    /// Announce every level `used` reached that `entry` has not announced this period.
-    pub fn observe(&self, entry: &Entry, quota: Quota, used: u64, limit: u64) {
+    /// Levels `used` reached that `entry` has not announced this period (now marked).
+    pub fn newly_reached(&self, entry: &Entry, quota: Quota, used: u64, limit: u64) -> Vec<u64> {
         let Some((top, _)) = reached(used, limit) else {
-            return;
+            return Vec::new();
         };
-        for (i, pct) in LEVELS.iter().enumerate().take(top + 1) {
-            if !entry.announce(quota.index() * 3 + i as u32) {
-                continue;
-            }
-            let event = json!({"event": "quota_threshold", "user_id": entry.user_id,
-                "quota": quota.name(), "percent": pct, "used": used, "limit": limit,
-                "period_start": crate::identity::record::format_time(&entry.period.start),
-                "resets_at": crate::identity::record::format_time(&entry.period.end)});
-            log::warn!("{event}");
-            if let Some(queue) = &self.queue {
-                if queue.try_send(event).is_err() {
-                    log::warn!("{}", json!({"event": "webhook_queue_full"}));
-                }
+        LEVELS
+            .iter()
+            .enumerate()
+            .take(top + 1)
+            .filter(|(i, _)| entry.announce(quota.index() * 3 + *i as u32))
+            .map(|(_, pct)| *pct)
+            .collect()
+    }
+
+    /// Log the event and queue it for the webhook.
+    pub fn send(&self, entry: &Entry, quota: Quota, percent: u64, used: u64, limit: u64) {
+        let event = json!({"event": "quota_threshold", "user_id": entry.user_id,
+            "quota": quota.name(), "percent": percent, "used": used, "limit": limit,
+            "period_start": crate::identity::record::format_time(&entry.period.start),
+            "resets_at": crate::identity::record::format_time(&entry.period.end)});
+        log::warn!("{event}");
+        if let Some(queue) = &self.queue {
+            if queue.try_send(event).is_err() {
+                log::warn!("{}", json!({"event": "webhook_queue_full"}));
             }
         }
     }
