@@ -7,6 +7,9 @@ use imgproxy_gateway::identity::key;
 use imgproxy_gateway::identity::model::{Role, Status, Whitelist};
 use imgproxy_gateway::identity::Identity;
 use imgproxy_gateway::imgproxy::{processing_path, Format, ImageParams, Signer};
+use imgproxy_gateway::limits::headers;
+use imgproxy_gateway::limits::local::LocalLimiter;
+use imgproxy_gateway::limits::rules::{Kind, Rule, Shape};
 use imgproxy_gateway::request_id;
 use imgproxy_gateway::state::{authenticator, unix_now};
 use imgproxy_gateway::upstream::{Pool, Tried};
@@ -91,5 +94,63 @@ fn bench_auth(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench, bench_auth);
+/// The embedded limiter deciding a request with every level on (IP bucket, user minute and
+/// hour windows, endpoint window, request quota), among 10 000 users.
+fn bench_limits(c: &mut Criterion) {
+    let limiter = LocalLimiter::default();
+    let rules_of = |i: usize| -> Vec<Rule> {
+        vec![
+            Rule {
+                kind: Kind::Ip,
+                key: format!("ip:10.0.{}.{}", i / 256 % 256, i % 256),
+                limit: 1_000_000,
+                shape: Shape::Bucket {
+                    per_minute: 1_000_000,
+                },
+            },
+            Rule {
+                kind: Kind::UserMinute,
+                key: format!("um:user_{i}:0"),
+                limit: u64::MAX,
+                shape: Shape::Window { start: 0, secs: 60 },
+            },
+            Rule {
+                kind: Kind::UserHour,
+                key: format!("uh:user_{i}:0"),
+                limit: u64::MAX,
+                shape: Shape::Window {
+                    start: 0,
+                    secs: 3600,
+                },
+            },
+            Rule {
+                kind: Kind::Api,
+                key: "api:/api/v1/convert:0".into(),
+                limit: u64::MAX,
+                shape: Shape::Window { start: 0, secs: 60 },
+            },
+            Rule {
+                kind: Kind::Requests,
+                key: format!("qr:user_{i}:20261101"),
+                limit: u64::MAX,
+                shape: Shape::Period {
+                    start: 0,
+                    end: 4_000_000_000,
+                    seed: 0,
+                },
+            },
+        ]
+    };
+    let all: Vec<Vec<Rule>> = (0..10_000).map(rules_of).collect();
+    let mut i = 0;
+    c.bench_function("embedded limiter check (5 levels, 10k users)", |b| {
+        b.iter(|| {
+            i = (i + 7919) % all.len();
+            let decision = limiter.check(black_box(&all[i]), 1_000_000, 1);
+            black_box(headers::render(&decision, 1_000))
+        })
+    });
+}
+
+criterion_group!(benches, bench, bench_auth, bench_limits);
 criterion_main!(benches);
