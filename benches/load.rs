@@ -196,7 +196,8 @@ fn main() {
             wait_ready(&format!("http://127.0.0.1:{p}/health")).await;
         }
         let source = serve_source().await;
-        let limits = "rate_limits:\n  ip_level:\n    requests_per_minute: 100000000\n    burst: 100000000\n  user_level:\n    requests_per_minute: 100000000\n    requests_per_hour: 1000000000\n  api_level:\n    /api/v1/convert:\n      requests_per_minute: 100000000\nquotas:\n  monthly_requests: 1000000000000\n";
+        // High enough that nothing is refused: every level is still checked and consumed.
+        let limits = "rate_limits:\n  ip_level:\n    requests_per_minute: 10000000\n    burst: 10000000\n  user_level:\n    requests_per_minute: 10000000\n    requests_per_hour: 100000000\n  api_level:\n    /api/v1/convert:\n      requests_per_minute: 10000000\nquotas:\n  monthly_requests: 1000000000000\n";
         println!("{CLIENTS} keep-alive clients, {} s each, convert of a 16×16 PNG to an 8 px WebP", RUN.as_secs());
         scenario("no limits, no quotas", "quotas:\n  monthly_requests: 0\n  monthly_bandwidth_mb: 0\n  storage_quota_mb: 0\n", &backends, source).await;
         scenario("embedded limits + quotas", limits, &backends, source).await;
