@@ -161,6 +161,21 @@ async fn two_instances_stop_at_exactly_the_request_quota() {
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(percents(), [80, 90, 100]);
+    // A reset clears the shared counters: both instances admit again.
+    let (status, quota) = admin(&p.a, "POST", "/api/v1/users/quota50/quota/reset", KEY, None).await;
+    assert_eq!(
+        (status, &quota["requests"]["used"]),
+        (200, &json!(0)),
+        "{quota}"
+    );
+    let r = client()
+        .get(convert_url(&p.b))
+        .header("X-API-Key", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-quota-remaining"], "49");
 }
 
 #[tokio::test(flavor = "multi_thread")]

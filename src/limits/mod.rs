@@ -386,18 +386,31 @@ impl Limits {
             let requests = rules::requests_key(&e.user_id, &e.period);
             self.local.set(&requests, 0, end);
             if let Some(shared) = &self.shared {
+                let unavailable = || GatewayError::NotReady("Redis did not take the reset".into());
                 let bandwidth = rules::bandwidth_key(&e.user_id, &e.period);
                 for key in [requests, bandwidth] {
                     shared
                         .set(&key, 0, end + shared::PERIOD_GRACE)
                         .await
-                        .ok_or_else(|| {
-                            GatewayError::NotReady("Redis did not take the reset".into())
-                        })?;
+                        .ok_or_else(unavailable)?;
                 }
+                let claims: Vec<String> = [Quota::Requests, Quota::Bandwidth, Quota::Storage]
+                    .into_iter()
+                    .flat_map(|q| thresholds::LEVELS.map(|pct| claim_key(&e, q, pct)))
+                    .collect();
+                shared.delete(&claims).await.ok_or_else(unavailable)?;
             }
+            let zero = entity::usage::Model {
+                user_id: e.user_id.clone(),
+                period_start: e.period.start,
+                requests: 0,
+                bandwidth_bytes: 0,
+                announced: 0,
+                updated_at: Utc::now(),
+            };
+            usage_rows::write(store, vec![zero], usage_rows::Write::Totals).await?;
         }
-        self.flush(store).await
+        Ok(())
     }
 
     /// Write changed usage to the database (every `quotas.flush_interval` and at shutdown);
@@ -406,13 +419,35 @@ impl Limits {
     pub async fn flush(&self, store: &Store) -> GatewayResult<()> {
         self.settle_owed().await;
         self.refresh(&self.usage.dirty()).await;
-        let rows = self.usage.take_dirty(Utc::now(), |e| self.requests_used(e));
-        if rows.is_empty() {
+        let taken = self.usage.take_dirty(Utc::now(), |e| self.requests_used(e));
+        if taken.is_empty() {
             return Ok(());
         }
-        let result = usage_rows::save_all(store, rows.clone()).await;
-        if result.is_err() {
-            self.usage.restore(&rows);
+        let (how, rows) = if self.shared.is_some() {
+            let rows = taken.iter().map(|(_, row)| row.clone()).collect();
+            (usage_rows::Write::Totals, rows)
+        } else {
+            let rows = taken
+                .iter()
+                .map(|(entry, row)| {
+                    let (requests, bandwidth) =
+                        entry.unflushed(row.requests as u64, row.bandwidth_bytes as u64);
+                    entity::usage::Model {
+                        requests,
+                        bandwidth_bytes: bandwidth,
+                        ..row.clone()
+                    }
+                })
+                .collect();
+            (usage_rows::Write::Increments, rows)
+        };
+        let result = usage_rows::write(store, rows, how).await;
+        for (entry, row) in &taken {
+            match result {
+                Ok(()) => entry.flushed(row.requests as u64, row.bandwidth_bytes as u64),
+                // Retried by the next flush.
+                Err(_) => entry.touch(),
+            }
         }
         result
     }
@@ -451,5 +486,65 @@ impl Limits {
     /// Forget ended windows and idle buckets.
     pub fn sweep(&self) {
         self.local.sweep(now_ms());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::model::{Role, Status, Whitelist};
+
+    fn identity() -> Identity {
+        Identity::new(
+            "u1".into(),
+            "k1".into(),
+            Role::User,
+            Status::Active,
+            Whitelist::default(),
+            None,
+            None,
+            None,
+        )
+    }
+
+    /// Two processes counting the same user at once (the old and the new one during an
+    /// upgrade) both land in the database: flushes add, they never overwrite.
+    #[tokio::test]
+    async fn two_processes_flushing_one_database_add_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.database.dsn = format!("sqlite://{}/t.db?mode=rwc", dir.path().display());
+        let store = crate::store::open_migrated(&config.database).await.unwrap();
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let (old, new) = (
+            Limits::new(&config, Notifier::new(None).0),
+            Limits::new(&config, Notifier::new(None).0),
+        );
+        let who = identity();
+        for round in 0..3 {
+            for limits in [&old, &new] {
+                for _ in 0..5 {
+                    let admitted = limits
+                        .admit(&config, &store, &who, "/api/v1/convert", ip)
+                        .await;
+                    assert!(admitted.is_ok(), "round {round}");
+                }
+                limits.flush(&store).await.unwrap();
+            }
+        }
+        let fresh = Limits::new(&config, Notifier::new(None).0);
+        let report = fresh
+            .report(&store, "u1", &UserLimits::of(&config, &who))
+            .await
+            .unwrap();
+        assert_eq!(report["requests"]["used"], 30);
+        // A reset writes zero, whoever counted.
+        fresh.reset(&store, "u1", 1).await.unwrap();
+        let again = Limits::new(&config, Notifier::new(None).0);
+        let report = again
+            .report(&store, "u1", &UserLimits::of(&config, &who))
+            .await
+            .unwrap();
+        assert_eq!(report["requests"]["used"], 0);
     }
 }

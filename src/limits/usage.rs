@@ -20,6 +20,10 @@ pub struct Entry {
     bandwidth: AtomicU64,
     announced: AtomicU32,
     dirty: AtomicBool,
+    /// Requests and bandwidth already in the database from this process (embedded mode writes
+    /// the difference, so two processes during an upgrade never overwrite each other).
+    flushed_requests: AtomicU64,
+    flushed_bandwidth: AtomicU64,
 }
 
 impl Entry {
@@ -65,8 +69,22 @@ impl Entry {
         false
     }
 
+    /// What a write of these totals adds to the database row.
+    pub fn unflushed(&self, requests: u64, bandwidth: u64) -> (i64, i64) {
+        (
+            requests as i64 - self.flushed_requests.load(Ordering::Relaxed) as i64,
+            bandwidth as i64 - self.flushed_bandwidth.load(Ordering::Relaxed) as i64,
+        )
+    }
+
+    pub fn flushed(&self, requests: u64, bandwidth: u64) {
+        self.flushed_requests.store(requests, Ordering::Relaxed);
+        self.flushed_bandwidth.store(bandwidth, Ordering::Relaxed);
+    }
+
     pub fn reset(&self) {
         self.requests_seed.store(0, Ordering::Relaxed);
+        self.flushed(0, 0);
         self.bandwidth.store(0, Ordering::Relaxed);
         self.announced.store(0, Ordering::Relaxed);
         self.dirty.store(true, Ordering::Relaxed);
@@ -99,11 +117,16 @@ impl UsageBook {
             return Ok(entry);
         }
         let row = usage::find(store, user_id, period.start).await?;
+        let (requests, bandwidth) = row.as_ref().map_or((0, 0), |r| {
+            (r.requests.max(0) as u64, r.bandwidth_bytes.max(0) as u64)
+        });
         let entry = Arc::new(Entry {
             user_id: user_id.to_string(),
             period: *period,
-            requests_seed: AtomicU64::new(row.as_ref().map_or(0, |r| r.requests.max(0) as u64)),
-            bandwidth: AtomicU64::new(row.as_ref().map_or(0, |r| r.bandwidth_bytes.max(0) as u64)),
+            requests_seed: AtomicU64::new(requests),
+            bandwidth: AtomicU64::new(bandwidth),
+            flushed_requests: AtomicU64::new(requests),
+            flushed_bandwidth: AtomicU64::new(bandwidth),
             announced: AtomicU32::new(row.as_ref().map_or(0, |r| r.announced as u32)),
             dirty: AtomicBool::new(false),
         });
@@ -117,24 +140,27 @@ impl UsageBook {
             .clone())
     }
 
-    /// Rows to write: entries changed since the last call, with their request count as given by
-    /// `requests`. Entries of ended periods are dropped once written.
+    /// Entries changed since the last call, each with a row of its totals (request count as
+    /// given by `requests`). Entries of ended periods are dropped once written.
     pub fn take_dirty(
         &self,
         now: DateTime<Utc>,
         requests: impl Fn(&Entry) -> u64,
-    ) -> Vec<entity::usage::Model> {
+    ) -> Vec<(Arc<Entry>, entity::usage::Model)> {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         let rows = entries
             .values()
             .filter(|e| e.dirty.swap(false, Ordering::Relaxed))
-            .map(|e| entity::usage::Model {
-                user_id: e.user_id.clone(),
-                period_start: e.period.start,
-                requests: requests(e) as i64,
-                bandwidth_bytes: e.bandwidth() as i64,
-                announced: e.announced.load(Ordering::Relaxed) as i32,
-                updated_at: now,
+            .map(|e| {
+                let row = entity::usage::Model {
+                    user_id: e.user_id.clone(),
+                    period_start: e.period.start,
+                    requests: requests(e) as i64,
+                    bandwidth_bytes: e.bandwidth() as i64,
+                    announced: e.announced.load(Ordering::Relaxed) as i32,
+                    updated_at: now,
+                };
+                (e.clone(), row)
             })
             .collect();
         entries.retain(|_, e| e.period.end > now || e.dirty.load(Ordering::Relaxed));
@@ -150,16 +176,6 @@ impl UsageBook {
             .filter(|e| e.dirty.load(Ordering::Relaxed))
             .cloned()
             .collect()
-    }
-
-    /// A write failed: mark those entries changed again so the next flush retries them.
-    pub fn restore(&self, rows: &[entity::usage::Model]) {
-        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        for row in rows {
-            if let Some(e) = entries.get(&(row.user_id.clone(), row.period_start.timestamp())) {
-                e.touch();
-            }
-        }
     }
 
     /// Every entry of `user_id` (quota reset).

@@ -4,7 +4,7 @@ use super::Store;
 use crate::error::GatewayResult;
 use chrono::{DateTime, Utc};
 use entity::usage::{ActiveModel, Column, Entity, Model};
-use sea_orm::sea_query::OnConflict;
+use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::EntityTrait;
 
 pub async fn find(
@@ -18,24 +18,47 @@ pub async fn find(
         .await
 }
 
-/// Write absolute values for every row (one statement).
-pub async fn save_all(store: &Store, rows: Vec<Model>) -> GatewayResult<()> {
+/// How a batch of rows meets the stored ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Write {
+    /// The rows hold totals (shared mode: Redis has them; a quota reset).
+    Totals,
+    /// The rows hold what to add (embedded mode: several processes may count during an upgrade).
+    Increments,
+}
+
+/// Write every row in one statement.
+pub async fn write(store: &Store, rows: Vec<Model>, how: Write) -> GatewayResult<()> {
     if rows.is_empty() {
         return Ok(());
     }
+    let mut conflict = OnConflict::columns([Column::UserId, Column::PeriodStart]);
+    conflict.update_column(Column::UpdatedAt);
+    match how {
+        Write::Totals => {
+            conflict.update_columns([Column::Requests, Column::BandwidthBytes, Column::Announced]);
+        }
+        Write::Increments => {
+            conflict
+                .value(
+                    Column::Announced,
+                    Expr::cust("usage.announced | excluded.announced"),
+                )
+                .value(
+                    Column::Requests,
+                    Expr::cust("usage.requests + excluded.requests"),
+                )
+                .value(
+                    Column::BandwidthBytes,
+                    Expr::cust("usage.bandwidth_bytes + excluded.bandwidth_bytes"),
+                );
+        }
+    }
+    let conflict = conflict.to_owned();
     store
         .call(|db| async move {
             Entity::insert_many(rows.into_iter().map(ActiveModel::from))
-                .on_conflict(
-                    OnConflict::columns([Column::UserId, Column::PeriodStart])
-                        .update_columns([
-                            Column::Requests,
-                            Column::BandwidthBytes,
-                            Column::Announced,
-                            Column::UpdatedAt,
-                        ])
-                        .to_owned(),
-                )
+                .on_conflict(conflict)
                 .exec_without_returning(db)
                 .await
                 .map(|_| ())
