@@ -14,6 +14,7 @@ pub mod imgproxy;
 pub mod limits;
 pub mod logging;
 pub mod manage_cli;
+pub mod metrics;
 pub mod oneshot;
 pub mod proxy;
 pub mod request_id;

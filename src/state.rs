@@ -8,6 +8,7 @@ use crate::identity::hasher::Hasher;
 use crate::identity::Authenticator;
 use crate::imgproxy::{Format, Signer};
 use crate::limits::{thresholds, Limits};
+use crate::metrics::Metrics;
 use crate::storage::{ImageStore, SourceSigner};
 use crate::store::Store;
 use crate::upstream::Pool;
@@ -27,6 +28,7 @@ pub struct AppState {
     pub bus: Bus,
     pub trusted_proxies: TrustedProxies,
     pub limits: Limits,
+    pub metrics: Arc<Metrics>,
     /// The quota webhook sender, taken by the state service that runs it.
     pub webhook: std::sync::Mutex<Option<thresholds::Sender>>,
     pub started: Instant,
@@ -70,8 +72,10 @@ impl AppState {
         let default_format = Format::parse(&config.imgproxy.default_format)
             .ok_or("imgproxy.default_format: unknown format")?;
         let (notifier, webhook) = thresholds::Notifier::new(config.quotas.webhook_url.clone());
+        let metrics = Arc::new(Metrics::new());
         Ok(AppState {
-            limits: Limits::new(&config, notifier),
+            limits: Limits::new(&config, notifier, metrics.clone()),
+            metrics,
             webhook: std::sync::Mutex::new(webhook),
             store: Store::new(config.database.clone()),
             pool,

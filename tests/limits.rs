@@ -109,6 +109,10 @@ async fn the_ip_bucket_gives_its_burst_then_refills() {
         .await
         .unwrap();
     assert_eq!(r.status(), 429);
+    let series =
+        |user: &str| format!("user_rate_limit_violations{{limit_type=\"ip\",user_id=\"{user}\"}}");
+    assert_eq!(common::metric(gw, &series("legacy")).await, Some(2.0));
+    assert_eq!(common::metric(gw, &series("anonymous")).await, Some(1.0));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -407,6 +411,22 @@ async fn threshold_events_fire_once_each_through_the_webhook() {
         .iter()
         .all(|e| e["user_id"] == "t-user" && e["quota"] == "requests" && e["limit"] == 10));
     assert_eq!(gw.log().matches("\"event\":\"quota_threshold\"").count(), 3);
+    for percent in [80, 90, 100] {
+        let series = format!(
+            "quota_threshold_events_total{{percent=\"{percent}\",quota_type=\"requests\"}}"
+        );
+        assert_eq!(common::metric(gw, &series).await, Some(1.0), "{series}");
+    }
+    let usage = "user_quota_usage{quota_type=\"requests\",user_id=\"t-user\"}";
+    let flushed = common::within(Duration::from_secs(3), || async {
+        common::metric(gw, usage).await == Some(10.0)
+    })
+    .await;
+    assert!(
+        flushed.is_some(),
+        "{usage}: {:?}",
+        common::metric(gw, usage).await
+    );
 }
 
 /// SIGTERM: nothing lost. SIGKILL: at most the last flush interval (1 s) lost, never more

@@ -290,6 +290,7 @@ async fn a_redis_outage_degrades_to_local_limits_without_errors() {
         }
         if i == 200 {
             assert_eq!(health(&p.a).await, "degraded");
+            assert_eq!(common::metric(&p.a, "redis_degraded").await, Some(1.0));
             redis = spawn_redis();
             common::wait_for_port(port).await;
         }
@@ -322,6 +323,7 @@ async fn a_redis_outage_degrades_to_local_limits_without_errors() {
     .await;
     let (_, quota) = admin(&p.a, "GET", "/api/v1/users/outage/quota", KEY, None).await;
     assert!(recovered.is_some(), "{quota}");
+    assert_eq!(common::metric(&p.a, "redis_degraded").await, Some(0.0));
     assert!(p.a.log().contains("\"event\":\"redis_degraded\""));
     assert_eq!(
         p.a.log().matches("\"event\":\"redis_degraded\"").count(),

@@ -61,9 +61,9 @@ pub async fn run(
     let ok = |value: serde_json::Value| Ok(Answer::json(StatusCode::OK, &value));
     let created = |value: serde_json::Value| Ok(Answer::json(StatusCode::CREATED, &value));
     match route {
-        AdminRoute::Health | AdminRoute::Ready => Err(GatewayError::Internal(
-            "open routes are answered earlier".into(),
-        )),
+        AdminRoute::Metrics | AdminRoute::Health | AdminRoute::Ready => Err(
+            GatewayError::Internal("open routes are answered earlier".into()),
+        ),
         AdminRoute::Backends => ok(json!({"backends": state.pool.statuses()})),
         AdminRoute::Audit => {
             let (limit, before) = audit_page(session.req_header().uri.query().unwrap_or(""))?;

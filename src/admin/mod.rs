@@ -28,6 +28,28 @@ impl AdminApp {
         AdminApp { state }
     }
 
+    /// The Prometheus exposition, behind `admin.metrics_token` when one is configured.
+    fn metrics(&self, session: &ServerSession) -> GatewayResult<Answer> {
+        if let Some(token) = &self.state.config.admin.metrics_token {
+            let expected = format!("Bearer {token}");
+            let given = session
+                .req_header()
+                .headers
+                .get(http::header::AUTHORIZATION)
+                .map(|v| v.as_bytes());
+            if given != Some(expected.as_bytes()) {
+                return Err(GatewayError::Unauthorized(
+                    "a valid metrics bearer token is required",
+                ));
+            }
+        }
+        Ok(Answer::bytes(
+            http::StatusCode::OK,
+            "text/plain; version=0.0.4",
+            self.state.metrics.render().into(),
+        ))
+    }
+
     /// Route → authenticate → authorize → handle.
     async fn handle(
         &self,
@@ -40,6 +62,7 @@ impl AdminApp {
         let Some(action) = route.action() else {
             return Ok(match route {
                 AdminRoute::Ready => health::ready(&self.state, request_id).await,
+                AdminRoute::Metrics => self.metrics(session)?,
                 _ => health::health(&self.state).await,
             });
         };

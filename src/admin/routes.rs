@@ -8,6 +8,8 @@ use http::Method;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AdminRoute {
+    /// Prometheus (no key; `admin.metrics_token` as a bearer token when set).
+    Metrics,
     Health,
     Ready,
     Backends,
@@ -30,7 +32,7 @@ impl AdminRoute {
     pub fn action(&self) -> Option<Action> {
         use AdminRoute::*;
         Some(match self {
-            Health | Ready => return None,
+            Metrics | Health | Ready => return None,
             Backends => Action::ReadBackends,
             Audit => Action::ReadAudit,
             Users => Action::ListUsers,
@@ -61,7 +63,7 @@ impl AdminRoute {
             | Quota(id)
             | ResetQuota(id) => Some(id),
             // Listed one by one: a new route must decide whether it concerns a user.
-            Health | Ready | Backends | Audit | Users | CreateUser => None,
+            Metrics | Health | Ready | Backends | Audit | Users | CreateUser => None,
         }
     }
 }
@@ -69,6 +71,9 @@ impl AdminRoute {
 pub fn resolve(method: &Method, path: &str) -> GatewayResult<AdminRoute> {
     use AdminRoute::*;
     let not_found = || GatewayError::NotFound("no such admin route".into());
+    if path == "/metrics" {
+        return check_method(method, "GET").map(|_| Metrics);
+    }
     let rest = path.strip_prefix("/api/v1/").ok_or_else(not_found)?;
     let parts: Vec<&str> = rest.split('/').collect();
     let pick = |allowed: &'static str| check_method(method, allowed);

@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::error::{GatewayError, GatewayResult};
 use crate::identity::record::format_time;
 use crate::identity::Identity;
+use crate::metrics::Metrics;
 use crate::store::{images, usage as usage_rows, Store};
 use chrono::Utc;
 use headers::Headers;
@@ -36,6 +37,7 @@ pub struct Limits {
     owed: std::sync::Mutex<std::collections::HashMap<String, (u64, u64, u64)>>,
     usage: UsageBook,
     notifier: Notifier,
+    metrics: Arc<Metrics>,
 }
 
 /// An admitted request: its headers, its user's effective limits and usage entry.
@@ -65,6 +67,9 @@ pub struct UploadCap {
     pub bytes: u64,
     pub error: GatewayError,
 }
+
+/// `user_id` of requests refused before authentication.
+const ANONYMOUS: &str = "anonymous";
 
 /// The Redis key that makes a threshold event once-only across instances.
 fn claim_key(entry: &Entry, quota: Quota, percent: u64) -> String {
@@ -101,16 +106,22 @@ fn rate_limited(decision: &Decision, kind: Kind, now: u64) -> GatewayError {
 }
 
 impl Limits {
-    pub fn new(config: &Config, notifier: Notifier) -> Limits {
+    pub fn new(config: &Config, notifier: Notifier, metrics: Arc<Metrics>) -> Limits {
         Limits {
             local: LocalLimiter::default(),
             shared: config.redis.url.clone().map(|url| {
-                Shared::new(url, config.redis.key_prefix.clone(), config.redis.timeout())
+                Shared::new(
+                    url,
+                    config.redis.key_prefix.clone(),
+                    config.redis.timeout(),
+                    metrics.redis_degraded.clone(),
+                )
             }),
             expected_instances: config.redis.expected_instances,
             owed: Default::default(),
             usage: UsageBook::default(),
             notifier,
+            metrics,
         }
     }
 
@@ -169,10 +180,13 @@ impl Limits {
         let decision = self.decide(&[rule], consume).await;
         match decision.rejected {
             None => Ok(()),
-            Some(kind) => Err(Refusal {
-                error: rate_limited(&decision, kind, now),
-                headers: headers::render(&decision, now),
-            }),
+            Some(kind) => {
+                self.violation(ANONYMOUS, kind);
+                Err(Refusal {
+                    error: rate_limited(&decision, kind, now),
+                    headers: headers::render(&decision, now),
+                })
+            }
         }
     }
 
@@ -223,10 +237,13 @@ impl Limits {
                 ),
                 headers,
             }),
-            Some(kind) => Err(Refusal {
-                error: rate_limited(&decision, kind, now),
-                headers,
-            }),
+            Some(kind) => {
+                self.violation(&identity.user_id, kind);
+                Err(Refusal {
+                    error: rate_limited(&decision, kind, now),
+                    headers,
+                })
+            }
         }
     }
 
@@ -291,9 +308,20 @@ impl Limits {
         }
         if let Ok(stored) = images::stored_bytes(store, &admission.entry.user_id).await {
             let limit = admission.limits.storage_bytes;
+            self.metrics
+                .quota_usage
+                .with_label_values(&[&admission.entry.user_id, Quota::Storage.name()])
+                .set(stored as i64);
             self.announce(&admission.entry, Quota::Storage, stored, limit)
                 .await;
         }
+    }
+
+    fn violation(&self, user_id: &str, kind: Kind) {
+        self.metrics
+            .rate_limit_violations
+            .with_label_values(&[user_id, kind.name()])
+            .inc();
     }
 
     /// Threshold events newly reached, once per period: here by the entry's marks, across
@@ -308,6 +336,10 @@ impl Limits {
                 }
             }
             self.notifier.send(entry, quota, percent, used, limit);
+            self.metrics
+                .quota_threshold_events
+                .with_label_values(&[quota.name(), &percent.to_string()])
+                .inc();
         }
     }
 
@@ -441,6 +473,17 @@ impl Limits {
                 .collect();
             (usage_rows::Write::Increments, rows)
         };
+        for (entry, row) in &taken {
+            for (quota, value) in [
+                (Quota::Requests, row.requests),
+                (Quota::Bandwidth, row.bandwidth_bytes),
+            ] {
+                self.metrics
+                    .quota_usage
+                    .with_label_values(&[&entry.user_id, quota.name()])
+                    .set(value);
+            }
+        }
         let result = usage_rows::write(store, rows, how).await;
         for (entry, row) in &taken {
             match result {
@@ -517,8 +560,8 @@ mod tests {
         let store = crate::store::open_migrated(&config.database).await.unwrap();
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         let (old, new) = (
-            Limits::new(&config, Notifier::new(None).0),
-            Limits::new(&config, Notifier::new(None).0),
+            Limits::new(&config, Notifier::new(None).0, Arc::default()),
+            Limits::new(&config, Notifier::new(None).0, Arc::default()),
         );
         let who = identity();
         for round in 0..3 {
@@ -532,7 +575,7 @@ mod tests {
                 limits.flush(&store).await.unwrap();
             }
         }
-        let fresh = Limits::new(&config, Notifier::new(None).0);
+        let fresh = Limits::new(&config, Notifier::new(None).0, Arc::default());
         let report = fresh
             .report(&store, "u1", &UserLimits::of(&config, &who))
             .await
@@ -540,7 +583,7 @@ mod tests {
         assert_eq!(report["requests"]["used"], 30);
         // A reset writes zero, whoever counted.
         fresh.reset(&store, "u1", 1).await.unwrap();
-        let again = Limits::new(&config, Notifier::new(None).0);
+        let again = Limits::new(&config, Notifier::new(None).0, Arc::default());
         let report = again
             .report(&store, "u1", &UserLimits::of(&config, &who))
             .await

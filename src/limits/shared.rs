@@ -36,6 +36,8 @@ pub struct Shared {
     /// Unix ms until which Redis is not called (0 = closed breaker).
     open_until: AtomicU64,
     degraded: AtomicBool,
+    /// The `redis_degraded` metric.
+    gauge: prometheus::IntGauge,
 }
 
 fn now_ms() -> u64 {
@@ -43,7 +45,12 @@ fn now_ms() -> u64 {
 }
 
 impl Shared {
-    pub fn new(url: String, prefix: String, timeout: Duration) -> Shared {
+    pub fn new(
+        url: String,
+        prefix: String,
+        timeout: Duration,
+        gauge: prometheus::IntGauge,
+    ) -> Shared {
         Shared {
             url,
             prefix,
@@ -53,6 +60,7 @@ impl Shared {
             settle: Script::from_lua(SETTLE),
             open_until: AtomicU64::new(0),
             degraded: AtomicBool::new(false),
+            gauge,
         }
     }
 
@@ -97,6 +105,7 @@ impl Shared {
         self.open_until
             .store(now_ms() + OPEN_FOR.as_millis() as u64, Ordering::Relaxed);
         if !self.degraded.swap(true, Ordering::Relaxed) {
+            self.gauge.set(1);
             log::error!(
                 "{}",
                 serde_json::json!({"event": "redis_degraded", "error": error,
@@ -107,6 +116,7 @@ impl Shared {
 
     fn recovered(&self) {
         if self.degraded.swap(false, Ordering::Relaxed) {
+            self.gauge.set(0);
             log::warn!("{}", serde_json::json!({"event": "redis_recovered"}));
         }
     }
