@@ -3,8 +3,9 @@
 
 mod common;
 
+use common::db::Engine;
 use common::stub::{Mode, Stub};
-use common::{admin, client, convert, create_user, Gateway, KEY};
+use common::{admin, client, convert, create_user, Gateway, TestDb, KEY};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -12,15 +13,24 @@ struct Env {
     gw: Gateway,
     _a: Stub,
     _b: Stub,
+    _db: Option<TestDb>,
 }
 
 async fn start(yaml: &str, server: &str) -> Env {
+    start_on(None, yaml, server).await
+}
+
+/// On `db` (a PostgreSQL test database) instead of the default SQLite file.
+async fn start_on(db: Option<TestDb>, yaml: &str, server: &str) -> Env {
     let a = Stub::start("a", Mode::Image).await;
     let b = Stub::start("b", Mode::Image).await;
     let mut builder = Gateway::builder()
         .backend(a.url(), 1)
         .backend(b.url(), 1)
         .yaml(yaml);
+    if let Some(db) = &db {
+        builder = builder.database(db);
+    }
     if !server.is_empty() {
         builder = builder.server(server);
     }
@@ -28,6 +38,7 @@ async fn start(yaml: &str, server: &str) -> Env {
         gw: builder.start().await,
         _a: a,
         _b: b,
+        _db: db,
     }
 }
 
@@ -433,7 +444,24 @@ async fn threshold_events_fire_once_each_through_the_webhook() {
 /// counted than accepted.
 #[tokio::test(flavor = "multi_thread")]
 async fn usage_survives_graceful_stops_and_hard_kills() {
-    let mut env = start(
+    usage_survives(Engine::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn usage_survives_graceful_stops_and_hard_kills_on_postgres() {
+    usage_survives(Engine::Postgres).await;
+}
+
+async fn usage_survives(engine: Engine) {
+    let db = match engine {
+        Engine::Sqlite => None,
+        Engine::Postgres => match TestDb::new(engine).await {
+            Some(db) => Some(db),
+            None => return,
+        },
+    };
+    let mut env = start_on(
+        db,
         "quotas:\n  monthly_requests: 100000",
         "  grace_period: 1s\n  graceful_shutdown_timeout: 2s",
     )
