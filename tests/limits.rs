@@ -350,6 +350,44 @@ async fn uploads_past_storage_or_bandwidth_are_refused_before_they_are_stored() 
     assert_eq!(upload(gw, &key, jpeg.clone()).await.status(), 200);
     let (_, quota) = admin(gw, "GET", "/api/v1/users/s-user/quota", KEY, None).await;
     assert_eq!(quota["storage_bytes"]["used"], jpeg.len());
+    // The caller's uploads, and deleting one frees its storage.
+    let listed: Value = client()
+        .get(gw.url("/api/v1/images"))
+        .header("X-API-Key", &key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["storage_bytes"], jpeg.len());
+    let id = listed["images"][0]["id"].as_str().unwrap().to_string();
+    let other = create_user(gw, "s-other", "user", json!({})).await;
+    let del = |who: String| {
+        let url = gw.url(&format!("/api/v1/images/{id}"));
+        async move {
+            client()
+                .delete(url)
+                .header("X-API-Key", who)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        del(other).await.status(),
+        404,
+        "another user's image does not exist for them"
+    );
+    let r = del(key.clone()).await;
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers().contains_key("x-ratelimit-limit") || r.headers().contains_key("x-quota-limit")
+    );
+    assert_eq!(del(key.clone()).await.status(), 404);
+    let (_, quota) = admin(gw, "GET", "/api/v1/users/s-user/quota", KEY, None).await;
+    assert_eq!(quota["storage_bytes"]["used"], 0);
+    assert!(gw.stored_files().is_empty());
 
     // Bandwidth: a user allowed 1 MiB a month; each upload costs about 100 KB.
     let thin = create_user(

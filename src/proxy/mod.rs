@@ -118,6 +118,21 @@ impl Gateway {
                     .await?;
                 Ok(Next::Answer(Answer::json(http::StatusCode::OK, &report)))
             }
+            Route::Images | Route::DeleteImage(_) => {
+                let (caller, ip) = self.caller(session, ctx).await?;
+                let admission =
+                    stages::limit::admit(&self.state, &caller, ctx.route.template(), ip)
+                        .await
+                        .map_err(|r| ctx.refused(r))?;
+                ctx.limit_headers = admission.headers;
+                let answer = match &ctx.route {
+                    Route::DeleteImage(id) => {
+                        stages::images::delete(&self.state, &caller.user_id, id).await?
+                    }
+                    _ => stages::images::list(&self.state, &caller.user_id).await?,
+                };
+                Ok(Next::Answer(answer))
+            }
             Route::Unknown => Err(GatewayError::NotFound("no such route".into())),
         }
     }

@@ -17,6 +17,9 @@ pub enum Route {
     Source(String),
     /// `GET /api/v1/users/{id}/quota`, for the caller's own id.
     Quota(String),
+    /// The caller's stored uploads.
+    Images,
+    DeleteImage(String),
 }
 
 impl Route {
@@ -29,6 +32,8 @@ impl Route {
             Route::Convert => "/api/v1/convert",
             Route::Source(_) => "/internal/v1/source/{id}",
             Route::Quota(_) => "/api/v1/users/{id}/quota",
+            Route::Images => "/api/v1/images",
+            Route::DeleteImage(_) => "/api/v1/images/{id}",
         }
     }
 
@@ -63,24 +68,29 @@ pub fn resolve(method: &Method, path: &str) -> GatewayResult<Route> {
         "/api/v1/ready" => allow(method, "GET", Route::Ready),
         "/api/v1/upload" => allow(method, "POST", Route::Upload),
         "/api/v1/convert" => allow(method, "GET", Route::Convert),
-        _ => match path.strip_prefix(SOURCE_PREFIX) {
-            Some(id) if !id.is_empty() && !id.contains('/') => {
-                allow(method, "GET", Route::Source(id.to_string()))
+        "/api/v1/images" => allow(method, "GET", Route::Images),
+        _ => {
+            if let Some(id) = segment(path, SOURCE_PREFIX, "") {
+                return allow(method, "GET", Route::Source(id));
             }
-            _ => match path
-                .strip_prefix("/api/v1/users/")
-                .and_then(|rest| rest.strip_suffix("/quota"))
-            {
-                Some(id) if !id.is_empty() && !id.contains('/') => {
-                    allow(method, "GET", Route::Quota(id.to_string()))
-                }
-                _ => Err(GatewayError::NotFound(format!(
-                    "no route for {method} {}",
-                    crate::imgproxy::params::clip(path)
-                ))),
-            },
-        },
+            if let Some(id) = segment(path, "/api/v1/users/", "/quota") {
+                return allow(method, "GET", Route::Quota(id));
+            }
+            if let Some(id) = segment(path, "/api/v1/images/", "") {
+                return allow(method, "DELETE", Route::DeleteImage(id));
+            }
+            Err(GatewayError::NotFound(format!(
+                "no route for {method} {}",
+                crate::imgproxy::params::clip(path)
+            )))
+        }
     }
+}
+
+/// The one non-empty path segment between `prefix` and `suffix`.
+fn segment(path: &str, prefix: &str, suffix: &str) -> Option<String> {
+    let id = path.strip_prefix(prefix)?.strip_suffix(suffix)?;
+    (!id.is_empty() && !id.contains('/')).then(|| id.to_string())
 }
 
 #[cfg(test)]
@@ -89,6 +99,30 @@ mod tests {
 
     #[test]
     fn resolves_every_route() {
+        assert_eq!(
+            resolve(&Method::GET, "/api/v1/images").unwrap(),
+            Route::Images
+        );
+        assert_eq!(
+            resolve(&Method::DELETE, "/api/v1/images/abc").unwrap(),
+            Route::DeleteImage("abc".into())
+        );
+        assert_eq!(
+            resolve(&Method::GET, "/api/v1/images/abc")
+                .unwrap_err()
+                .status(),
+            405
+        );
+        assert_eq!(
+            resolve(&Method::DELETE, "/api/v1/images/a/b")
+                .unwrap_err()
+                .status(),
+            404
+        );
+        assert_eq!(
+            resolve(&Method::GET, "/api/v1/users/u-1/quota").unwrap(),
+            Route::Quota("u-1".into())
+        );
         assert_eq!(
             resolve(&Method::GET, "/api/v1/health").unwrap(),
             Route::Health

@@ -61,3 +61,18 @@ pub async fn stored_bytes(store: &Store, owner: &str) -> GatewayResult<u64> {
         })
         .await
 }
+
+/// `owner`'s stored originals, newest first.
+pub async fn of_owner(store: &Store, owner: &str) -> GatewayResult<Vec<Model>> {
+    use sea_orm::{ColumnTrait, QueryFilter, QueryOrder};
+    let owner = owner.to_string();
+    store
+        .call(|db| async move {
+            Entity::find()
+                .filter(entity::images::Column::Owner.eq(owner))
+                .order_by_desc(entity::images::Column::CreatedAt)
+                .all(db)
+                .await
+        })
+        .await
+}
