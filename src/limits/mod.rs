@@ -284,11 +284,11 @@ impl Limits {
     /// Count the body bytes of an image request once it is answered.
     pub async fn record_bandwidth(&self, admission: &Admission, bytes: u64) {
         let entry = &admission.entry;
-        let (_, mut after) = entry.add_bandwidth(bytes);
+        let (before, mut after) = entry.add_bandwidth(bytes);
         if let Some(shared) = &self.shared {
             let key = rules::bandwidth_key(&entry.user_id, &entry.period);
             let expires = entry.period.end.timestamp() as u64 + shared::PERIOD_GRACE;
-            if let Some(total) = shared.add(&key, bytes, expires).await {
+            if let Some(total) = shared.settle(&key, bytes, before, expires).await {
                 after = entry.observe_bandwidth(total);
             }
         }

@@ -184,18 +184,6 @@ impl Shared {
         Some(decision)
     }
 
-    /// Add `by` to a counter; its new value.
-    pub async fn add(&self, key: &str, by: u64, expires_at: u64) -> Option<u64> {
-        let key = format!("{}{key}", self.prefix);
-        let value: i64 = self
-            .call(|client| client.incr_by(key.clone(), by as i64))
-            .await?;
-        let _: Option<bool> = self
-            .call(|client| client.expire_at(key, expires_at as i64, None))
-            .await;
-        Some(value.max(0) as u64)
-    }
-
     /// Current values of counters (absent = `None`).
     pub async fn values(&self, keys: &[String]) -> Option<Vec<Option<u64>>> {
         if keys.is_empty() {
@@ -211,7 +199,8 @@ impl Shared {
         )
     }
 
-    /// Add `count` to a quota counter counted during an outage (created at `seed + count`).
+    /// Add `count` to a counter in one round trip; a counter Redis does not have (it keeps
+    /// nothing on disk) starts at `seed`. Its new value.
     pub async fn settle(&self, key: &str, count: u64, seed: u64, expires_at: u64) -> Option<u64> {
         let key = format!("{}{key}", self.prefix);
         let args = vec![count.to_string(), seed.to_string(), expires_at.to_string()];

@@ -91,19 +91,48 @@ impl Entry {
     }
 }
 
-#[derive(Default)]
+const SHARDS: usize = 16;
+
+/// Period start → user id → entry, in shards by user, so the per-request lookup takes one
+/// short lock among many and allocates nothing.
+type Shard = HashMap<i64, HashMap<String, Arc<Entry>>>;
+
 pub struct UsageBook {
-    entries: Mutex<HashMap<(String, i64), Arc<Entry>>>,
+    shards: Vec<Mutex<Shard>>,
+}
+
+impl Default for UsageBook {
+    fn default() -> Self {
+        UsageBook {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+        }
+    }
 }
 
 impl UsageBook {
-    fn get(&self, user_id: &str, period: &Period) -> Option<Arc<Entry>> {
-        let key = (user_id.to_string(), period.start.timestamp());
-        self.entries
+    fn shard(&self, user_id: &str) -> std::sync::MutexGuard<'_, Shard> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        user_id.hash(&mut h);
+        self.shards[(h.finish() as usize) % SHARDS]
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-            .cloned()
+    }
+
+    /// Every entry for which `keep` holds.
+    fn all(&self, keep: impl Fn(&Entry) -> bool) -> Vec<Arc<Entry>> {
+        self.shards
+            .iter()
+            .flat_map(|shard| {
+                let shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+                shard
+                    .values()
+                    .flat_map(|users| users.values())
+                    .filter(|e| keep(e))
+                    .cloned()
+                    .collect::<Vec<_>>()
+            })
+            .collect()
     }
 
     /// The entry of `user_id` for `period`, loading it from the database the first time.
@@ -113,7 +142,13 @@ impl UsageBook {
         user_id: &str,
         period: &Period,
     ) -> GatewayResult<Arc<Entry>> {
-        if let Some(entry) = self.get(user_id, period) {
+        let start = period.start.timestamp();
+        let cached = self
+            .shard(user_id)
+            .get(&start)
+            .and_then(|users| users.get(user_id))
+            .cloned();
+        if let Some(entry) = cached {
             return Ok(entry);
         }
         let row = usage::find(store, user_id, period.start).await?;
@@ -130,12 +165,11 @@ impl UsageBook {
             announced: AtomicU32::new(row.as_ref().map_or(0, |r| r.announced as u32)),
             dirty: AtomicBool::new(false),
         });
-        let key = (user_id.to_string(), period.start.timestamp());
         Ok(self
-            .entries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(key)
+            .shard(user_id)
+            .entry(start)
+            .or_default()
+            .entry(user_id.to_string())
             .or_insert(entry)
             .clone())
     }
@@ -147,45 +181,41 @@ impl UsageBook {
         now: DateTime<Utc>,
         requests: impl Fn(&Entry) -> u64,
     ) -> Vec<(Arc<Entry>, entity::usage::Model)> {
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        let rows = entries
-            .values()
-            .filter(|e| e.dirty.swap(false, Ordering::Relaxed))
+        let rows = self
+            .all(|e| e.dirty.swap(false, Ordering::Relaxed))
+            .into_iter()
             .map(|e| {
                 let row = entity::usage::Model {
                     user_id: e.user_id.clone(),
                     period_start: e.period.start,
-                    requests: requests(e) as i64,
+                    requests: requests(&e) as i64,
                     bandwidth_bytes: e.bandwidth() as i64,
                     announced: e.announced.load(Ordering::Relaxed) as i32,
                     updated_at: now,
                 };
-                (e.clone(), row)
+                (e, row)
             })
             .collect();
-        entries.retain(|_, e| e.period.end > now || e.dirty.load(Ordering::Relaxed));
+        for shard in &self.shards {
+            let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+            for users in shard.values_mut() {
+                users.retain(|_, e| e.period.end > now || e.dirty.load(Ordering::Relaxed));
+            }
+            shard.retain(|_, users| !users.is_empty());
+        }
         rows
     }
 
     /// Entries changed since the last flush (left marked).
     pub fn dirty(&self) -> Vec<Arc<Entry>> {
-        self.entries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .filter(|e| e.dirty.load(Ordering::Relaxed))
-            .cloned()
-            .collect()
+        self.all(|e| e.dirty.load(Ordering::Relaxed))
     }
 
     /// Every entry of `user_id` (quota reset).
     pub fn of_user(&self, user_id: &str) -> Vec<Arc<Entry>> {
-        self.entries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        self.shard(user_id)
             .values()
-            .filter(|e| e.user_id == user_id)
-            .cloned()
+            .filter_map(|users| users.get(user_id).cloned())
             .collect()
     }
 }
