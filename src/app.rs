@@ -3,6 +3,7 @@
 
 use crate::admin::AdminApp;
 use crate::config::Config;
+use crate::identity::Change;
 use crate::proxy::Gateway;
 use crate::state::AppState;
 use crate::store;
@@ -66,9 +67,15 @@ impl BackgroundService for StateService {
             tokio::spawn(sender.run());
         }
         tokio::join!(
-            state
-                .bus
-                .subscribe(state.auth.clone(), stopped(shutdown.clone())),
+            state.bus.subscribe(
+                |change| {
+                    state.auth.invalidate(change);
+                    if let Change::QuotaReset(user) = change {
+                        state.limits.forget(user);
+                    }
+                },
+                stopped(shutdown.clone()),
+            ),
             flush_last_used(state, shutdown.clone()),
             flush_usage(state, shutdown),
         );

@@ -202,6 +202,29 @@ async fn rotation_keeps_the_old_key_until_its_grace_ends(engine: Engine) {
         .map(|k| k["state"].as_str().unwrap())
         .collect();
     assert_eq!(states, ["expired", "active"]);
+
+    // Keys in a grace period count as live: rotation cannot pile them up without bound.
+    let mut rotations = 0;
+    let refused = loop {
+        let (status, answer) = admin(
+            gw,
+            "POST",
+            "/api/v1/users/rot-1/keys/rotate",
+            KEY,
+            Some(json!({"grace_seconds": 600})),
+        )
+        .await;
+        if status != 201 {
+            break (status, answer);
+        }
+        rotations += 1;
+        assert!(rotations <= 10, "rotation never refused");
+    };
+    assert_eq!(rotations, 9, "1 live key + 9 expiring = the limit of 10");
+    assert_eq!(
+        (refused.0, refused.1["error"]["code"].as_str()),
+        (409, Some("conflict"))
+    );
 }
 
 async fn revocation_suspension_and_deletion(engine: Engine) {

@@ -176,6 +176,13 @@ async fn two_instances_stop_at_exactly_the_request_quota() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-quota-remaining"], "49");
+    // The other instance forgot its counts too (the reset went over the bus).
+    let forgotten = common::within(Duration::from_secs(1), || async {
+        let (_, quota) = admin(&p.a, "GET", "/api/v1/users/quota50/quota", KEY, None).await;
+        quota["requests"]["used"] == 1
+    })
+    .await;
+    assert!(forgotten.is_some());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -216,6 +223,9 @@ async fn an_endpoint_refusal_in_redis_costs_the_user_nothing() {
         "7",
         "2 converts + 1 upload of 10"
     );
+    // Storage on PostgreSQL: the sum of stored originals.
+    let (_, quota) = admin(&p.a, "GET", "/api/v1/users/api-shared/quota", KEY, None).await;
+    assert_eq!(quota["storage_bytes"]["used"], 100961, "{quota}");
 }
 
 /// A private Redis on an ephemeral port, stopped in the middle of a run.

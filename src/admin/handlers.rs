@@ -5,7 +5,7 @@ use crate::error::{GatewayError, GatewayResult};
 use crate::identity::input;
 use crate::identity::manage::Manager;
 use crate::identity::record::format_time;
-use crate::identity::Identity;
+use crate::identity::{Change, Identity};
 use crate::limits::rules::UserLimits;
 use crate::respond::Answer;
 use crate::state::AppState;
@@ -111,6 +111,7 @@ pub async fn run(
                 .limits
                 .reset(&state.store, &id, limits.reset_day)
                 .await?;
+            state.bus.publish(&Change::QuotaReset(id.clone())).await;
             manager.audit("quota.reset", &id, json!({})).await;
             ok(quota_report(state, &manager, &id).await?)
         }

@@ -19,6 +19,11 @@ use routes::AdminRoute;
 use serde_json::json;
 use std::sync::Arc;
 
+/// Compare in time independent of where the first difference is.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 pub struct AdminApp {
     state: Arc<AppState>,
 }
@@ -37,7 +42,7 @@ impl AdminApp {
                 .headers
                 .get(http::header::AUTHORIZATION)
                 .map(|v| v.as_bytes());
-            if given != Some(expected.as_bytes()) {
+            if !given.is_some_and(|g| constant_time_eq(g, expected.as_bytes())) {
                 return Err(GatewayError::Unauthorized(
                     "a valid metrics bearer token is required",
                 ));

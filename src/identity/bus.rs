@@ -4,12 +4,11 @@
 //! so a reconnect clears the whole cache.
 
 use super::cache::Change;
-use super::verify::Authenticator;
 use fred::clients::{Client, SubscriberClient};
 use fred::interfaces::{ClientLike, EventInterface, PubsubInterface};
 use fred::types::config::{Config as FredConfig, ReconnectPolicy};
 use fred::types::Builder;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 /// The channel, after `redis.key_prefix`.
@@ -106,7 +105,7 @@ impl Bus {
     /// Apply every published change to `auth` until `stop` resolves; reconnects by itself.
     pub async fn subscribe(
         &self,
-        auth: Arc<Authenticator>,
+        apply: impl Fn(&Change),
         stop: impl std::future::Future<Output = ()>,
     ) {
         let Some(url) = &self.url else {
@@ -151,16 +150,16 @@ impl Bus {
                         Ok(message) => {
                             let text = message.value.as_str().map(|s| s.to_string()).unwrap_or_default();
                             match serde_json::from_str::<Change>(&text) {
-                                Ok(change) => auth.invalidate(&change),
-                                Err(_) => auth.invalidate(&Change::All),
+                                Ok(change) => apply(&change),
+                                Err(_) => apply(&Change::All),
                             }
                         }
                         // Lagged behind: some changes are unknown, forget everything.
-                        Err(_) => auth.invalidate(&Change::All),
+                        Err(_) => apply(&Change::All),
                     },
                     Ok(_) = reconnects.recv() => {
                         log::warn!("{}", serde_json::json!({"event": "invalidation_reconnected"}));
-                        auth.invalidate(&Change::All);
+                        apply(&Change::All);
                     }
                 }
             }

@@ -19,6 +19,8 @@ pub enum Change {
     User(String),
     Key(String),
     All,
+    /// A user's quota usage was reset: every instance zeroes what it holds for the user.
+    QuotaReset(String),
 }
 
 pub struct CacheLimits {
@@ -103,6 +105,8 @@ impl KeyCache {
                 return;
             }
             Change::User(id) => Box::new(move |i: &Identity| &i.user_id == id),
+            // Usage, not identity: the limiter handles it.
+            Change::QuotaReset(_) => return,
             Change::Key(id) => Box::new(move |i: &Identity| &i.key_id == id),
         };
         for (fp, identity) in self.verified.iter() {

@@ -199,6 +199,11 @@ impl Manager<'_> {
             .into_iter()
             .filter(KeyInfo::live)
             .collect();
+        if live.len() >= MAX_LIVE_KEYS {
+            return Err(GatewayError::Conflict(format!(
+                "user `{user_id}` already has {MAX_LIVE_KEYS} live keys (rotated keys count until their grace ends)"
+            )));
+        }
         let old = match &rotation.key_id {
             Some(id) => live.iter().find(|k| &k.id == id).ok_or_else(|| {
                 GatewayError::invalid("key_id", format!("`{id}` is not a live key of this user"))

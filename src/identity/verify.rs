@@ -23,7 +23,7 @@ pub struct Authenticator {
     hasher: Hasher,
     /// The legacy key's value while `legacy.enabled`.
     legacy: Option<String>,
-    inflight: Mutex<HashMap<Fingerprint, Arc<OnceCell<Outcome>>>>,
+    inflight: Inflight,
 }
 
 const MISSING: GatewayError = GatewayError::Unauthorized("missing X-API-Key header");
@@ -40,6 +40,28 @@ impl From<Refusal> for GatewayError {
             Refusal::IpNotAllowed => {
                 GatewayError::Forbidden("the client IP is not in the user's whitelist".into())
             }
+        }
+    }
+}
+
+type Inflight = Mutex<HashMap<Fingerprint, Arc<OnceCell<Outcome>>>>;
+
+/// One verification shared by concurrent requests for the same key; its map entry goes when
+/// the request that made it finishes or is dropped.
+struct InflightSlot<'a> {
+    map: &'a Inflight,
+    fp: Fingerprint,
+    cell: Arc<OnceCell<Outcome>>,
+}
+
+impl Drop for InflightSlot<'_> {
+    fn drop(&mut self) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if map
+            .get(&self.fp)
+            .is_some_and(|c| Arc::ptr_eq(c, &self.cell))
+        {
+            map.remove(&self.fp);
         }
     }
 }
@@ -118,14 +140,16 @@ impl Authenticator {
             .entry(fp)
             .or_default()
             .clone();
+        // Removes the shared slot however this ends, a dropped request included.
+        let _slot = InflightSlot {
+            map: &self.inflight,
+            fp,
+            cell: cell.clone(),
+        };
         let outcome = cell
             .get_or_init(|| self.load(store, &parsed, fp))
             .await
             .clone();
-        let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
-        if inflight.get(&fp).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
-            inflight.remove(&fp);
-        }
         outcome
     }
 

@@ -38,6 +38,8 @@ fn shard_of(key: &str) -> usize {
 struct Evaluation {
     admitted: bool,
     next: Slot,
+    /// The counter's value before this request (a bucket's tokens after refill).
+    current: f64,
     standing: Standing,
 }
 
@@ -69,6 +71,7 @@ fn evaluate(rule: &Rule, slot: Option<Slot>, now_ms: u64, divisor: u64) -> Evalu
     Evaluation {
         admitted,
         next,
+        current,
         standing,
     }
 }
@@ -121,7 +124,17 @@ impl LocalLimiter {
         }
         Decision {
             rejected,
-            standings: evaluations.into_iter().map(|e| e.standing).collect(),
+            standings: rules
+                .iter()
+                .zip(evaluations)
+                .map(|(rule, e)| {
+                    if consume && rejected.is_none() {
+                        e.standing
+                    } else {
+                        rule.look(e.current, now_ms, divisor)
+                    }
+                })
+                .collect(),
         }
     }
 

@@ -38,6 +38,8 @@ pub struct Limits {
     usage: UsageBook,
     notifier: Notifier,
     metrics: Arc<Metrics>,
+    /// Serializes flushes and resets, so a flush never writes counts from before a reset.
+    writing: tokio::sync::Mutex<()>,
 }
 
 /// An admitted request: its headers, its user's effective limits and usage entry.
@@ -67,6 +69,9 @@ pub struct UploadCap {
     pub bytes: u64,
     pub error: GatewayError,
 }
+
+/// The endpoint that stores bytes (checked against the storage quota before admission).
+const UPLOAD: &str = "/api/v1/upload";
 
 /// `user_id` of requests refused before authentication.
 const ANONYMOUS: &str = "anonymous";
@@ -122,6 +127,7 @@ impl Limits {
             usage: UsageBook::default(),
             notifier,
             metrics,
+            writing: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -146,15 +152,19 @@ impl Limits {
         }
         let decision = self.local_decision(rules, consume, self.expected_instances);
         if consume && decision.admitted() {
-            let mut owed = self.owed.lock().unwrap_or_else(|p| p.into_inner());
             for rule in rules {
                 if let Shape::Period { end, seed, .. } = rule.shape {
-                    let entry = owed.entry(rule.key.clone()).or_insert((0, seed, end));
-                    entry.0 += 1;
+                    self.owe(rule.key.clone(), 1, seed, end);
                 }
             }
         }
         decision
+    }
+
+    /// Remember `count` to add to Redis counter `key` once it answers again.
+    fn owe(&self, key: String, count: u64, seed: u64, end: u64) {
+        let mut owed = self.owed.lock().unwrap_or_else(|p| p.into_inner());
+        owed.entry(key).or_insert((0, seed, end)).0 += count;
     }
 
     fn local_decision(&self, rules: &[Rule], consume: bool, divisor: u64) -> Decision {
@@ -205,11 +215,32 @@ impl Limits {
         let period = Period::containing(now_at, limits.reset_day);
         let entry = self.usage.entry(store, &identity.user_id, &period).await?;
         let rules = rules::request_rules(config, &limits, &entry, endpoint, ip, now);
+        // Quotas that only a later step could enforce are checked first, so a request they
+        // refuse consumes nothing.
         let bandwidth = limits.monthly_bandwidth_bytes;
+        let mut exhausted = None;
         if bandwidth > 0 && entry.bandwidth() >= bandwidth {
+            exhausted = Some(exceeded(
+                Quota::Bandwidth,
+                entry.bandwidth(),
+                bandwidth,
+                &period,
+            ));
+        } else if endpoint == UPLOAD && limits.storage_bytes > 0 {
+            let stored = images::stored_bytes(store, &identity.user_id).await?;
+            if stored >= limits.storage_bytes {
+                exhausted = Some(exceeded(
+                    Quota::Storage,
+                    stored,
+                    limits.storage_bytes,
+                    &period,
+                ));
+            }
+        }
+        if let Some(error) = exhausted {
             let decision = self.decide(&rules, false).await;
             return Err(Refusal {
-                error: exceeded(Quota::Bandwidth, entry.bandwidth(), bandwidth, &period),
+                error,
                 headers: headers::render(&decision, now),
             });
         }
@@ -288,8 +319,9 @@ impl Limits {
         if let Some(shared) = &self.shared {
             let key = rules::bandwidth_key(&entry.user_id, &entry.period);
             let expires = entry.period.end.timestamp() as u64 + shared::PERIOD_GRACE;
-            if let Some(total) = shared.settle(&key, bytes, before, expires).await {
-                after = entry.observe_bandwidth(total);
+            match shared.settle(&key, bytes, before, expires).await {
+                Some(total) => after = entry.observe_bandwidth(total),
+                None => self.owe(key, bytes, before, entry.period.end.timestamp() as u64),
             }
         }
         self.announce(
@@ -410,6 +442,7 @@ impl Limits {
 
     /// Zero this period's requests and bandwidth of `user_id`, and write it at once.
     pub async fn reset(&self, store: &Store, user_id: &str, reset_day: u32) -> GatewayResult<()> {
+        let _writing = self.writing.lock().await;
         let period = Period::containing(Utc::now(), reset_day);
         let entry = self.usage.entry(store, user_id, &period).await?;
         for e in self.usage.of_user(user_id).into_iter().chain([entry]) {
@@ -445,10 +478,21 @@ impl Limits {
         Ok(())
     }
 
+    /// Another instance reset `user_id`'s usage: zero what this one holds (no writes).
+    pub fn forget(&self, user_id: &str) {
+        for e in self.usage.of_user(user_id) {
+            e.reset();
+            let end = e.period.end.timestamp() as u64;
+            self.local
+                .set(&rules::requests_key(&e.user_id, &e.period), 0, end);
+        }
+    }
+
     /// Write changed usage to the database (every `quotas.flush_interval` and at shutdown);
     /// in shared mode, first settle what was counted locally during a Redis outage and read
     /// the shared totals.
     pub async fn flush(&self, store: &Store) -> GatewayResult<()> {
+        let _writing = self.writing.lock().await;
         self.settle_owed().await;
         self.refresh(&self.usage.dirty()).await;
         let taken = self.usage.take_dirty(Utc::now(), |e| self.requests_used(e));
@@ -515,8 +559,7 @@ impl Limits {
                 .await
                 .is_none()
             {
-                let mut again = self.owed.lock().unwrap_or_else(|p| p.into_inner());
-                again.entry(key).or_insert((0, seed, end)).0 += count;
+                self.owe(key, count, seed, end);
             } else {
                 log::info!(
                     "{}",

@@ -108,6 +108,15 @@ impl Rule {
         (admitted, standing)
     }
 
+    /// Where the rule stands without taking anything (the answer to a refused request).
+    pub fn look(&self, current: f64, now_ms: u64, divisor: u64) -> Standing {
+        let (admitted, mut standing) = self.judge(current, now_ms, divisor);
+        if admitted {
+            standing.remaining += 1;
+        }
+        standing
+    }
+
     /// Given the current value (a bucket's tokens after refill, or a counter's count before
     /// this request), whether the rule admits one more request and where it then stands.
     pub fn judge(&self, current: f64, now_ms: u64, divisor: u64) -> (bool, Standing) {

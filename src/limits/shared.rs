@@ -177,7 +177,11 @@ impl Shared {
                 Shape::Bucket { .. } => raw / 1000.0,
                 _ => raw,
             };
-            let (_, standing) = rule.judge(current, now, 1);
+            let standing = if consume && rejected_at == 0 {
+                rule.judge(current, now, 1).1
+            } else {
+                rule.look(current, now, 1)
+            };
             decision.standings.push(standing);
         }
         decision.rejected = (rejected_at > 0).then(|| rules[rejected_at - 1].kind);

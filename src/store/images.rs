@@ -52,7 +52,16 @@ pub async fn stored_bytes(store: &Store, owner: &str) -> GatewayResult<u64> {
         .call(|db| async move {
             let total: Option<Option<i64>> = Entity::find()
                 .select_only()
-                .column_as(entity::images::Column::SizeBytes.sum(), "total")
+                .column_as(
+                    // SUM of a BIGINT is NUMERIC in PostgreSQL: bring it back to BIGINT.
+                    sea_orm::sea_query::Expr::from(sea_orm::sea_query::Func::cast_as(
+                        sea_orm::sea_query::Func::sum(sea_orm::sea_query::Expr::col(
+                            entity::images::Column::SizeBytes,
+                        )),
+                        sea_orm::sea_query::Alias::new("BIGINT"),
+                    )),
+                    "total",
+                )
                 .filter(entity::images::Column::Owner.eq(owner))
                 .into_tuple()
                 .one(db)
