@@ -16,7 +16,12 @@ struct Pair {
     _db: TestDb,
 }
 
+/// Two gateways on one fresh PostgreSQL database and `redis_url`; `None` only outside CI when
+/// a server is unreachable.
 async fn pair(yaml: &str, redis_url: &str) -> Option<Pair> {
+    if redis_url == REDIS_URL && !redis_available().await {
+        return None;
+    }
     let db = TestDb::new(Engine::Postgres).await?;
     let s1 = Stub::start("a", Mode::Image).await;
     let s2 = Stub::start("b", Mode::Image).await;
@@ -81,9 +86,6 @@ async fn away_from_a_minute_boundary() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_instances_admit_exactly_the_user_limit() {
-    if !redis_available().await {
-        return;
-    }
     let Some(p) = pair(
         "rate_limits:\n  user_level:\n    requests_per_minute: 100\n    requests_per_hour: 100000",
         REDIS_URL,
@@ -187,9 +189,6 @@ async fn two_instances_stop_at_exactly_the_request_quota() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_endpoint_refusal_in_redis_costs_the_user_nothing() {
-    if !redis_available().await {
-        return;
-    }
     let Some(p) = pair(
         "rate_limits:\n  user_level:\n    requests_per_minute: 10\n    requests_per_hour: 1000\n  api_level:\n    /api/v1/convert:\n      requests_per_minute: 2",
         REDIS_URL,

@@ -129,7 +129,6 @@ impl KeyCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::identity::model::{Role, Status, Whitelist};
 
     fn cache() -> KeyCache {
         KeyCache::new(&CacheLimits {
@@ -140,16 +139,7 @@ mod tests {
     }
 
     fn identity(user: &str, key: &str) -> Arc<Identity> {
-        Arc::new(Identity::new(
-            user.into(),
-            key.into(),
-            Role::User,
-            Status::Active,
-            Whitelist::default(),
-            None,
-            None,
-            None,
-        ))
+        Arc::new(Identity::plain(user, key))
     }
 
     #[test]

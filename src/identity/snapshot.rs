@@ -57,6 +57,20 @@ impl Identity {
         }
     }
 
+    /// An active `user` without restrictions or overrides (tests and benchmarks).
+    pub fn plain(user_id: &str, key_id: &str) -> Identity {
+        Identity::new(
+            user_id.into(),
+            key_id.into(),
+            Role::User,
+            Status::Active,
+            Whitelist::default(),
+            None,
+            None,
+            None,
+        )
+    }
+
     pub fn expired(&self, now: u64) -> bool {
         self.key_expires_at.is_some_and(|at| now >= at)
     }

@@ -578,19 +578,9 @@ impl Limits {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::identity::model::{Role, Status, Whitelist};
 
     fn identity() -> Identity {
-        Identity::new(
-            "u1".into(),
-            "k1".into(),
-            Role::User,
-            Status::Active,
-            Whitelist::default(),
-            None,
-            None,
-            None,
-        )
+        Identity::plain("u1", "k1")
     }
 
     /// Two processes counting the same user at once (the old and the new one during an
