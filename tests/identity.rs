@@ -821,7 +821,7 @@ async fn shared_mode_changes_reach_the_other_instance_within_a_second() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_flood_of_unknown_keys_cannot_starve_verified_ones() {
     let env = env(Engine::Sqlite, |b| {
-        b.auth("  bcrypt_cost: 10\n  hash_concurrency: 1\n  hash_wait: 50ms")
+        b.auth("  bcrypt_cost: 12\n  hash_concurrency: 1\n  hash_wait: 50ms")
     })
     .await
     .unwrap();
