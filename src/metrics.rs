@@ -1,15 +1,50 @@
-//! Prometheus metrics (DESIGN §10), exposed at `GET /metrics` on the admin listener. This file
-//! holds the limiter and quota families; label handles are looked up only on rare events
-//! (a refusal, a threshold) and at flush time, never per admitted request.
+//! Prometheus metrics (DESIGN §10), exposed at `GET /metrics` on the admin listener. Series are
+//! found by their label values (hashed, no string allocated for an existing series); backend
+//! health and process figures are read when Prometheus scrapes.
 
-use prometheus::{Encoder, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+/// Latency buckets from 100 µs to 10 s.
+const BUCKETS: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric")
+}
+
+fn histogram(name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(BUCKETS.to_vec()),
+        labels,
+    )
+    .expect("valid metric")
+}
 
 pub struct Metrics {
     registry: Registry,
-    pub rate_limit_violations: IntCounterVec,
+    pub http_requests: IntCounterVec,
+    pub http_duration: HistogramVec,
+    pub backend_requests: IntCounterVec,
+    pub backend_health: IntGaugeVec,
+    pub backend_response_time: HistogramVec,
+    pub user_requests: IntCounterVec,
+    /// Requests being served on the public listener.
+    pub active_connections: IntGauge,
+    pub memory_usage: IntGauge,
+    pub cpu_usage: prometheus::Gauge,
+    /// A gauge that only grows: DESIGN's name has no `_total`, which promtool requires of a
+    /// counter (recorded in `docs/decisions.md`).
+    pub rate_limit_violations: IntGaugeVec,
     pub quota_usage: IntGaugeVec,
     pub quota_threshold_events: IntCounterVec,
     pub redis_degraded: IntGauge,
+    /// CPU seconds and wall time at the previous scrape.
+    cpu_sample: std::sync::Mutex<Option<(f64, std::time::Instant)>>,
 }
 
 impl Default for Metrics {
@@ -21,7 +56,7 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
-        let rate_limit_violations = IntCounterVec::new(
+        let rate_limit_violations = IntGaugeVec::new(
             Opts::new(
                 "user_rate_limit_violations",
                 "Requests refused with 429, by user (anonymous before authentication) and level.",
@@ -50,8 +85,62 @@ impl Metrics {
             "1 while Redis is unreachable and limits run on local fallbacks.",
         )
         .expect("valid metric");
+        let http_requests = counter(
+            "http_requests_total",
+            "Answers on the public listener, by method, route template, status and user.",
+            &["method", "endpoint", "status", "user_id"],
+        );
+        let http_duration = histogram(
+            "http_request_duration_seconds",
+            "Time from request to the end of its answer, by method and route template.",
+            &["method", "endpoint"],
+        );
+        let backend_requests = counter(
+            "backend_requests_total",
+            "Requests sent to backends, by backend and the backend's status (0: no answer).",
+            &["backend_url", "status"],
+        );
+        let backend_health = IntGaugeVec::new(
+            Opts::new(
+                "backend_health_status",
+                "1 when the backend is in rotation, else 0.",
+            ),
+            &["backend_url"],
+        )
+        .expect("valid metric");
+        let backend_response_time = histogram(
+            "backend_response_time_seconds",
+            "Time from sending a request to a backend to its response header.",
+            &["backend_url"],
+        );
+        let user_requests = counter(
+            "user_requests_total",
+            "Authenticated requests, by user.",
+            &["user_id"],
+        );
+        let active_connections = IntGauge::new(
+            "active_connections",
+            "Requests being served on the public listener.",
+        )
+        .expect("valid metric");
+        let memory_usage = IntGauge::new("memory_usage_bytes", "Resident memory of the process.")
+            .expect("valid metric");
+        let cpu_usage = prometheus::Gauge::new(
+            "cpu_usage_percent",
+            "CPU time of the process since the previous scrape, in % of one core.",
+        )
+        .expect("valid metric");
         for collector in [
-            Box::new(rate_limit_violations.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(http_duration.clone()),
+            Box::new(backend_requests.clone()),
+            Box::new(backend_health.clone()),
+            Box::new(backend_response_time.clone()),
+            Box::new(user_requests.clone()),
+            Box::new(active_connections.clone()),
+            Box::new(memory_usage.clone()),
+            Box::new(cpu_usage.clone()),
+            Box::new(rate_limit_violations.clone()),
             Box::new(quota_usage.clone()),
             Box::new(quota_threshold_events.clone()),
             Box::new(redis_degraded.clone()),
@@ -60,6 +149,16 @@ impl Metrics {
         }
         Metrics {
             registry,
+            http_requests,
+            http_duration,
+            backend_requests,
+            backend_health,
+            backend_response_time,
+            user_requests,
+            active_connections,
+            memory_usage,
+            cpu_usage,
+            cpu_sample: std::sync::Mutex::new(None),
             rate_limit_violations,
             quota_usage,
             quota_threshold_events,
@@ -67,8 +166,51 @@ impl Metrics {
         }
     }
 
-    /// The text exposition format.
-    pub fn render(&self) -> Vec<u8> {
+    /// Read memory and CPU of this process from `/proc` (Linux; left at 0 elsewhere).
+    fn sample_process(&self) {
+        let page = 4096;
+        if let Ok(statm) = std::fs::read_to_string("/proc/self/statm") {
+            if let Some(rss) = statm
+                .split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<i64>().ok())
+            {
+                self.memory_usage.set(rss * page);
+            }
+        }
+        let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+            return;
+        };
+        // Fields after the command name: utime and stime are the 12th and 13th.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            return;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: f64 = [11, 12]
+            .iter()
+            .filter_map(|i| fields.get(*i).and_then(|v| v.parse::<f64>().ok()))
+            .sum();
+        let cpu_seconds = ticks / 100.0;
+        let now = std::time::Instant::now();
+        let mut last = self.cpu_sample.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((before, at)) = *last {
+            let wall = now.duration_since(at).as_secs_f64();
+            if wall > 0.0 {
+                self.cpu_usage
+                    .set(((cpu_seconds - before) / wall * 100.0).max(0.0));
+            }
+        }
+        *last = Some((cpu_seconds, now));
+    }
+
+    /// The text exposition format; `backends` are `(url, in rotation)` right now.
+    pub fn render(&self, backends: &[(String, bool)]) -> Vec<u8> {
+        for (url, healthy) in backends {
+            self.backend_health
+                .with_label_values(&[url.as_str()])
+                .set(i64::from(*healthy));
+        }
+        self.sample_process();
         let mut out = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         out

@@ -51,7 +51,7 @@ impl AdminApp {
         Ok(Answer::bytes(
             http::StatusCode::OK,
             "text/plain; version=0.0.4",
-            self.state.metrics.render().into(),
+            self.state.metrics.render(&self.state.pool.health()).into(),
         ))
     }
 

@@ -25,6 +25,9 @@ pub struct UpstreamLeg {
     pub current: Option<Arc<BackendState>>,
     /// The backend's response header has arrived (no retry after this).
     pub responded: bool,
+    /// When the request went to the current backend, and how long its response header took.
+    pub sent_at: Option<Instant>,
+    pub response_time: Option<std::time::Duration>,
     /// Pooled keep-alive connections that turned out closed by the backend.
     pub stale: u8,
     pub status: Option<u16>,

@@ -151,6 +151,46 @@ impl Gateway {
         Ok((caller, ip))
     }
 
+    /// Count the finished request in the metrics.
+    fn record(&self, session: &Session, ctx: &Ctx, status: u16) {
+        let m = &self.state.metrics;
+        m.active_connections.dec();
+        let method = session.req_header().method.as_str();
+        let endpoint = ctx.route.template();
+        let user = ctx
+            .caller
+            .as_ref()
+            .map_or("anonymous", |c| c.user_id.as_str());
+        let code = http::StatusCode::from_u16(status).ok();
+        let status = code.as_ref().map_or("0", |c| c.as_str());
+        m.http_requests
+            .with_label_values(&[method, endpoint, status, user])
+            .inc();
+        m.http_duration
+            .with_label_values(&[method, endpoint])
+            .observe(ctx.started.elapsed().as_secs_f64());
+        if let Some(caller) = &ctx.caller {
+            m.user_requests
+                .with_label_values(&[caller.user_id.as_str()])
+                .inc();
+        }
+        if let Some(backend) = &ctx.upstream.current {
+            let code = ctx
+                .upstream
+                .status
+                .and_then(|s| http::StatusCode::from_u16(s).ok());
+            let status = code.as_ref().map_or("0", |c| c.as_str());
+            m.backend_requests
+                .with_label_values(&[backend.url.as_str(), status])
+                .inc();
+            if let Some(t) = ctx.upstream.response_time {
+                m.backend_response_time
+                    .with_label_values(&[backend.url.as_str()])
+                    .observe(t.as_secs_f64());
+            }
+        }
+    }
+
     fn backend_count(&self) -> u32 {
         self.state.pool.states().len() as u32
     }
@@ -200,6 +240,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn early_request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
+        self.state.metrics.active_connections.inc();
         let server = &self.state.config.server;
         session.set_read_timeout(Some(server.read_timeout.get()));
         session.set_write_timeout(Some(server.write_timeout.get()));
@@ -267,6 +308,7 @@ impl ProxyHttp for Gateway {
             upstream.insert_header(http::header::HOST, backend.authority.as_str())?;
         }
         upstream.insert_header(request_id::HEADER, ctx.request_id.as_str())?;
+        ctx.upstream.sent_at = Some(std::time::Instant::now());
         Ok(())
     }
 
@@ -334,6 +376,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
     ) -> Result<()> {
         ctx.upstream.responded = true;
+        ctx.upstream.response_time = ctx.upstream.sent_at.map(|t| t.elapsed());
         ctx.upstream.status = Some(upstream.status.as_u16());
         Ok(())
     }
@@ -440,5 +483,6 @@ impl ProxyHttp for Gateway {
             "error": e.map(|e| e.etype().as_str()),
         });
         log::info!("{line}");
+        self.record(session, ctx, status);
     }
 }

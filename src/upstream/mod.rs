@@ -154,6 +154,14 @@ impl Pool {
         self.balancer.backends().ready(&state.backend) && !state.is_passively_down()
     }
 
+    /// `(url, in rotation)` of every backend.
+    pub fn health(&self) -> Vec<(String, bool)> {
+        self.states
+            .iter()
+            .map(|s| (s.url.clone(), self.is_healthy(s)))
+            .collect()
+    }
+
     pub fn healthy_count(&self) -> usize {
         self.states.iter().filter(|s| self.is_healthy(s)).count()
     }

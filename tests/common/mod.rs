@@ -146,6 +146,7 @@ pub struct GatewayBuilder {
     database: Option<(&'static str, String)>,
     auth: String,
     server: String,
+    admin: String,
 }
 
 impl GatewayBuilder {
@@ -165,6 +166,13 @@ impl GatewayBuilder {
     pub fn server(mut self, lines: &str) -> Self {
         self.server.push_str(lines);
         self.server.push('\n');
+        self
+    }
+
+    /// Extra lines of the `admin:` section, e.g. `  metrics_token: x`.
+    pub fn admin_line(mut self, line: &str) -> Self {
+        self.admin.push_str(line);
+        self.admin.push('\n');
         self
     }
 
@@ -197,12 +205,12 @@ impl GatewayBuilder {
             .unwrap_or(("sqlite", format!("sqlite://{d}/gateway.db?mode=rwc")));
         let config = format!(
             "server:\n  host: 127.0.0.1\n  port: {port}\n  threads: 2\n  pid_file: {d}/gw.pid\n  upgrade_sock: {d}/upgrade.sock\n{}\
-admin:\n  listen: 127.0.0.1:{admin_port}\n\
+admin:\n  listen: 127.0.0.1:{admin_port}\n{}\
 database:\n  driver: {driver}\n  dsn: {dsn}\n\
 storage:\n  dir: {d}/images\n  source_base_url: http://127.0.0.1:{port}\n\
 auth:\n{}\n\
 backends:\n{backends}{}",
-            self.server, self.auth, self.yaml
+            self.server, self.admin, self.auth, self.yaml
         );
         std::fs::write(dir.path().join("gateway.yaml"), config).unwrap();
         let proc = Gateway::spawn(dir.path());
@@ -225,6 +233,7 @@ impl Gateway {
             database: None,
             auth: "  bcrypt_cost: 4".into(),
             server: String::new(),
+            admin: String::new(),
         }
     }
 

@@ -1,0 +1,144 @@
+//! `GET /metrics`: the DESIGN §10 names and labels, values that follow what clients did, and an
+//! exposition a real `promtool check metrics` accepts.
+
+mod common;
+
+use common::stub::{Mode, Stub};
+use common::{client, convert, metric, Gateway, KEY};
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_count_what_clients_did_and_promtool_accepts_them() {
+    let a = Stub::start("a", Mode::Image).await;
+    let b = Stub::start("b", Mode::Image).await;
+    let gw = Gateway::builder()
+        .backend(a.url(), 1)
+        .backend(b.url(), 1)
+        .yaml("rate_limits:\n  user_level:\n    requests_per_minute: 3\n    requests_per_hour: 100")
+        .start()
+        .await;
+    let second = chrono::Utc::now().timestamp() % 60;
+    if second >= 55 {
+        tokio::time::sleep(std::time::Duration::from_secs((61 - second) as u64)).await;
+    }
+    for _ in 0..3 {
+        assert_eq!(convert(&gw, KEY).await.status(), 200);
+    }
+    assert_eq!(convert(&gw, KEY).await.status(), 429);
+    assert_eq!(convert(&gw, "nope").await.status(), 401);
+
+    let series = |s: &str| s.to_string();
+    let expect = [
+        (series("http_requests_total{endpoint=\"/api/v1/convert\",method=\"GET\",status=\"200\",user_id=\"legacy\"}"), 3.0),
+        (series("http_requests_total{endpoint=\"/api/v1/convert\",method=\"GET\",status=\"429\",user_id=\"legacy\"}"), 1.0),
+        (series("http_requests_total{endpoint=\"/api/v1/convert\",method=\"GET\",status=\"401\",user_id=\"anonymous\"}"), 1.0),
+        (series("http_request_duration_seconds_count{endpoint=\"/api/v1/convert\",method=\"GET\"}"), 5.0),
+        (series("user_requests_total{user_id=\"legacy\"}"), 4.0),
+        (series("user_rate_limit_violations{limit_type=\"user_minute\",user_id=\"legacy\"}"), 1.0),
+        (format!("backend_health_status{{backend_url=\"{}\"}}", a.url()), 1.0),
+        (format!("backend_health_status{{backend_url=\"{}\"}}", b.url()), 1.0),
+        (series("active_connections"), 0.0),
+        (series("redis_degraded"), 0.0),
+    ];
+    for (s, value) in &expect {
+        assert_eq!(metric(&gw, s).await, Some(*value), "{s}");
+    }
+    let mut sent = 0.0;
+    for u in [a.url(), b.url()] {
+        sent += metric(
+            &gw,
+            &format!("backend_requests_total{{backend_url=\"{u}\",status=\"200\"}}"),
+        )
+        .await
+        .unwrap_or(0.0);
+    }
+    assert_eq!(sent, 3.0, "three conversions reached a backend");
+    let buckets = format!(
+        "backend_response_time_seconds_count{{backend_url=\"{}\"}}",
+        a.url()
+    );
+    assert!(metric(&gw, &buckets).await.unwrap_or(0.0) >= 1.0);
+    assert!(metric(&gw, "memory_usage_bytes").await.unwrap() > 1_000_000.0);
+    assert!(metric(&gw, "cpu_usage_percent").await.is_some());
+
+    let text = client()
+        .get(gw.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("http_request_duration_seconds_bucket{endpoint=\"/api/v1/convert\",method=\"GET\",le=\"0.0001\"}"));
+    assert!(text.contains("le=\"10\""));
+    // A real promtool must accept the exposition.
+    let promtool = match Command::new("promtool").arg("--version").output() {
+        Ok(_) => "promtool",
+        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("promtool is required under CI (Debian package prometheus): {e}")
+        }
+        Err(e) => {
+            eprintln!("SKIPPED promtool check: {e}");
+            return;
+        }
+    };
+    let mut check = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    check
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = check.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_metrics_token_guards_the_exposition() {
+    let a = Stub::start("a", Mode::Image).await;
+    let b = Stub::start("b", Mode::Image).await;
+    let gw = Gateway::builder()
+        .backend(a.url(), 1)
+        .backend(b.url(), 1)
+        .yaml("")
+        .start()
+        .await;
+    assert_eq!(
+        client()
+            .get(gw.admin_url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    drop(gw);
+    let gw = Gateway::builder()
+        .backend(a.url(), 1)
+        .backend(b.url(), 1)
+        .admin_line("  metrics_token: s3cret")
+        .start()
+        .await;
+    let get = |auth: Option<&str>| {
+        let mut req = client().get(gw.admin_url("/metrics"));
+        if let Some(a) = auth {
+            req = req.header("Authorization", a);
+        }
+        async move { req.send().await.unwrap().status() }
+    };
+    assert_eq!(get(None).await, 401);
+    assert_eq!(get(Some("Bearer wrong")).await, 401);
+    assert_eq!(get(Some("Bearer s3cret")).await, 200);
+}
