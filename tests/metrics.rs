@@ -62,14 +62,7 @@ async fn metrics_count_what_clients_did_and_promtool_accepts_them() {
     assert!(metric(&gw, "memory_usage_bytes").await.unwrap() > 1_000_000.0);
     assert!(metric(&gw, "cpu_usage_percent").await.is_some());
 
-    let text = client()
-        .get(gw.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = common::metrics_text(&gw).await;
     assert!(text.contains("http_request_duration_seconds_bucket{endpoint=\"/api/v1/convert\",method=\"GET\",le=\"0.0001\"}"));
     assert!(text.contains("le=\"10\""));
     // A real promtool must accept the exposition.

@@ -407,17 +407,23 @@ pub async fn convert(gw: &Gateway, key: &str) -> reqwest::Response {
         .unwrap()
 }
 
-/// The value of one series of the admin listener's `/metrics`, e.g.
-/// `user_rate_limit_violations{limit_type="ip",user_id="legacy"}` (labels in name order).
-pub async fn metric(gw: &Gateway, series: &str) -> Option<f64> {
-    let text = client()
+/// The admin listener's `/metrics` exposition.
+pub async fn metrics_text(gw: &Gateway) -> String {
+    client()
         .get(gw.admin_url("/metrics"))
         .send()
         .await
         .unwrap()
         .text()
         .await
-        .unwrap();
-    text.lines()
+        .unwrap()
+}
+
+/// The value of one series of the admin listener's `/metrics`, e.g.
+/// `user_rate_limit_violations{limit_type="ip",user_id="legacy"}` (labels in name order).
+pub async fn metric(gw: &Gateway, series: &str) -> Option<f64> {
+    metrics_text(gw)
+        .await
+        .lines()
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
