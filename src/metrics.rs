@@ -203,6 +203,101 @@ impl Metrics {
         *last = Some((cpu_seconds, now));
     }
 
+    /// The JSON document of `GET /api/v1/metrics`: requests and error rates, latency quantiles
+    /// (estimated from the histogram buckets), limiter and quota counts.
+    pub fn summary(&self) -> serde_json::Value {
+        use prometheus::core::Collector;
+        use std::collections::BTreeMap;
+        let label = |m: &prometheus::proto::Metric, name: &str| {
+            m.get_label()
+                .iter()
+                .find(|l| l.name() == name)
+                .map(|l| l.value().to_string())
+                .unwrap_or_default()
+        };
+        let mut total = 0u64;
+        let mut classes: BTreeMap<String, u64> = BTreeMap::new();
+        let mut endpoints: BTreeMap<String, u64> = BTreeMap::new();
+        for family in self.http_requests.collect() {
+            for m in family.get_metric() {
+                let n = m.get_counter().get_value() as u64;
+                total += n;
+                let class = format!("{}xx", label(m, "status").chars().next().unwrap_or('0'));
+                *classes.entry(class).or_default() += n;
+                *endpoints.entry(label(m, "endpoint")).or_default() += n;
+            }
+        }
+        // Buckets summed over every series.
+        let mut cumulative: BTreeMap<u64, u64> = BTreeMap::new();
+        let mut observed = 0u64;
+        for family in self.http_duration.collect() {
+            for m in family.get_metric() {
+                let h = m.get_histogram();
+                observed += h.get_sample_count();
+                for b in h.get_bucket() {
+                    *cumulative
+                        .entry((b.upper_bound() * 1e6) as u64)
+                        .or_default() += b.cumulative_count();
+                }
+            }
+        }
+        let quantile = |q: f64| -> Option<f64> {
+            if observed == 0 {
+                return None;
+            }
+            let rank = q * observed as f64;
+            let (mut lower, mut below) = (0.0, 0u64);
+            for (bound, count) in &cumulative {
+                let upper = *bound as f64 / 1e6;
+                if *count as f64 >= rank {
+                    let inside = (*count - below).max(1) as f64;
+                    return Some(lower + (upper - lower) * (rank - below as f64) / inside);
+                }
+                (lower, below) = (upper, *count);
+            }
+            Some(lower)
+        };
+        let rate = |n: u64| {
+            if total == 0 {
+                0.0
+            } else {
+                n as f64 / total as f64
+            }
+        };
+        let by_label = |vec: &IntGaugeVec, name: &str| {
+            let mut out: BTreeMap<String, i64> = BTreeMap::new();
+            for family in vec.collect() {
+                for m in family.get_metric() {
+                    *out.entry(label(m, name)).or_default() += m.get_gauge().get_value() as i64;
+                }
+            }
+            out
+        };
+        let mut thresholds: BTreeMap<String, u64> = BTreeMap::new();
+        for family in self.quota_threshold_events.collect() {
+            for m in family.get_metric() {
+                let key = format!("{}@{}%", label(m, "quota_type"), label(m, "percent"));
+                *thresholds.entry(key).or_default() += m.get_counter().get_value() as u64;
+            }
+        }
+        serde_json::json!({
+            "requests": {
+                "total": total,
+                "by_class": classes,
+                "by_endpoint": endpoints,
+                "error_rate": rate(classes.get("5xx").copied().unwrap_or(0)),
+                "client_error_rate": rate(classes.get("4xx").copied().unwrap_or(0)),
+                "in_flight": self.active_connections.get(),
+            },
+            "latency_seconds": {"p50": quantile(0.5), "p95": quantile(0.95), "p99": quantile(0.99)},
+            "limits": {
+                "violations": by_label(&self.rate_limit_violations, "limit_type"),
+                "redis_degraded": self.redis_degraded.get() == 1,
+            },
+            "quotas": {"threshold_events": thresholds},
+        })
+    }
+
     /// The text exposition format; `backends` are `(url, in rotation)` right now.
     pub fn render(&self, backends: &[(String, bool)]) -> Vec<u8> {
         for (url, healthy) in backends {

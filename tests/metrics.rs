@@ -62,6 +62,41 @@ async fn metrics_count_what_clients_did_and_promtool_accepts_them() {
     assert!(metric(&gw, "memory_usage_bytes").await.unwrap() > 1_000_000.0);
     assert!(metric(&gw, "cpu_usage_percent").await.is_some());
 
+    // The same story as one JSON document (any role that may read).
+    let (status, doc) = common::admin(&gw, "GET", "/api/v1/metrics", KEY, None).await;
+    assert_eq!(status, 200, "{doc}");
+    // The harness's readiness probes of /api/v1/health (200) count too.
+    let probes = doc["requests"]["by_endpoint"]["/api/v1/health"]
+        .as_u64()
+        .unwrap();
+    assert!(probes >= 1);
+    assert_eq!(doc["requests"]["total"], 5 + probes, "{doc}");
+    assert_eq!(doc["requests"]["by_endpoint"]["/api/v1/convert"], 5);
+    assert_eq!(doc["requests"]["by_class"]["2xx"], 3 + probes);
+    assert_eq!(doc["requests"]["by_class"]["4xx"], 2);
+    assert_eq!(doc["requests"]["error_rate"], 0.0);
+    assert_eq!(
+        doc["requests"]["client_error_rate"],
+        2.0 / (5 + probes) as f64
+    );
+    let (p50, p99) = (
+        doc["latency_seconds"]["p50"].as_f64().unwrap(),
+        doc["latency_seconds"]["p99"].as_f64().unwrap(),
+    );
+    assert!(p50 > 0.0 && p50 <= p99 && p99 <= 10.0, "{doc}");
+    assert_eq!(doc["limits"]["violations"]["user_minute"], 1);
+    assert_eq!(doc["limits"]["redis"], "disabled");
+    assert_eq!(doc["backends"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        client()
+            .get(gw.admin_url("/api/v1/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+
     let text = common::metrics_text(&gw).await;
     assert!(text.contains("http_request_duration_seconds_bucket{endpoint=\"/api/v1/convert\",method=\"GET\",le=\"0.0001\"}"));
     assert!(text.contains("le=\"10\""));

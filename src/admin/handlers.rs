@@ -65,6 +65,17 @@ pub async fn run(
             GatewayError::Internal("open routes are answered earlier".into()),
         ),
         AdminRoute::Backends => ok(json!({"backends": state.pool.statuses()})),
+        AdminRoute::MetricsJson => {
+            let mut doc = state.metrics.summary();
+            doc["uptime_seconds"] = json!(state.started.elapsed().as_secs());
+            doc["backends"] = json!(state.pool.statuses());
+            doc["limits"]["redis"] = json!(if state.limits.degraded() {
+                "degraded"
+            } else {
+                state.bus.status()
+            });
+            ok(doc)
+        }
         AdminRoute::Audit => {
             let (limit, before) = audit_page(session.req_header().uri.query().unwrap_or(""))?;
             let entries = audit::list(&state.store, limit, before).await?;

@@ -13,6 +13,8 @@ pub enum AdminRoute {
     Health,
     Ready,
     Backends,
+    /// The JSON metrics document.
+    MetricsJson,
     Audit,
     Users,
     CreateUser,
@@ -34,6 +36,7 @@ impl AdminRoute {
         Some(match self {
             Metrics | Health | Ready => return None,
             Backends => Action::ReadBackends,
+            MetricsJson => Action::ReadMetrics,
             Audit => Action::ReadAudit,
             Users => Action::ListUsers,
             CreateUser => Action::CreateUser,
@@ -63,7 +66,7 @@ impl AdminRoute {
             | Quota(id)
             | ResetQuota(id) => Some(id),
             // Listed one by one: a new route must decide whether it concerns a user.
-            Metrics | Health | Ready | Backends | Audit | Users | CreateUser => None,
+            Metrics | Health | Ready | Backends | MetricsJson | Audit | Users | CreateUser => None,
         }
     }
 }
@@ -83,6 +86,7 @@ pub fn resolve(method: &Method, path: &str) -> GatewayResult<AdminRoute> {
         ["health"] => pick("GET").map(|_| Health),
         ["ready"] => pick("GET").map(|_| Ready),
         ["backends"] => pick("GET").map(|_| Backends),
+        ["metrics"] => pick("GET").map(|_| MetricsJson),
         ["audit"] => pick("GET").map(|_| Audit),
         ["users"] => pick("GET, POST").map(|_| if is(Method::GET) { Users } else { CreateUser }),
         ["users", user] if !user.is_empty() => pick("GET, PUT, DELETE").map(|_| {
