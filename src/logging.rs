@@ -6,7 +6,9 @@ use std::io::Write;
 pub fn init(level: &str, format: &str) {
     let json = format == "json";
     let mut builder = env_logger::Builder::new();
-    builder.parse_filters(level);
+    // DEBUG, INFO, WARN (or WARNING), ERROR, in any case.
+    let level = level.to_ascii_lowercase().replace("warning", "warn");
+    builder.parse_filters(&level);
     // sqlx logs every statement at INFO; pingora is chatty at INFO about its own life cycle.
     builder.filter_module("sqlx", log::LevelFilter::Warn);
     builder.filter_module("sea_orm", log::LevelFilter::Warn);

@@ -358,10 +358,11 @@ fn validate_storage(c: &Config) -> Check {
 
 fn validate_observability(c: &Config) -> Check {
     let o = &c.observability;
-    if !["error", "warn", "info", "debug", "trace"].contains(&o.log_level.as_str()) {
+    let level = o.log_level.to_ascii_lowercase();
+    if !["error", "warn", "warning", "info", "debug", "trace"].contains(&level.as_str()) {
         return fail(
             "observability.log_level",
-            format!("`{}` is not error, warn, info, debug or trace", o.log_level),
+            format!("`{}` is not DEBUG, INFO, WARN or ERROR", o.log_level),
         );
     }
     if !["json", "text"].contains(&o.log_format.as_str()) {

@@ -42,6 +42,8 @@ pub struct Ctx {
     pub caller: Option<Arc<crate::identity::Identity>>,
     /// The admitted request's limits and usage entry (bandwidth is counted when it ends).
     pub admission: Option<crate::limits::Admission>,
+    /// The client's address as the whitelist and the IP limit see it.
+    pub client_ip: Option<std::net::IpAddr>,
     /// Rate-limit and quota headers for every answer to this request.
     pub limit_headers: crate::limits::headers::Headers,
     pub job: Job,
@@ -60,6 +62,7 @@ impl Ctx {
             started: Instant::now(),
             caller: None,
             admission: None,
+            client_ip: None,
             limit_headers: Vec::new(),
             job: Job::default(),
             upstream: UpstreamLeg::default(),

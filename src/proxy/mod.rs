@@ -59,6 +59,7 @@ impl Gateway {
 
     /// The ordered stages of a request.
     async fn handle(&self, session: &mut Session, ctx: &mut Ctx) -> GatewayResult<Next> {
+        ctx.client_ip = Some(stages::auth::client_ip(&self.state, session));
         let req = session.req_header();
         let query = req.uri.query().unwrap_or("").to_string();
         ctx.route = route::resolve(&req.method, req.uri.path())?;
@@ -143,12 +144,42 @@ impl Gateway {
         session: &Session,
         ctx: &mut Ctx,
     ) -> GatewayResult<(Arc<crate::identity::Identity>, std::net::IpAddr)> {
-        let ip = stages::auth::client_ip(&self.state, session);
+        let ip = ctx
+            .client_ip
+            .unwrap_or_else(|| stages::auth::client_ip(&self.state, session));
         let caller = stages::limit::authenticate(&self.state, session, ip)
             .await
             .map_err(|r| ctx.refused(r))?;
         ctx.caller = Some(caller.clone());
         Ok((caller, ip))
+    }
+
+    /// Refusals operators watch for, as `event` lines: `auth_failure`, `ip_blocked`,
+    /// `rate_limited`, `quota_exceeded`. Never the key, only its public id when known.
+    fn security_event(&self, ctx: &Ctx, err: &GatewayError) {
+        let event = match err {
+            GatewayError::Unauthorized(_) => "auth_failure",
+            GatewayError::Forbidden(m) if m.contains("whitelist") => "ip_blocked",
+            GatewayError::Forbidden(_) => "auth_failure",
+            GatewayError::RateLimited { .. } => "rate_limited",
+            GatewayError::QuotaExceeded { .. } => "quota_exceeded",
+            _ => return,
+        };
+        let mut line = serde_json::json!({
+            "event": event,
+            "request_id": ctx.request_id,
+            "endpoint": ctx.route.template(),
+            "client_ip": ctx.client_ip.map(|ip| ip.to_string()),
+            "user_id": ctx.caller.as_ref().map(|c| c.user_id.as_str()),
+            "key_id": ctx.caller.as_ref().map(|c| c.key_id.as_str()),
+            "reason": err.to_string(),
+        });
+        if let (Some(details), Some(map)) = (err.details(), line.as_object_mut()) {
+            if let Some(extra) = details.as_object() {
+                map.extend(extra.clone());
+            }
+        }
+        log::warn!("{line}");
     }
 
     /// Count the finished request in the metrics.
@@ -266,6 +297,7 @@ impl ProxyHttp for Gateway {
                     session.set_close_on_response_before_downstream_finish(false);
                     session.set_total_drain_timeout(Some(LINGER));
                 }
+                self.security_event(ctx, &err);
                 Answer::error(&err, &ctx.request_id)
             }
         };
@@ -472,11 +504,15 @@ impl ProxyHttp for Gateway {
             "request_id": ctx.request_id,
             "method": session.req_header().method.as_str(),
             "endpoint": ctx.route.template(),
+            "path": session.req_header().uri.path(),
             "status": status,
             "duration_ms": ctx.started.elapsed().as_secs_f64() * 1000.0,
             "user_id": ctx.caller.as_ref().map(|c| c.user_id.as_str()),
             "key_id": ctx.caller.as_ref().map(|c| c.key_id.as_str()),
-            "backend_url": ctx.upstream.current.as_ref().map(|b| b.url.as_str()),
+            "client_ip": ctx.client_ip.map(|ip| ip.to_string()),
+            "backend": ctx.upstream.current.as_ref().map(|b| b.url.as_str()),
+            "bytes_in": session.body_bytes_read(),
+            "bytes_out": session.body_bytes_sent(),
             "backend_status": ctx.upstream.status,
             "attempts": ctx.upstream.tried.count(),
             "image_id": ctx.job.image_id,

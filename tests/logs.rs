@@ -1,0 +1,114 @@
+//! Logs: every line is a JSON object (the gateway's, Pingora's and the database driver's), one
+//! line per request with the documented fields, security events by name, and never a key.
+
+mod common;
+
+use common::stub::{Mode, Stub};
+use common::{admin, convert, create_user, Gateway, KEY};
+use serde_json::{json, Value};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn request_lines_security_events_and_no_secrets() {
+    let a = Stub::start("a", Mode::Image).await;
+    let b = Stub::start("b", Mode::Image).await;
+    let gw = Gateway::builder()
+        .backend(a.url(), 1)
+        .backend(b.url(), 1)
+        .yaml("observability:\n  log_level: INFO\nquotas:\n  monthly_requests: 100")
+        .start()
+        .await;
+    let key = create_user(
+        &gw,
+        "log-user",
+        "user",
+        json!({"quotas": {"monthly_requests": 1}}),
+    )
+    .await;
+    let fenced = create_user(
+        &gw,
+        "log-fenced",
+        "user",
+        json!({"ip_whitelist": ["10.0.0.0/8"]}),
+    )
+    .await;
+    assert_eq!(convert(&gw, &key).await.status(), 200);
+    assert_eq!(convert(&gw, &key).await.status(), 402);
+    assert_eq!(convert(&gw, &fenced).await.status(), 403);
+    let wrong = format!("{}x", &key[..key.len() - 1]);
+    assert_eq!(convert(&gw, &wrong).await.status(), 401);
+    admin(
+        &gw,
+        "PUT",
+        "/api/v1/users/log-user",
+        KEY,
+        Some(json!({"name": "Renamed"})),
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    let log = gw.log();
+    let lines: Vec<Value> = log
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(lines
+        .iter()
+        .all(|l| l["ts"].is_string() && l["level"].is_string()));
+    assert!(
+        lines.iter().any(|l| l["target"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("pingora"))),
+        "Pingora's own lines are JSON too"
+    );
+
+    let request = lines
+        .iter()
+        .find(|l| l["event"] == "request" && l["status"] == 200 && l["user_id"] == "log-user")
+        .expect("a request line");
+    for field in [
+        "ts",
+        "level",
+        "request_id",
+        "method",
+        "endpoint",
+        "path",
+        "status",
+        "duration_ms",
+        "user_id",
+        "client_ip",
+        "backend",
+        "bytes_in",
+        "bytes_out",
+    ] {
+        assert!(
+            !request[field].is_null(),
+            "request line lacks {field}: {request}"
+        );
+    }
+    assert_eq!(request["endpoint"], "/api/v1/convert");
+    assert_eq!(request["client_ip"], "127.0.0.1");
+    assert!(request["bytes_out"].as_u64().unwrap() > 0);
+
+    let event = |name: &str| lines.iter().find(|l| l["event"] == name).cloned();
+    let quota = event("quota_exceeded").expect("quota_exceeded");
+    assert_eq!(
+        (quota["user_id"].as_str(), quota["quota"].as_str()),
+        (Some("log-user"), Some("requests"))
+    );
+    let blocked = event("ip_blocked").expect("ip_blocked");
+    assert_eq!(blocked["client_ip"], "127.0.0.1");
+    let failed = event("auth_failure").expect("auth_failure");
+    assert_eq!(failed["endpoint"], "/api/v1/convert");
+    assert!(event("admin_change").is_some());
+
+    // No secret: neither a key's secret part nor the legacy key.
+    for secret in [
+        &key[key.len() - 31..],
+        &fenced[fenced.len() - 31..],
+        &wrong[wrong.len() - 31..],
+        KEY,
+    ] {
+        assert!(!log.contains(secret), "a secret reached the log");
+    }
+}
