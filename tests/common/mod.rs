@@ -264,19 +264,24 @@ impl Gateway {
         self.dir.path().join("gateway.yaml")
     }
 
+    /// Both listeners answer (the admin service may bind a moment after the proxy).
     async fn wait_healthy(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(r) = client().get(self.url("/api/v1/health")).send().await {
-                if r.status() == 200 {
-                    return;
-                }
+            if self.answers(self.url("/api/v1/health")).await
+                && self.answers(self.admin_url("/api/v1/health")).await
+            {
+                return;
             }
             if Instant::now() > deadline {
                 panic!("gateway did not start; log:\n{}", self.log());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    async fn answers(&self, url: String) -> bool {
+        matches!(client().get(url).send().await, Ok(r) if r.status() == 200)
     }
 
     pub fn url(&self, path: &str) -> String {
