@@ -755,14 +755,7 @@ async fn shared_mode_changes_reach_the_other_instance_within_a_second() {
     let (a, b) = tokio::join!(start(), start());
     let (_, keys) = admin(&a, "GET", "/api/v1/users/legacy/keys", KEY, None).await;
     assert_eq!(keys["keys"].as_array().unwrap().len(), 1, "{keys}");
-    let health: Value = client()
-        .get(b.url("/api/v1/health"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health = common::get_json(b.url("/api/v1/health"), None).await;
     assert_eq!(health["redis"], "ok");
 
     let key = create_user(&a, "shared", "user", json!({})).await;

@@ -351,15 +351,7 @@ async fn uploads_past_storage_or_bandwidth_are_refused_before_they_are_stored() 
     let (_, quota) = admin(gw, "GET", "/api/v1/users/s-user/quota", KEY, None).await;
     assert_eq!(quota["storage_bytes"]["used"], jpeg.len());
     // The caller's uploads, and deleting one frees its storage.
-    let listed: Value = client()
-        .get(gw.url("/api/v1/images"))
-        .header("X-API-Key", &key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = common::get_json(gw.url("/api/v1/images"), Some(&key)).await;
     assert_eq!(listed["storage_bytes"], jpeg.len());
     let id = listed["images"][0]["id"].as_str().unwrap().to_string();
     let other = create_user(gw, "s-other", "user", json!({})).await;

@@ -81,6 +81,13 @@ fn count(statuses: &[u16], status: u16) -> usize {
     statuses.iter().filter(|s| **s == status).count()
 }
 
+/// Print how a burst split, then check it: exactly `admitted` × 200 and `refusals` × `refused`.
+fn assert_split(what: &str, statuses: &[u16], admitted: usize, refused: u16, refusals: usize) {
+    let (ok, no) = (count(statuses, 200), count(statuses, refused));
+    eprintln!("{what}: {ok} × 200, {no} × {refused}");
+    assert_eq!((ok, no), (admitted, refusals), "{statuses:?}");
+}
+
 async fn away_from_a_minute_boundary() {
     let second = chrono::Utc::now().timestamp() % 60;
     if second >= 45 {
@@ -101,13 +108,13 @@ async fn two_instances_admit_exactly_the_user_limit() {
     let key = create_user(&p.a, "exact", "user", json!({})).await;
     away_from_a_minute_boundary().await;
     let statuses = burst(&p, &key, 300).await;
-    eprintln!(
-        "300 requests over 2 instances: {} × 200, {} × 429",
-        count(&statuses, 200),
-        count(&statuses, 429)
+    assert_split(
+        "300 requests over 2 instances, user limit 100",
+        &statuses,
+        100,
+        429,
+        200,
     );
-    assert_eq!(count(&statuses, 200), 100, "{statuses:?}");
-    assert_eq!(count(&statuses, 429), 200, "{statuses:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -125,13 +132,13 @@ async fn two_instances_stop_at_exactly_the_request_quota() {
     };
     let key = create_user(&p.a, "quota50", "user", json!({})).await;
     let statuses = burst(&p, &key, 80).await;
-    eprintln!(
-        "80 requests, quota 50: {} × 200, {} × 402",
-        count(&statuses, 200),
-        count(&statuses, 402)
+    assert_split(
+        "80 requests over 2 instances, quota 50",
+        &statuses,
+        50,
+        402,
+        30,
     );
-    assert_eq!(count(&statuses, 200), 50, "{statuses:?}");
-    assert_eq!(count(&statuses, 402), 30, "{statuses:?}");
     let r = client()
         .get(convert_url(&p.b))
         .header("X-API-Key", &key)

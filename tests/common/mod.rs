@@ -432,3 +432,12 @@ pub async fn metric(gw: &Gateway, series: &str) -> Option<f64> {
         .lines()
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
+
+/// `GET url` (with `key`, if any) as JSON.
+pub async fn get_json(url: String, key: Option<&str>) -> Value {
+    let mut req = client().get(url);
+    if let Some(key) = key {
+        req = req.header("X-API-Key", key);
+    }
+    req.send().await.unwrap().json().await.unwrap()
+}
