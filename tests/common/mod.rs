@@ -441,3 +441,51 @@ pub async fn get_json(url: String, key: Option<&str>) -> Value {
     }
     req.send().await.unwrap().json().await.unwrap()
 }
+
+/// A gateway with two image stubs on a fresh database of `engine` (identity and access tests).
+pub struct Env {
+    pub gw: Gateway,
+    pub _backends: (stub::Stub, stub::Stub),
+    pub _db: TestDb,
+}
+
+pub async fn env(
+    engine: db::Engine,
+    configure: impl FnOnce(GatewayBuilder) -> GatewayBuilder,
+) -> Option<Env> {
+    let db = TestDb::new(engine).await?;
+    let a = stub::Stub::start("a", stub::Mode::Image).await;
+    let b = stub::Stub::start("b", stub::Mode::Image).await;
+    let builder = Gateway::builder()
+        .backend(a.url(), 1)
+        .backend(b.url(), 1)
+        .database(&db);
+    let gw = configure(builder).start().await;
+    Some(Env {
+        gw,
+        _backends: (a, b),
+        _db: db,
+    })
+}
+
+pub async fn convert_status(gw: &Gateway, key: &str) -> u16 {
+    convert(gw, key).await.status().as_u16()
+}
+
+/// Each named `async fn(Engine)` as a `sqlite::` and a `postgres::` test.
+#[allow(unused_macros)]
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread")]
+            async fn $name() { super::$name(crate::common::db::Engine::Sqlite).await })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread")]
+            async fn $name() { super::$name(crate::common::db::Engine::Postgres).await })*
+        }
+    };
+}
+
+#[allow(unused_imports)]
+pub(crate) use on_both_databases;
