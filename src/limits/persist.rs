@@ -1,0 +1,201 @@
+//! Usage that outlives a request: reading it back (the usage API), resetting it, and writing
+//! it to the database (and, in shared mode, settling with Redis what was counted during an
+//! outage).
+
+use super::*;
+
+impl Limits {
+    fn requests_used(&self, entry: &Entry) -> u64 {
+        self.local
+            .value(&rules::requests_key(&entry.user_id, &entry.period))
+            .unwrap_or(entry.requests_seed())
+    }
+
+    /// Bring entries up to the shared totals (shared mode; no-op otherwise).
+    async fn refresh(&self, entries: &[Arc<Entry>]) {
+        let Some(shared) = &self.shared else {
+            return;
+        };
+        let keys: Vec<String> = entries
+            .iter()
+            .flat_map(|e| {
+                [
+                    rules::requests_key(&e.user_id, &e.period),
+                    rules::bandwidth_key(&e.user_id, &e.period),
+                ]
+            })
+            .collect();
+        if let Some(values) = shared.values(&keys).await {
+            for (entry, pair) in entries.iter().zip(values.chunks(2)) {
+                if let Some(requests) = pair[0] {
+                    entry.observe_requests(requests);
+                    self.local.raise(
+                        &rules::requests_key(&entry.user_id, &entry.period),
+                        requests,
+                        entry.period.end.timestamp() as u64,
+                    );
+                }
+                if let Some(bandwidth) = pair[1] {
+                    entry.observe_bandwidth(bandwidth);
+                }
+            }
+        }
+    }
+
+    /// DESIGN §8's quota document for `user_id` with effective `limits`.
+    pub async fn report(
+        &self,
+        store: &Store,
+        user_id: &str,
+        limits: &UserLimits,
+    ) -> GatewayResult<serde_json::Value> {
+        let period = Period::containing(Utc::now(), limits.reset_day);
+        let entry = self.usage.entry(store, user_id, &period).await?;
+        self.refresh(std::slice::from_ref(&entry)).await;
+        let stored = images::stored_bytes(store, user_id).await?;
+        let item = |used: u64, limit: u64| {
+            if limit == 0 {
+                json!({"used": used, "limit": null, "remaining": null})
+            } else {
+                json!({"used": used, "limit": limit, "remaining": limit.saturating_sub(used)})
+            }
+        };
+        Ok(json!({
+            "user_id": user_id,
+            "period_start": format_time(&period.start),
+            "resets_at": format_time(&period.end),
+            "requests": item(self.requests_used(&entry), limits.monthly_requests),
+            "bandwidth_bytes": item(entry.bandwidth(), limits.monthly_bandwidth_bytes),
+            "storage_bytes": item(stored, limits.storage_bytes),
+        }))
+    }
+
+    /// Zero this period's requests and bandwidth of `user_id`, and write it at once.
+    pub async fn reset(&self, store: &Store, user_id: &str, reset_day: u32) -> GatewayResult<()> {
+        let _writing = self.writing.lock().await;
+        let period = Period::containing(Utc::now(), reset_day);
+        let entry = self.usage.entry(store, user_id, &period).await?;
+        for e in self.usage.of_user(user_id).into_iter().chain([entry]) {
+            e.reset();
+            let end = e.period.end.timestamp() as u64;
+            let requests = rules::requests_key(&e.user_id, &e.period);
+            self.local.set(&requests, 0, end);
+            if let Some(shared) = &self.shared {
+                let unavailable = || GatewayError::NotReady("Redis did not take the reset".into());
+                let bandwidth = rules::bandwidth_key(&e.user_id, &e.period);
+                for key in [requests, bandwidth] {
+                    shared
+                        .set(&key, 0, end + shared::PERIOD_GRACE)
+                        .await
+                        .ok_or_else(unavailable)?;
+                }
+                let claims: Vec<String> = [Quota::Requests, Quota::Bandwidth, Quota::Storage]
+                    .into_iter()
+                    .flat_map(|q| thresholds::LEVELS.map(|pct| claim_key(&e, q, pct)))
+                    .collect();
+                shared.delete(&claims).await.ok_or_else(unavailable)?;
+            }
+            let zero = entity::usage::Model {
+                user_id: e.user_id.clone(),
+                period_start: e.period.start,
+                requests: 0,
+                bandwidth_bytes: 0,
+                announced: 0,
+                updated_at: Utc::now(),
+            };
+            usage_rows::write(store, vec![zero], usage_rows::Write::Totals).await?;
+        }
+        Ok(())
+    }
+
+    /// Another instance reset `user_id`'s usage: zero what this one holds (no writes).
+    pub fn forget(&self, user_id: &str) {
+        for e in self.usage.of_user(user_id) {
+            e.reset();
+            let end = e.period.end.timestamp() as u64;
+            self.local
+                .set(&rules::requests_key(&e.user_id, &e.period), 0, end);
+        }
+    }
+
+    /// Write changed usage to the database (every `quotas.flush_interval` and at shutdown);
+    /// in shared mode, first settle what was counted locally during a Redis outage and read
+    /// the shared totals.
+    pub async fn flush(&self, store: &Store) -> GatewayResult<()> {
+        let _writing = self.writing.lock().await;
+        self.settle_owed().await;
+        self.refresh(&self.usage.dirty()).await;
+        let taken = self.usage.take_dirty(Utc::now(), |e| self.requests_used(e));
+        if taken.is_empty() {
+            return Ok(());
+        }
+        let (how, rows) = if self.shared.is_some() {
+            let rows = taken.iter().map(|(_, row)| row.clone()).collect();
+            (usage_rows::Write::Totals, rows)
+        } else {
+            let rows = taken
+                .iter()
+                .map(|(entry, row)| {
+                    let (requests, bandwidth) =
+                        entry.unflushed(row.requests as u64, row.bandwidth_bytes as u64);
+                    entity::usage::Model {
+                        requests,
+                        bandwidth_bytes: bandwidth,
+                        ..row.clone()
+                    }
+                })
+                .collect();
+            (usage_rows::Write::Increments, rows)
+        };
+        for (entry, row) in &taken {
+            for (quota, value) in [
+                (Quota::Requests, row.requests),
+                (Quota::Bandwidth, row.bandwidth_bytes),
+            ] {
+                self.metrics
+                    .quota_usage
+                    .with_label_values(&[&entry.user_id, quota.name()])
+                    .set(value);
+            }
+        }
+        let result = usage_rows::write(store, rows, how).await;
+        for (entry, row) in &taken {
+            match result {
+                Ok(()) => entry.flushed(row.requests as u64, row.bandwidth_bytes as u64),
+                // Retried by the next flush.
+                Err(_) => entry.touch(),
+            }
+        }
+        result
+    }
+
+    /// Add quota counts admitted during an outage to Redis once it answers again.
+    async fn settle_owed(&self) {
+        let Some(shared) = &self.shared else {
+            return;
+        };
+        if shared.degraded() {
+            return;
+        }
+        let owed: Vec<(String, (u64, u64, u64))> = self
+            .owed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .collect();
+        for (key, (count, seed, end)) in owed {
+            if shared
+                .settle(&key, count, seed, end + shared::PERIOD_GRACE)
+                .await
+                .is_none()
+            {
+                self.owe(key, count, seed, end);
+            } else {
+                log::info!(
+                    "{}",
+                    json!({"event": "usage_reconciled", "key": key, "requests": count})
+                );
+            }
+        }
+    }
+}
