@@ -5,20 +5,26 @@ use crate::admin::AdminApp;
 use crate::config::Config;
 use crate::identity::Change;
 use crate::proxy::Gateway;
+use crate::reload::{self, Reloader};
 use crate::state::AppState;
-use crate::store;
+use crate::{store, tls};
 use async_trait::async_trait;
 use pingora::server::configuration::{Opt, ServerConf};
-use pingora::server::{Server, ShutdownWatch};
-use pingora::services::background::{background_service, BackgroundService, GenBackgroundService};
+use pingora::server::{ExecutionPhase, Server, ShutdownWatch};
+use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 use pingora::services::ServiceReadyNotifier;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use tokio::sync::broadcast;
 
 /// Opens the database pool on its own long-lived runtime and keeps it until shutdown.
 struct StateService {
     state: Arc<AppState>,
+    /// Pingora's life cycle, followed to start draining (taken once, at start).
+    phases: std::sync::Mutex<Option<broadcast::Receiver<ExecutionPhase>>>,
+    /// Watches the configuration file (taken once, at start).
+    reloader: std::sync::Mutex<Option<Reloader>>,
 }
 
 #[async_trait]
@@ -28,9 +34,10 @@ impl BackgroundService for StateService {
         mut shutdown: ShutdownWatch,
         ready: ServiceReadyNotifier,
     ) {
+        let hangups = reload::hangups();
         let mut delay = Duration::from_millis(200);
         loop {
-            match store::connect(&self.state.config.database).await {
+            match store::connect(&self.state.config().database).await {
                 Ok(db) => {
                     self.state.store.install(db);
                     break;
@@ -62,11 +69,23 @@ impl BackgroundService for StateService {
         }
         ready.notify_ready();
         let state = &self.state;
+        write_pid(&state.config().server.pid_file);
+        if let Some(phases) = self.phases.lock().ok().and_then(|mut p| p.take()) {
+            let state = Arc::clone(state);
+            tokio::spawn(async move { state.drain.follow(phases).await });
+        }
         let webhook = state.webhook.lock().ok().and_then(|mut w| w.take());
         if let Some(sender) = webhook {
             tokio::spawn(sender.run());
         }
+        let reloader = self.reloader.lock().ok().and_then(|mut r| r.take());
+        let reload_shutdown = shutdown.clone();
         tokio::join!(
+            async move {
+                if let Some(reloader) = reloader {
+                    reloader.run(state, hangups, reload_shutdown).await;
+                }
+            },
             state.bus.subscribe(
                 |change| {
                     state.auth.invalidate(change);
@@ -79,6 +98,7 @@ impl BackgroundService for StateService {
             flush_last_used(state, shutdown.clone()),
             flush_usage(state, shutdown),
         );
+        settle(state).await;
         flush_once(state).await;
         if let Err(e) = state.limits.flush(&state.store).await {
             log::error!(
@@ -92,13 +112,45 @@ impl BackgroundService for StateService {
     }
 }
 
+/// Name this process in `server.pid_file` once it serves (after an upgrade the file names the
+/// new process, for the next upgrade and for SIGHUP).
+fn write_pid(path: &str) {
+    if let Err(e) = std::fs::write(path, format!("{}\n", std::process::id())) {
+        log::warn!(
+            "{}",
+            serde_json::json!({"event": "pid_file_unwritable", "path": path, "error": e.to_string()})
+        );
+    }
+}
+
+/// After the shutdown broadcast, requests already admitted still run; wait for them (within the
+/// grace period) so the final usage flush counts them too.
+async fn settle(state: &AppState) {
+    let deadline = Instant::now() + state.config().server.grace_period.get();
+    while state.metrics.active_connections.get() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Active health checks of whatever backends the pool has now.
+struct HealthChecks {
+    state: Arc<AppState>,
+}
+
+#[async_trait]
+impl BackgroundService for HealthChecks {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        self.state.pool.run_checks(shutdown).await;
+    }
+}
+
 async fn stopped(mut shutdown: ShutdownWatch) {
     let _ = shutdown.changed().await;
 }
 
 /// Write `last_used_at` of keys seen in use, one statement per interval, until shutdown.
 async fn flush_last_used(state: &AppState, mut shutdown: ShutdownWatch) {
-    let mut every = tokio::time::interval(state.config.auth.last_used_flush.get());
+    let mut every = tokio::time::interval(state.config().auth.last_used_flush.get());
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -110,7 +162,7 @@ async fn flush_last_used(state: &AppState, mut shutdown: ShutdownWatch) {
 
 /// Write counted quota usage every `quotas.flush_interval`; forget ended windows each minute.
 async fn flush_usage(state: &AppState, mut shutdown: ShutdownWatch) {
-    let mut every = tokio::time::interval(state.config.quotas.flush_interval.get());
+    let mut every = tokio::time::interval(state.config().quotas.flush_interval.get());
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut sweep = tokio::time::interval(Duration::from_secs(60));
     loop {
@@ -165,16 +217,20 @@ pub struct Built {
     pub state: Arc<AppState>,
 }
 
-/// Build the server for `config`. `upgrade` takes the listeners over from a running old
-/// process (Pingora's `-u`).
-pub fn build(config: Config, upgrade: bool) -> Result<Built, String> {
+/// Build the server for `config`, read from `config_path` (watched for reloads; `None` in dev
+/// mode). `upgrade` takes the listeners over from a running old process (Pingora's `-u`).
+pub fn build(
+    config: Config,
+    config_path: Option<std::path::PathBuf>,
+    upgrade: bool,
+) -> Result<Built, String> {
     let public_addr = if config.server.host.contains(':') {
         format!("[{}]:{}", config.server.host, config.server.port)
     } else {
         format!("{}:{}", config.server.host, config.server.port)
     };
     let admin_addr = config.admin.listen.clone();
-    let tls = config.tls.clone();
+    let admin_tls = config.tls.admin;
     let state = Arc::new(AppState::build(config)?);
     let opt = Opt {
         upgrade,
@@ -183,36 +239,43 @@ pub fn build(config: Config, upgrade: bool) -> Result<Built, String> {
         test: false,
         conf: None,
     };
-    let mut server = Server::new_with_opt_and_conf(opt, server_conf(&state.config));
+    let mut server = Server::new_with_opt_and_conf(opt, server_conf(&state.config()));
     server.bootstrap();
 
     let state_service = background_service(
         "state",
         StateService {
             state: Arc::clone(&state),
+            phases: std::sync::Mutex::new(Some(server.watch_execution_phase())),
+            reloader: std::sync::Mutex::new(Some(Reloader::new(config_path))),
         },
     );
     let state_handle = server.add_service(state_service);
 
-    let health = GenBackgroundService::new("health checks".into(), state.pool.balancer());
-    server.add_service(health);
+    server.add_service(background_service(
+        "health checks",
+        HealthChecks {
+            state: Arc::clone(&state),
+        },
+    ));
 
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
         Gateway::new(Arc::clone(&state)),
         "proxy",
     );
-    match (&tls.cert, &tls.key) {
-        (Some(cert), Some(key)) if tls.enabled => proxy
-            .add_tls(&public_addr, cert, key)
-            .map_err(|e| format!("tls: {e}"))?,
-        _ => proxy.add_tcp(&public_addr),
+    match &state.tls {
+        Some(certs) => tls::listen(&mut proxy, &public_addr, certs),
+        None => proxy.add_tcp(&public_addr),
     }
     let proxy_handle = server.add_service(proxy);
     proxy_handle.add_dependency(&state_handle);
 
     let mut admin = Service::new("admin".into(), AdminApp::new(Arc::clone(&state)));
-    admin.add_tcp(&admin_addr);
+    match &state.tls {
+        Some(certs) if admin_tls => tls::listen(&mut admin, &admin_addr, certs),
+        _ => admin.add_tcp(&admin_addr),
+    }
     let admin_handle = server.add_service(admin);
     admin_handle.add_dependency(&state_handle);
 

@@ -8,7 +8,7 @@ use serde_json::json;
 
 pub async fn health(state: &AppState) -> Answer {
     let healthy = state.pool.healthy_count();
-    let total = state.pool.states().len();
+    let total = state.pool.len();
     let database = state.store.ping().await;
     let status = if database && healthy == total {
         "ok"

@@ -3,12 +3,28 @@
 
 use std::io::Write;
 
+/// `DEBUG`, `INFO`, `WARN` (or `WARNING`), `ERROR`, in any case.
+pub fn parse_level(level: &str) -> Option<log::LevelFilter> {
+    level
+        .to_ascii_lowercase()
+        .replace("warning", "warn")
+        .parse()
+        .ok()
+}
+
+/// Change the level of a running process (configuration reload).
+pub fn set_level(level: &str) {
+    if let Some(filter) = parse_level(level) {
+        log::set_max_level(filter);
+    }
+}
+
+/// Install the logger. The logger itself passes every level; the level in effect is the
+/// `log` crate's maximum, so a reload can raise or lower it.
 pub fn init(level: &str, format: &str) {
     let json = format == "json";
     let mut builder = env_logger::Builder::new();
-    // DEBUG, INFO, WARN (or WARNING), ERROR, in any case.
-    let level = level.to_ascii_lowercase().replace("warning", "warn");
-    builder.parse_filters(&level);
+    builder.filter_level(log::LevelFilter::Trace);
     // sqlx logs every statement at INFO; pingora is chatty at INFO about its own life cycle.
     builder.filter_module("sqlx", log::LevelFilter::Warn);
     builder.filter_module("sea_orm", log::LevelFilter::Warn);
@@ -34,4 +50,5 @@ pub fn init(level: &str, format: &str) {
         }
     });
     let _ = builder.try_init();
+    set_level(level);
 }

@@ -28,7 +28,8 @@ fn migrate(config: &Config) -> Result<(), String> {
     })?
 }
 
-fn serve(config: Config, upgrade: bool, dev_mode: bool) -> ExitCode {
+fn serve(config: Config, path: Option<&std::path::Path>, upgrade: bool) -> ExitCode {
+    let dev_mode = path.is_none();
     logging::init(
         &config.observability.log_level,
         &config.observability.log_format,
@@ -36,16 +37,16 @@ fn serve(config: Config, upgrade: bool, dev_mode: bool) -> ExitCode {
     if let Err(e) = migrate(&config) {
         return fail(e);
     }
-    let built = match app::build(config, upgrade) {
+    let built = match app::build(config, path.map(|p| p.to_path_buf()), upgrade) {
         Ok(built) => built,
         Err(e) => return fail(e),
     };
     let mut server = built.server;
     if dev_mode {
-        if let Err(e) = dev::add_backends(&mut server, &built.state.config) {
+        if let Err(e) = dev::add_backends(&mut server, &built.state.config()) {
             return fail(e);
         }
-        println!("{}", dev::banner(&built.state.config));
+        println!("{}", dev::banner(&built.state.config()));
     }
     server.run_forever()
 }
@@ -66,11 +67,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         None | Some(Command::Run) => match load_file(&cli.run.config) {
-            Ok(config) => serve(config, cli.run.upgrade, false),
+            Ok(config) => serve(config, Some(&cli.run.config), cli.run.upgrade),
             Err(e) => fail(format!("{}: {e}", cli.run.config.display())),
         },
         Some(Command::Dev(args)) => match dev::dev_config(&args) {
-            Ok(config) => serve(config, cli.run.upgrade, true),
+            Ok(config) => serve(config, None, cli.run.upgrade),
             Err(e) => fail(e),
         },
         Some(Command::DevBackend(args)) => {

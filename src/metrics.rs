@@ -300,6 +300,8 @@ impl Metrics {
 
     /// The text exposition format; `backends` are `(url, in rotation)` right now.
     pub fn render(&self, backends: &[(String, bool)]) -> Vec<u8> {
+        // The pool may have changed since the last scrape: a removed backend has no series.
+        self.backend_health.reset();
         for (url, healthy) in backends {
             self.backend_health
                 .with_label_values(&[url.as_str()])

@@ -2,6 +2,7 @@
 
 use crate::client_ip::TrustedProxies;
 use crate::config::{Config, SourceMode};
+use crate::drain::Drain;
 use crate::identity::bus::Bus;
 use crate::identity::cache::CacheLimits;
 use crate::identity::hasher::Hasher;
@@ -11,13 +12,16 @@ use crate::limits::{thresholds, Limits};
 use crate::metrics::Metrics;
 use crate::storage::{ImageStore, SourceSigner};
 use crate::store::Store;
+use crate::tls::Certificates;
 use crate::upstream::Pool;
+use arc_swap::ArcSwap;
 use rand::RngCore;
 use std::sync::Arc;
 use std::time::Instant;
 
 pub struct AppState {
-    pub config: Config,
+    /// The configuration in effect (a reload swaps it; see `config::reload`).
+    config: ArcSwap<Config>,
     pub pool: Pool,
     pub store: Store,
     pub images: ImageStore,
@@ -32,6 +36,10 @@ pub struct AppState {
     /// The quota webhook sender, taken by the state service that runs it.
     pub webhook: std::sync::Mutex<Option<thresholds::Sender>>,
     pub started: Instant,
+    /// Set once the process is handing over or stopping: answers then close their connection.
+    pub drain: Drain,
+    /// The listeners' certificate when `tls.enabled` (reloaded on SIGHUP).
+    pub tls: Option<Arc<Certificates>>,
 }
 
 /// The key verifier as configured (also used by the CLI).
@@ -73,6 +81,12 @@ impl AppState {
             .ok_or("imgproxy.default_format: unknown format")?;
         let (notifier, webhook) = thresholds::Notifier::new(config.quotas.webhook_url.clone());
         let metrics = Arc::new(Metrics::new());
+        let tls = match (&config.tls.cert, &config.tls.key) {
+            (Some(cert), Some(key)) if config.tls.enabled => {
+                Some(Certificates::load(cert, key, &config.tls.min_version)?)
+            }
+            _ => None,
+        };
         Ok(AppState {
             limits: Limits::new(&config, notifier, metrics.clone()),
             metrics,
@@ -91,20 +105,32 @@ impl AppState {
             ),
             trusted_proxies: TrustedProxies::new(&config.server.trusted_proxies),
             started: Instant::now(),
-            config,
+            drain: Drain::default(),
+            tls,
+            config: ArcSwap::from_pointee(config),
         })
+    }
+
+    /// The configuration in effect now. Hold the `Arc` for a consistent view across a task.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.load_full()
+    }
+
+    /// Put a reloaded configuration in effect.
+    pub fn set_config(&self, config: Config) {
+        self.config.store(Arc::new(config));
     }
 
     /// How a backend reaches the stored original `id`.
     pub fn source_url(&self, id: &str, now_unix: u64) -> String {
-        match self.config.storage.source {
+        match self.config().storage.source {
             SourceMode::Local => format!("local:///{id}"),
             SourceMode::Http => format!(
                 "{}{}",
-                self.config.storage.source_base_url.trim_end_matches('/'),
+                self.config().storage.source_base_url.trim_end_matches('/'),
                 self.source_signer.path(
                     id,
-                    now_unix + self.config.storage.source_url_ttl.get().as_secs()
+                    now_unix + self.config().storage.source_url_ttl.get().as_secs()
                 )
             ),
         }

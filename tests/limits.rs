@@ -5,7 +5,9 @@ mod common;
 
 use common::db::Engine;
 use common::stub::{Mode, Stub};
-use common::{admin, client, convert, create_user, Gateway, TestDb, KEY};
+use common::{
+    admin, away_from_a_minute_boundary, client, convert, create_user, Gateway, TestDb, KEY,
+};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -63,14 +65,6 @@ fn header(r: &reqwest::Response, name: &str) -> String {
         .to_str()
         .unwrap()
         .to_string()
-}
-
-/// Fixed one-minute windows: keep a test's requests inside one of them.
-async fn away_from_a_minute_boundary() {
-    let second = chrono::Utc::now().timestamp() % 60;
-    if second >= 50 {
-        tokio::time::sleep(Duration::from_secs((61 - second) as u64)).await;
-    }
 }
 
 async fn error_body(r: reqwest::Response) -> Value {
@@ -403,6 +397,17 @@ async fn uploads_past_storage_or_bandwidth_are_refused_before_they_are_stored() 
     assert!(
         (9..=10).contains(&accepted),
         "{accepted} uploads of 100 KB in 1 MiB"
+    );
+    // The refused upload's bytes count too; they are recorded once its answer is sent, which
+    // the client may see first. Wait for the record, then nothing more gets through.
+    let used_up = common::within(Duration::from_secs(2), || async {
+        let (_, quota) = admin(gw, "GET", "/api/v1/users/b-user/quota", KEY, None).await;
+        quota["bandwidth_bytes"]["remaining"] == 0
+    })
+    .await;
+    assert!(
+        used_up.is_some(),
+        "the refused upload's bytes were never counted"
     );
     let r = convert(gw, &thin).await;
     assert_eq!(

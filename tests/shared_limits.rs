@@ -88,13 +88,6 @@ fn assert_split(what: &str, statuses: &[u16], admitted: usize, refused: u16, ref
     assert_eq!((ok, no), (admitted, refusals), "{statuses:?}");
 }
 
-async fn away_from_a_minute_boundary() {
-    let second = chrono::Utc::now().timestamp() % 60;
-    if second >= 45 {
-        tokio::time::sleep(Duration::from_secs((61 - second) as u64)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn two_instances_admit_exactly_the_user_limit() {
     let Some(p) = pair(
@@ -106,7 +99,7 @@ async fn two_instances_admit_exactly_the_user_limit() {
         return;
     };
     let key = create_user(&p.a, "exact", "user", json!({})).await;
-    away_from_a_minute_boundary().await;
+    common::away_from_a_minute_boundary().await;
     let statuses = burst(&p, &key, 300).await;
     assert_split(
         "300 requests over 2 instances, user limit 100",
@@ -206,7 +199,7 @@ async fn an_endpoint_refusal_in_redis_costs_the_user_nothing() {
     )
     .await else { return };
     let key = create_user(&p.a, "api-shared", "user", json!({})).await;
-    away_from_a_minute_boundary().await;
+    common::away_from_a_minute_boundary().await;
     let statuses = burst(&p, &key, 6).await;
     assert_eq!(
         (count(&statuses, 200), count(&statuses, 429)),

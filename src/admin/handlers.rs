@@ -114,7 +114,7 @@ pub async fn run(
         AdminRoute::ResetQuota(id) => {
             let user = manager.get_user(&id).await?;
             let limits = UserLimits::with(
-                &state.config,
+                &state.config(),
                 user.rate_limits.as_ref(),
                 user.quotas.as_ref(),
             );
@@ -137,7 +137,7 @@ pub async fn quota_report(
 ) -> GatewayResult<serde_json::Value> {
     let user = manager.get_user(id).await?;
     let limits = UserLimits::with(
-        &state.config,
+        &state.config(),
         user.rate_limits.as_ref(),
         user.quotas.as_ref(),
     );

@@ -35,7 +35,7 @@ impl AdminApp {
 
     /// The Prometheus exposition, behind `admin.metrics_token` when one is configured.
     fn metrics(&self, session: &ServerSession) -> GatewayResult<Answer> {
-        if let Some(token) = &self.state.config.admin.metrics_token {
+        if let Some(token) = &self.state.config().admin.metrics_token {
             let expected = format!("Bearer {token}");
             let given = session
                 .req_header()

@@ -2,6 +2,7 @@
 
 pub mod duration;
 mod load;
+pub mod reload;
 mod schema;
 mod validate;
 

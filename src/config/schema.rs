@@ -349,12 +349,29 @@ impl Default for ObservabilityConfig {
     }
 }
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsConfig {
     pub enabled: bool,
+    /// PEM certificate chain and private key; re-read on SIGHUP.
     pub cert: Option<String>,
     pub key: Option<String>,
+    /// `"1.3"` (default: a TLS 1.2 client is refused) or `"1.2"`.
+    pub min_version: String,
+    /// Serve the admin listener over TLS too, with the same certificate.
+    pub admin: bool,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            enabled: false,
+            cert: None,
+            key: None,
+            min_version: "1.3".into(),
+            admin: false,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]

@@ -376,7 +376,16 @@ fn validate_observability(c: &Config) -> Check {
 
 fn validate_tls(c: &Config) -> Check {
     let t = &c.tls;
+    if !matches!(t.min_version.as_str(), "1.2" | "1.3") {
+        return fail(
+            "tls.min_version",
+            format!("`{}` is not 1.2 or 1.3", t.min_version),
+        );
+    }
     if !t.enabled {
+        if t.admin {
+            return fail("tls.admin", "needs tls.enabled: true");
+        }
         return Ok(());
     }
     for (key, path) in [("tls.cert", &t.cert), ("tls.key", &t.key)] {

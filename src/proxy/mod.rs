@@ -111,7 +111,7 @@ impl Gateway {
                             .into(),
                     ));
                 }
-                let limits = crate::limits::rules::UserLimits::of(&self.state.config, &caller);
+                let limits = crate::limits::rules::UserLimits::of(&self.state.config(), &caller);
                 let report = self
                     .state
                     .limits
@@ -223,7 +223,7 @@ impl Gateway {
     }
 
     fn backend_count(&self) -> u32 {
-        self.state.pool.states().len() as u32
+        self.state.pool.len() as u32
     }
 }
 
@@ -272,10 +272,16 @@ impl ProxyHttp for Gateway {
 
     async fn early_request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
         self.state.metrics.active_connections.inc();
-        let server = &self.state.config.server;
+        let config = self.state.config();
+        let server = &config.server;
         session.set_read_timeout(Some(server.read_timeout.get()));
         session.set_write_timeout(Some(server.write_timeout.get()));
-        session.set_keepalive(Some(server.keepalive_timeout.get().as_secs()));
+        if self.state.drain.is_draining() {
+            // Pingora then answers with `Connection: close`.
+            session.set_keepalive(None);
+        } else {
+            session.set_keepalive(Some(server.keepalive_timeout.get().as_secs()));
+        }
         ctx.request_id = request_id::from_header(
             session
                 .req_header()
@@ -352,9 +358,7 @@ impl ProxyHttp for Gateway {
         mut e: Box<Error>,
     ) -> Box<Error> {
         if let Some(backend) = &ctx.upstream.current {
-            self.state
-                .pool
-                .mark_failed(backend.index, e.etype().as_str());
+            crate::upstream::mark_failed(backend, e.etype().as_str());
         }
         // Try every backend once. When the last one refuses too and none is healthy any more,
         // the answer is 503 (no healthy backend) rather than 502.
@@ -390,9 +394,7 @@ impl ProxyHttp for Gateway {
             let retry = before_answer && ctx.upstream.tried.count() < self.backend_count();
             if retry {
                 if let Some(backend) = &ctx.upstream.current {
-                    self.state
-                        .pool
-                        .mark_failed(backend.index, e.etype().as_str());
+                    crate::upstream::mark_failed(backend, e.etype().as_str());
                 }
             }
             retry

@@ -1,27 +1,42 @@
 //! The backend pool: pingora-load-balancing with smooth weighted selection and active health
-//! checks, plus passive marking of backends whose connections fail.
+//! checks, plus passive marking of backends whose connections fail. The pool is rebuilt on a
+//! configuration reload; health and counters live per URL and carry over.
 
 mod probe;
 pub mod selection;
 pub mod state;
 
 use crate::config::Config;
+use arc_swap::ArcSwap;
 use futures_util::FutureExt;
 use pingora::lb::discovery::Static;
 use pingora::lb::{Backend, Backends, LoadBalancer};
+use pingora::server::ShutdownWatch;
 use pingora::upstreams::peer::HttpPeer;
 use probe::Probe;
 use selection::SmoothWeighted;
-use state::{BackendIndex, BackendState, BackendStatus};
+use state::{BackendIndex, BackendState, BackendStatus, Thresholds};
 use std::collections::BTreeSet;
 use std::net::ToSocketAddrs;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
 
-pub type Balancer = LoadBalancer<SmoothWeighted>;
+type Balancer = LoadBalancer<SmoothWeighted>;
 
+/// The backend pool. Its members are replaced as a whole on reload; requests in flight keep the
+/// generation they started with.
 pub struct Pool {
-    balancer: Arc<Balancer>,
+    members: ArcSwap<Members>,
+    /// Wakes the health-check loop when the members (or the check settings) change.
+    changed: Notify,
+}
+
+/// One generation of the pool: the backends of one configuration.
+struct Members {
+    balancer: Balancer,
     states: Vec<Arc<BackendState>>,
+    interval: Duration,
 }
 
 /// Which backends a request has already tried (bit i = backend index i; at most 10 exist).
@@ -43,10 +58,10 @@ impl Tried {
     }
 }
 
-impl Pool {
-    /// Resolve and build every backend; the balancer is ready to select at once and must be run
-    /// as a background service for its health checks.
-    pub fn build(config: &Config) -> Result<Pool, String> {
+impl Members {
+    /// Resolve and build every backend of `config`. A URL already in `previous` keeps its live
+    /// health and counters.
+    fn build(config: &Config, previous: &[Arc<BackendState>]) -> Result<Members, String> {
         let mut states = Vec::new();
         let mut set = BTreeSet::new();
         for (index, entry) in config.backends.iter().enumerate() {
@@ -80,48 +95,44 @@ impl Pool {
                 Some(p) => format!("{host}:{p}"),
                 None => host.clone(),
             };
+            let url = entry.url.trim_end_matches('/').to_string();
+            let live = previous
+                .iter()
+                .find(|s| s.url == url)
+                .map(|s| Arc::clone(&s.live))
+                .unwrap_or_default();
             states.push(Arc::new(BackendState::new(
                 index,
-                entry.url.trim_end_matches('/').to_string(),
+                url,
                 entry.weight,
                 entry.health_check_path.clone(),
                 authority,
                 backend,
                 peer,
+                live,
             )));
         }
         let hc = &config.health_check;
-        let probe = Probe::new(
-            states.clone(),
-            hc.timeout.get(),
-            hc.healthy_threshold,
-            hc.unhealthy_threshold,
-        )
-        .map_err(|e| format!("health_check: {e}"))?;
+        let thresholds = Thresholds {
+            healthy: hc.healthy_threshold,
+            unhealthy: hc.unhealthy_threshold,
+        };
+        let probe = Probe::new(states.clone(), hc.timeout.get(), thresholds)
+            .map_err(|e| format!("health_check: {e}"))?;
         let mut backends = Backends::new(Static::new(set));
         backends.set_health_check(Box::new(probe));
-        let mut balancer = LoadBalancer::from_backends(backends);
-        balancer.health_check_frequency = Some(hc.interval.get());
-        balancer.parallel_health_check = true;
+        let balancer = LoadBalancer::from_backends(backends);
         // Static discovery never waits; without this first update nothing can be selected.
         balancer
             .update()
             .now_or_never()
             .ok_or("backend discovery did not complete")?
             .map_err(|e| format!("backends: {e}"))?;
-        Ok(Pool {
-            balancer: Arc::new(balancer),
+        Ok(Members {
+            balancer,
             states,
+            interval: hc.interval.get(),
         })
-    }
-
-    /// The balancer, to run as the health-check background service.
-    pub fn balancer(&self) -> Arc<Balancer> {
-        Arc::clone(&self.balancer)
-    }
-
-    pub fn states(&self) -> &[Arc<BackendState>] {
-        &self.states
     }
 
     fn state_of(&self, backend: &Backend) -> Option<&Arc<BackendState>> {
@@ -130,60 +141,105 @@ impl Pool {
             .get::<BackendIndex>()
             .and_then(|i| self.states.get(i.0))
     }
+}
+
+impl Pool {
+    /// The pool of `config`; selection works at once, health checks run in `run_checks`.
+    pub fn build(config: &Config) -> Result<Pool, String> {
+        Ok(Pool {
+            members: ArcSwap::from_pointee(Members::build(config, &[])?),
+            changed: Notify::new(),
+        })
+    }
+
+    /// Take the backends and health-check settings of `config`. Backends whose URL stays keep
+    /// their health and counters; new ones start healthy (as at start, failover covers them).
+    pub fn reload(&self, config: &Config) -> Result<(), String> {
+        let next = Members::build(config, &self.members.load().states)?;
+        self.members.store(Arc::new(next));
+        self.changed.notify_one();
+        Ok(())
+    }
+
+    /// Check every backend each interval (all at once), until shutdown.
+    pub async fn run_checks(&self, mut shutdown: ShutdownWatch) {
+        loop {
+            let members = self.members.load_full();
+            members.balancer.backends().run_health_check(true).await;
+            tokio::select! {
+                _ = tokio::time::sleep(members.interval) => {}
+                _ = self.changed.notified() => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    /// The current backends.
+    pub fn states(&self) -> Vec<Arc<BackendState>> {
+        self.members.load().states.clone()
+    }
 
     /// The next backend for a request that has already tried `tried`. Healthy backends that are
     /// not passively marked come first; if every one is marked, marked ones are tried too,
     /// so a brief blip on all backends cannot turn into a 30-second outage.
     pub fn pick(&self, tried: Tried) -> Option<Arc<BackendState>> {
-        let fresh = |b: &Backend| self.state_of(b).is_some_and(|s| !tried.contains(s.index));
-        let max = self.states.len() * 100;
-        let chosen = self
+        let members = self.members.load();
+        let max = members.states.len() * 100;
+        let fresh = |b: &Backend| {
+            members
+                .state_of(b)
+                .filter(|s| !tried.contains(s.index) && s.is_actively_healthy())
+        };
+        let chosen = members
             .balancer
-            .select_with(b"", max, |b, healthy| {
-                healthy && fresh(b) && self.state_of(b).is_some_and(|s| !s.is_passively_down())
+            .select_with(b"", max, |b, _| {
+                fresh(b).is_some_and(|s| !s.is_passively_down())
             })
             .or_else(|| {
-                self.balancer
-                    .select_with(b"", max, |b, healthy| healthy && fresh(b))
+                members
+                    .balancer
+                    .select_with(b"", max, |b, _| fresh(b).is_some())
             })?;
-        self.state_of(&chosen).cloned()
-    }
-
-    /// Active health (pingora's checks) combined with the passive mark.
-    pub fn is_healthy(&self, state: &BackendState) -> bool {
-        self.balancer.backends().ready(&state.backend) && !state.is_passively_down()
+        members.state_of(&chosen).cloned()
     }
 
     /// `(url, in rotation)` of every backend.
     pub fn health(&self) -> Vec<(String, bool)> {
-        self.states
+        let members = self.members.load();
+        members
+            .states
             .iter()
-            .map(|s| (s.url.clone(), self.is_healthy(s)))
+            .map(|s| (s.url.clone(), s.is_healthy()))
             .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.members.load().states.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     pub fn healthy_count(&self) -> usize {
-        self.states.iter().filter(|s| self.is_healthy(s)).count()
+        let members = self.members.load();
+        members.states.iter().filter(|s| s.is_healthy()).count()
     }
 
     pub fn statuses(&self) -> Vec<BackendStatus> {
-        self.states
-            .iter()
-            .map(|s| s.status(self.balancer.backends().ready(&s.backend)))
-            .collect()
+        let members = self.members.load();
+        members.states.iter().map(|s| s.status()).collect()
     }
+}
 
-    /// A connection to `index` failed: take it out of rotation until it passes checks again.
-    pub fn mark_failed(&self, index: usize, reason: &str) {
-        if let Some(state) = self.states.get(index) {
-            if state.mark_down() {
-                log::warn!(
-                    "{}",
-                    serde_json::json!({"event": "backend_marked_down", "backend_url": state.url,
-                        "reason": reason})
-                );
-            }
-        }
+/// A connection to `state` failed: take it out of rotation until it passes checks again.
+pub fn mark_failed(state: &BackendState, reason: &str) {
+    if state.mark_down() {
+        log::warn!(
+            "{}",
+            serde_json::json!({"event": "backend_marked_down", "backend_url": state.url,
+                "reason": reason})
+        );
     }
 }
 
@@ -191,6 +247,7 @@ impl Pool {
 mod tests {
     use super::*;
     use crate::config::load_str;
+    use state::Transition;
 
     fn pool(weights: &[u32]) -> Pool {
         let yaml: String = weights
@@ -217,26 +274,70 @@ mod tests {
         assert!(pool.pick(tried).is_none());
     }
 
+    const CHECK: Thresholds = Thresholds {
+        healthy: 2,
+        unhealthy: 3,
+    };
+
+    fn check(state: &BackendState, ok: bool) -> Transition {
+        state.record_check(ok, std::time::Duration::from_millis(1), CHECK)
+    }
+
     #[test]
     fn passive_mark_diverts_traffic_until_good_checks() {
         let pool = pool(&[50, 50]);
-        pool.mark_failed(0, "refused");
-        assert!(!pool.is_healthy(&pool.states()[0]));
+        mark_failed(&pool.states()[0], "refused");
+        assert!(!pool.states()[0].is_healthy());
         for _ in 0..20 {
             assert_eq!(pool.pick(Tried::default()).unwrap().index, 1);
         }
         let state = &pool.states()[0];
-        assert!(!state.record_check(true, std::time::Duration::from_millis(1), 2));
-        assert!(state.record_check(true, std::time::Duration::from_millis(1), 2));
-        assert!(pool.is_healthy(state));
+        assert_eq!(check(state, true), Transition::None);
+        assert_eq!(check(state, true), Transition::Recovered);
+        assert!(state.is_healthy());
+    }
+
+    #[test]
+    fn failed_checks_take_a_backend_out_until_it_passes_again() {
+        let pool = pool(&[50, 50]);
+        let state = &pool.states()[0];
+        assert_eq!(check(state, false), Transition::None);
+        assert_eq!(check(state, false), Transition::None);
+        assert_eq!(check(state, false), Transition::Unhealthy);
+        assert_eq!(pool.healthy_count(), 1);
+        assert_eq!(pool.pick(Tried::default()).unwrap().index, 1);
+        assert_eq!(check(state, true), Transition::None);
+        assert_eq!(check(state, true), Transition::Healthy);
+        assert_eq!(pool.healthy_count(), 2);
     }
 
     #[test]
     fn all_marked_still_offers_a_backend() {
         let pool = pool(&[1, 1]);
-        pool.mark_failed(0, "refused");
-        pool.mark_failed(1, "refused");
+        for state in pool.states() {
+            mark_failed(&state, "refused");
+        }
         assert!(pool.pick(Tried::default()).is_some());
         assert_eq!(pool.healthy_count(), 0);
+    }
+
+    #[test]
+    fn a_reload_keeps_what_is_known_of_unchanged_urls() {
+        let pool = pool(&[1, 1]);
+        let old = pool.states();
+        for _ in 0..3 {
+            check(&old[0], false);
+        }
+        old[1].count_request();
+        let yaml = "backends:\n  - url: http://127.0.0.1:1002\n  - url: http://127.0.0.1:1001\n    weight: 9\n  - url: http://127.0.0.1:1000\n";
+        pool.reload(&load_str(yaml, Vec::new()).unwrap()).unwrap();
+        let new = pool.states();
+        assert_eq!(new.len(), 3);
+        assert!(new[0].is_healthy(), "a new URL starts healthy");
+        assert_eq!((new[1].weight, new[1].status().requests), (9, 1));
+        assert!(!new[2].is_healthy(), "the failed backend stays out");
+        for _ in 0..20 {
+            assert_ne!(pool.pick(Tried::default()).unwrap().index, 2);
+        }
     }
 }

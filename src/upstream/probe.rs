@@ -1,7 +1,8 @@
 //! The active health check: pingora's HTTP check on each backend's own path, bounded by the
-//! configured timeout, timed, and used to lift passive marks after enough good checks.
+//! configured timeout, timed, and recorded in the backend's live state (which decides health,
+//! so that state survives a reload that rebuilds pingora's structures).
 
-use super::state::{BackendIndex, BackendState};
+use super::state::{BackendIndex, BackendState, Thresholds, Transition};
 use async_trait::async_trait;
 use pingora::lb::health_check::{HealthCheck, HttpHealthCheck};
 use pingora::lb::Backend;
@@ -13,16 +14,14 @@ pub struct Probe {
     checks: Vec<HttpHealthCheck>,
     states: Vec<Arc<BackendState>>,
     timeout: Duration,
-    healthy_threshold: u32,
-    unhealthy_threshold: u32,
+    thresholds: Thresholds,
 }
 
 impl Probe {
     pub fn new(
         states: Vec<Arc<BackendState>>,
         timeout: Duration,
-        healthy_threshold: u32,
-        unhealthy_threshold: u32,
+        thresholds: Thresholds,
     ) -> Result<Probe> {
         let checks = states
             .iter()
@@ -36,8 +35,8 @@ impl Probe {
                 check.peer_template.options.connection_timeout = Some(timeout);
                 check.peer_template.options.read_timeout = Some(timeout);
                 check.peer_template.options.write_timeout = Some(timeout);
-                check.consecutive_success = healthy_threshold as usize;
-                check.consecutive_failure = unhealthy_threshold as usize;
+                check.consecutive_success = thresholds.healthy as usize;
+                check.consecutive_failure = thresholds.unhealthy as usize;
                 Ok(check)
             })
             .collect::<Result<Vec<_>>>()?;
@@ -45,8 +44,7 @@ impl Probe {
             checks,
             states,
             timeout,
-            healthy_threshold,
-            unhealthy_threshold,
+            thresholds,
         })
     }
 }
@@ -65,39 +63,27 @@ impl HealthCheck for Probe {
             Ok(result) => result,
             Err(_) => Error::e_explain(ErrorType::ConnectTimedout, "health check timed out"),
         };
-        if state.record_check(result.is_ok(), started.elapsed(), self.healthy_threshold) {
-            log::info!(
+        let event = match state.record_check(result.is_ok(), started.elapsed(), self.thresholds) {
+            Transition::None => None,
+            Transition::Unhealthy => Some("backend_unhealthy"),
+            Transition::Healthy => Some("backend_healthy"),
+            Transition::Recovered => Some("backend_recovered"),
+        };
+        if let Some(event) = event {
+            log::warn!(
                 "{}",
-                serde_json::json!({"event": "backend_recovered", "backend_url": state.url,
-                    "good_checks": self.healthy_threshold})
+                serde_json::json!({"event": event, "backend_url": state.url,
+                    "error": result.as_ref().err().map(|e| e.to_string())})
             );
         }
         result
     }
 
-    async fn health_status_change(&self, target: &Backend, healthy: bool) {
-        let url = target
-            .ext
-            .get::<BackendIndex>()
-            .and_then(|i| self.states.get(i.0))
-            .map(|s| s.url.as_str())
-            .unwrap_or("?");
-        let event = if healthy {
-            "backend_healthy"
-        } else {
-            "backend_unhealthy"
-        };
-        log::warn!(
-            "{}",
-            serde_json::json!({"event": event, "backend_url": url})
-        );
-    }
-
     fn health_threshold(&self, success: bool) -> usize {
         if success {
-            self.healthy_threshold as usize
+            self.thresholds.healthy as usize
         } else {
-            self.unhealthy_threshold as usize
+            self.thresholds.unhealthy as usize
         }
     }
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod db;
+pub mod raw;
 pub mod stub;
 
 pub use db::TestDb;
@@ -45,6 +46,11 @@ impl Proc {
         Proc { child: Some(child) }
     }
 
+    /// No process (a placeholder after one was moved out).
+    pub fn none() -> Proc {
+        Proc { child: None }
+    }
+
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -69,6 +75,16 @@ impl Proc {
 
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// Send a signal by name (`QUIT`, `TERM`, `HUP`).
+    pub fn signal(&self, name: &str) {
+        let pid = self.pid().expect("process running").to_string();
+        let status = Command::new("kill")
+            .args([format!("-{name}"), pid])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{name} failed");
     }
 }
 
@@ -138,6 +154,14 @@ pub struct Gateway {
     pub admin_port: u16,
     pub dir: tempfile::TempDir,
     pub proc: Proc,
+    tls: Option<Tls>,
+}
+
+/// How the test reaches a TLS listener: the certificate to trust, and whether admin uses TLS.
+#[derive(Clone)]
+pub struct Tls {
+    pub root_pem: Vec<u8>,
+    pub admin: bool,
 }
 
 pub struct GatewayBuilder {
@@ -147,6 +171,7 @@ pub struct GatewayBuilder {
     auth: String,
     server: String,
     admin: String,
+    tls: Option<Tls>,
 }
 
 impl GatewayBuilder {
@@ -190,6 +215,15 @@ impl GatewayBuilder {
         self
     }
 
+    /// The listeners speak TLS (the `tls:` section comes through `yaml`): trust `root_pem`.
+    pub fn tls(mut self, root_pem: &[u8], admin: bool) -> Self {
+        self.tls = Some(Tls {
+            root_pem: root_pem.to_vec(),
+            admin,
+        });
+        self
+    }
+
     pub async fn start(self) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
@@ -219,13 +253,29 @@ backends:\n{backends}{}",
             admin_port,
             dir,
             proc,
+            tls: self.tls,
         };
         gateway.wait_healthy().await;
         gateway
     }
 }
 
+/// Two image stubs, `a` and `b`.
+pub async fn image_stubs() -> (stub::Stub, stub::Stub) {
+    (
+        stub::Stub::start("a", stub::Mode::Image).await,
+        stub::Stub::start("b", stub::Mode::Image).await,
+    )
+}
+
 impl Gateway {
+    /// A builder with these backends, weight 1 each.
+    pub fn over(backends: &[&stub::Stub]) -> GatewayBuilder {
+        backends
+            .iter()
+            .fold(Self::builder(), |b, stub| b.backend(stub.url(), 1))
+    }
+
     pub fn builder() -> GatewayBuilder {
         GatewayBuilder {
             backends: Vec::new(),
@@ -234,10 +284,32 @@ impl Gateway {
             auth: "  bcrypt_cost: 4".into(),
             server: String::new(),
             admin: String::new(),
+            tls: None,
         }
     }
 
     fn spawn(dir: &Path) -> Proc {
+        Self::spawn_with(dir, &[])
+    }
+
+    /// The first step of an upgrade: a new process (`-u`) with this configuration, waiting on
+    /// the upgrade socket for the running one's listeners. Returns once it waits there.
+    pub async fn spawn_successor(&self) -> Proc {
+        let socket = self.dir.path().join("upgrade.sock");
+        let _ = std::fs::remove_file(&socket);
+        let successor = Self::spawn_with(self.dir.path(), &["-u"]);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !socket.exists() {
+            assert!(
+                Instant::now() < deadline,
+                "successor never waited on {socket:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        successor
+    }
+
+    fn spawn_with(dir: &Path, extra: &[&str]) -> Proc {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -247,6 +319,7 @@ impl Gateway {
             Command::new(BIN)
                 .args(["run", "--config"])
                 .arg(dir.join("gateway.yaml"))
+                .args(extra)
                 .current_dir(dir)
                 .stdout(log.try_clone().unwrap())
                 .stderr(log),
@@ -281,15 +354,60 @@ impl Gateway {
     }
 
     async fn answers(&self, url: String) -> bool {
-        matches!(client().get(url).send().await, Ok(r) if r.status() == 200)
+        matches!(self.client().get(url).send().await, Ok(r) if r.status() == 200)
+    }
+
+    /// A client for this gateway (trusting its certificate when it speaks TLS).
+    pub fn client(&self) -> reqwest::Client {
+        let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(60));
+        if let Some(tls) = &self.tls {
+            builder = builder
+                .use_rustls_tls()
+                .add_root_certificate(reqwest::Certificate::from_pem(&tls.root_pem).unwrap());
+        }
+        builder.build().unwrap()
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}{path}", self.port)
     }
 
     pub fn admin_url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.admin_port)
+        let tls = self.tls.as_ref().is_some_and(|t| t.admin);
+        let scheme = if tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}{path}", self.admin_port)
+    }
+
+    /// Rewrite the configuration file (a running gateway notices within a second).
+    pub fn edit_config(&self, edit: impl FnOnce(&str) -> String) {
+        let path = self.config_path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let edited = edit(&text);
+        assert_ne!(edited, text, "the edit changed nothing");
+        std::fs::write(path, edited).unwrap();
+    }
+
+    /// How many log lines contain `needle`.
+    pub fn log_count(&self, needle: &str) -> usize {
+        self.log().lines().filter(|l| l.contains(needle)).count()
+    }
+
+    /// Wait (up to 10 s) until `needle` is in at least `count` log lines; the last such line.
+    pub async fn wait_log(&self, needle: &str, count: usize) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log();
+            let lines: Vec<&str> = log.lines().filter(|l| l.contains(needle)).collect();
+            if lines.len() >= count {
+                return lines[lines.len() - 1].to_string();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {count}th `{needle}` in the log:\n{log}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     pub fn log(&self) -> String {
@@ -313,15 +431,7 @@ impl Gateway {
 
     /// `GET /api/v1/backends` as JSON.
     pub async fn backends(&self) -> serde_json::Value {
-        client()
-            .get(self.admin_url("/api/v1/backends"))
-            .header("X-API-Key", KEY)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        get_json(self.admin_url("/api/v1/backends"), Some(KEY)).await
     }
 }
 
@@ -400,6 +510,15 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     None
+}
+
+/// Fixed one-minute windows: start away from the end of a clock minute, so a test's requests
+/// stay inside one window (a test needs well under 20 s).
+pub async fn away_from_a_minute_boundary() {
+    let second = chrono::Utc::now().timestamp() % 60;
+    if second >= 40 {
+        tokio::time::sleep(Duration::from_secs((61 - second) as u64)).await;
+    }
 }
 
 /// `GET /api/v1/convert` of a sample URL with `key` (stub backends answer it).

@@ -55,7 +55,8 @@ pub async fn prepare(state: &AppState, caller: &str, query: &str) -> GatewayResu
     let mut params = ImageParams::new(state.default_format);
     let source = match parse_query(query, &mut params)? {
         Source::Url(raw) => {
-            let cfg = &state.config.imgproxy;
+            let config = state.config();
+            let cfg = &config.imgproxy;
             source::validate(&raw, cfg.max_source_url_length, cfg.allow_private_sources)?;
             raw
         }

@@ -20,15 +20,16 @@ pub async fn authenticate(
         .headers
         .get(API_KEY_HEADER)
         .map(|v| v.as_bytes());
+    let config = state.config();
     let outcome = state
         .auth
         .authenticate_guarded(&state.store, key, ip, || {
-            state.limits.check_ip(&state.config, ip, false)
+            state.limits.check_ip(&config, ip, false)
         })
         .await;
     match outcome {
         Err(refusal) if matches!(refusal.error.status().as_u16(), 401 | 403) => {
-            state.limits.check_ip(&state.config, ip, true).await?;
+            state.limits.check_ip(&config, ip, true).await?;
             Err(refusal)
         }
         other => other,
@@ -43,6 +44,6 @@ pub async fn admit(
 ) -> Result<Admission, Refusal> {
     state
         .limits
-        .admit(&state.config, &state.store, identity, endpoint, ip)
+        .admit(&state.config(), &state.store, identity, endpoint, ip)
         .await
 }

@@ -31,7 +31,7 @@ enum BodyError {
 
 fn too_large(state: &AppState) -> GatewayError {
     GatewayError::PayloadTooLarge {
-        limit_mb: state.config.storage.max_upload_mb,
+        limit_mb: state.config().storage.max_upload_mb,
     }
 }
 
@@ -76,7 +76,7 @@ pub fn check_declared_length(
     session: &Session,
     cap: Option<&UploadCap>,
 ) -> GatewayResult<()> {
-    let limit = state.config.storage.max_upload_mb * 1024 * 1024;
+    let limit = state.config().storage.max_upload_mb * 1024 * 1024;
     let Some(value) = session
         .req_header()
         .headers
@@ -142,7 +142,7 @@ async fn store_file(
     field: &mut multer::Field<'_>,
     cap: Option<&UploadCap>,
 ) -> GatewayResult<Stored> {
-    let limit = state.config.storage.max_upload_mb * 1024 * 1024;
+    let limit = state.config().storage.max_upload_mb * 1024 * 1024;
     let id = new_image_id();
     let mut image = state.images.create(&id).await.map_err(|e| {
         log::error!(
@@ -231,7 +231,7 @@ pub async fn receive(
             GatewayError::BadRequest("the connection closed before the body".into())
         })?;
     }
-    let limit = state.config.storage.max_upload_mb * 1024 * 1024 + ENVELOPE;
+    let limit = state.config().storage.max_upload_mb * 1024 * 1024 + ENVELOPE;
     let mut multipart = multer::Multipart::new(body_stream(session, limit), boundary);
     let mut stored = None;
     while let Some(mut field) = multipart

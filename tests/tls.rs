@@ -1,0 +1,179 @@
+//! TLS on the public listener (and the admin one when asked): TLS 1.3 by default, a 1.2 client
+//! refused unless `tls.min_version: "1.2"`, and a certificate swapped by SIGHUP.
+
+mod common;
+
+use common::{Gateway, KEY};
+use std::path::Path;
+use std::process::Command;
+
+/// A self-signed certificate for 127.0.0.1 (and its DER form, to recognise it), made with the
+/// openssl command line.
+struct Cert {
+    pem: Vec<u8>,
+    der: Vec<u8>,
+}
+
+fn make_cert(dir: &Path, name: &str) -> Cert {
+    let (cert, key) = (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    );
+    let status = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "2", "-subj"])
+        .arg(format!("/CN={name}"))
+        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        // An end-entity certificate (webpki refuses a CA certificate as a server's).
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .args(["-addext", "extendedKeyUsage=serverAuth"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl is installed (.ci/run installs it)");
+    assert!(status.success());
+    let der = Command::new("openssl")
+        .args(["x509", "-outform", "der", "-in"])
+        .arg(&cert)
+        .output()
+        .unwrap()
+        .stdout;
+    Cert {
+        pem: std::fs::read(&cert).unwrap(),
+        der,
+    }
+}
+
+fn tls_yaml(dir: &Path, name: &str, min_version: &str, admin: bool) -> String {
+    format!(
+        "tls:\n  enabled: true\n  cert: {}\n  key: {}\n  min_version: \"{min_version}\"\n  admin: {admin}",
+        dir.join(format!("{name}.crt")).display(),
+        dir.join(format!("{name}.key")).display()
+    )
+}
+
+/// A client that trusts both test certificates and speaks only the given TLS versions.
+fn client(
+    roots: &[&Cert],
+    min: reqwest::tls::Version,
+    max: reqwest::tls::Version,
+) -> reqwest::Client {
+    let mut builder = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_info(true)
+        .min_tls_version(min)
+        .max_tls_version(max)
+        .timeout(std::time::Duration::from_secs(10));
+    for cert in roots {
+        builder = builder.add_root_certificate(reqwest::Certificate::from_pem(&cert.pem).unwrap());
+    }
+    builder.build().unwrap()
+}
+
+async fn served_certificate(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, String> {
+    let response = client
+        .get(url)
+        .header("X-API-Key", KEY)
+        .send()
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    assert_eq!(response.status(), 200);
+    let info = response
+        .extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .expect("tls info");
+    Ok(info.peer_certificate().unwrap().to_vec())
+}
+
+use reqwest::tls::Version;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls13_only_refuses_a_tls12_client_and_reloads_its_certificate_on_sighup() {
+    let certs = tempfile::tempdir().unwrap();
+    let first = make_cert(certs.path(), "first");
+    let second = make_cert(certs.path(), "second");
+    let (a, b) = common::image_stubs().await;
+    let gw = Gateway::over(&[&a, &b])
+        .yaml(&tls_yaml(certs.path(), "first", "1.3", false))
+        .tls(&first.pem, false)
+        .start()
+        .await;
+    let convert = gw.url("/api/v1/convert?url=http://example.com/a.jpg");
+
+    let tls13 = client(&[&first, &second], Version::TLS_1_3, Version::TLS_1_3);
+    assert_eq!(
+        served_certificate(&tls13, &convert).await.unwrap(),
+        first.der
+    );
+    let tls12 = client(&[&first, &second], Version::TLS_1_2, Version::TLS_1_2);
+    let refused = served_certificate(&tls12, &convert).await.unwrap_err();
+    assert!(refused.contains("Connect"), "{refused}");
+
+    // The admin listener stays plain HTTP unless tls.admin.
+    let admin = common::client()
+        .get(gw.admin_url("/api/v1/health"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(admin.status(), 200);
+
+    // Renew: the files change in place, SIGHUP, and new connections get the new certificate.
+    for ext in ["crt", "key"] {
+        std::fs::copy(
+            certs.path().join(format!("second.{ext}")),
+            certs.path().join(format!("first.{ext}")),
+        )
+        .unwrap();
+    }
+    gw.proc.signal("HUP");
+    gw.wait_log("\"config_reloaded\"", 1).await;
+    let fresh = client(&[&first, &second], Version::TLS_1_3, Version::TLS_1_3);
+    assert_eq!(
+        served_certificate(&fresh, &convert).await.unwrap(),
+        second.der
+    );
+
+    // A broken certificate file is refused and the current certificate stays.
+    std::fs::write(certs.path().join("first.crt"), "not a certificate").unwrap();
+    gw.proc.signal("HUP");
+    let line = gw.wait_log("\"config_reload_failed\"", 1).await;
+    assert!(line.contains("holds no certificate"), "{line}");
+    let again = client(&[&first, &second], Version::TLS_1_3, Version::TLS_1_3);
+    assert_eq!(
+        served_certificate(&again, &convert).await.unwrap(),
+        second.der
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn min_version_12_accepts_both_and_admin_can_use_tls() {
+    let certs = tempfile::tempdir().unwrap();
+    let cert = make_cert(certs.path(), "gw");
+    let (a, b) = common::image_stubs().await;
+    let gw = Gateway::over(&[&a, &b])
+        .yaml(&tls_yaml(certs.path(), "gw", "1.2", true))
+        .tls(&cert.pem, true)
+        .start()
+        .await;
+    let convert = gw.url("/api/v1/convert?url=http://example.com/a.jpg");
+    for version in [Version::TLS_1_2, Version::TLS_1_3] {
+        let client = client(&[&cert], version, version);
+        assert_eq!(
+            served_certificate(&client, &convert).await.unwrap(),
+            cert.der
+        );
+        let admin = gw.admin_url("/api/v1/backends");
+        assert!(admin.starts_with("https://"));
+        assert_eq!(served_certificate(&client, &admin).await.unwrap(), cert.der);
+    }
+}
