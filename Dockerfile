@@ -1,4 +1,6 @@
-# Multi-stage build: compile with the production profile, run as a non-root user.
+# Multi-stage build: compile with the production profile (fat LTO), run as a non-root user.
+# Config: /etc/imgproxy-gateway/gateway.yaml plus GATEWAY__SECTION__KEY environment overrides
+# (see conf/docker-compose.yml). Reload: `docker kill -s HUP <container>`.
 FROM rust:1.95-bookworm AS build
 RUN apt-get update && apt-get install -y --no-install-recommends cmake && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
@@ -18,7 +20,9 @@ ENV GATEWAY__SERVER__PID_FILE=/var/lib/imgproxy-gateway/gateway.pid \
     GATEWAY__SERVER__UPGRADE_SOCK=/var/lib/imgproxy-gateway/upgrade.sock \
     GATEWAY__ADMIN__LISTEN=0.0.0.0:9090
 EXPOSE 8080 9090
+# Readiness on the admin listener (plain HTTP unless tls.admin): the database answers and a
+# backend is healthy.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
-  CMD curl -fsS http://127.0.0.1:8080/api/v1/ready || exit 1
+  CMD curl -fsS http://127.0.0.1:9090/api/v1/ready || exit 1
 ENTRYPOINT ["imgproxy-gateway"]
 CMD ["run", "--config", "/etc/imgproxy-gateway/gateway.yaml"]

@@ -97,3 +97,86 @@ fn the_dashboard_shows_what_operators_need_from_exported_metrics() {
         }
     }
 }
+
+/// `conf/docker-compose.yml`'s Prometheus configuration is valid (with the rule file at its
+/// path in this checkout) and scrapes every gateway instance of the compose file.
+#[test]
+fn the_compose_prometheus_configuration_passes_promtool() {
+    let text = std::fs::read_to_string(conf("prometheus.yml")).unwrap();
+    let local = text.replace(
+        "/etc/prometheus/prometheus-alerts.yml",
+        conf("prometheus-alerts.yml").to_str().unwrap(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("prometheus.yml");
+    std::fs::write(&path, local).unwrap();
+    let Some(check) = promtool(&["check", "config", path.to_str().unwrap()]) else {
+        return;
+    };
+    let out = String::from_utf8_lossy(&check.stdout).to_string();
+    assert!(
+        check.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(out.contains("SUCCESS: 6 rules found"), "{out}");
+    for instance in compose_gateways(&compose()) {
+        assert!(
+            text.contains(&format!("\"{instance}:9090\"")),
+            "{instance} not scraped"
+        );
+    }
+}
+
+fn compose() -> serde_yaml::Value {
+    let text = std::fs::read_to_string(conf("docker-compose.yml")).unwrap();
+    let mut compose: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    compose.apply_merge().unwrap();
+    compose
+}
+
+/// The compose services built from this repository (the gateway instances).
+fn compose_gateways(compose: &serde_yaml::Value) -> Vec<String> {
+    compose["services"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .filter(|(_, service)| !service["build"].is_null())
+        .map(|(name, _)| name.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Every gateway instance of the compose file starts from the shipped `conf/gateway.yaml`
+/// with its environment: `check-config` accepts it once the `change-me` values are replaced.
+#[test]
+fn the_compose_gateways_have_a_valid_configuration() {
+    let compose = compose();
+    let gateways = compose_gateways(&compose);
+    assert_eq!(gateways.len(), 2, "{gateways:?}");
+    for name in gateways {
+        let env = compose["services"][name.as_str()]["environment"]
+            .as_mapping()
+            .unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_imgproxy-gateway"));
+        cmd.arg("check-config").arg(conf("gateway.yaml"));
+        for (key, value) in env {
+            let value = match value {
+                serde_yaml::Value::String(s) if s.starts_with("change-me-hex") => "ab".repeat(32),
+                serde_yaml::Value::String(s) => s.clone(),
+                other => serde_yaml::to_string(other).unwrap().trim().to_string(),
+            };
+            cmd.env(key.as_str().unwrap(), value);
+        }
+        let out = cmd.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{name}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            text.contains("2 backends, database Postgres"),
+            "{name}: {text}"
+        );
+    }
+}
