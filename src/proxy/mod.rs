@@ -195,13 +195,15 @@ impl Gateway {
         let code = http::StatusCode::from_u16(status).ok();
         let status = code.as_ref().map_or("0", |c| c.as_str());
         m.http_requests
-            .with(&[method, endpoint, status, user], |c| c.inc());
-        let took = ctx.started.elapsed().as_secs_f64();
+            .with_label_values(&[method, endpoint, status, user])
+            .inc();
         m.http_duration
-            .with(&[method, endpoint], |h| h.observe(took));
+            .with_label_values(&[method, endpoint])
+            .observe(ctx.started.elapsed().as_secs_f64());
         if let Some(caller) = &ctx.caller {
             m.user_requests
-                .with(&[caller.user_id.as_str()], |c| c.inc());
+                .with_label_values(&[caller.user_id.as_str()])
+                .inc();
         }
         if let Some(backend) = &ctx.upstream.current {
             let code = ctx
@@ -210,10 +212,12 @@ impl Gateway {
                 .and_then(|s| http::StatusCode::from_u16(s).ok());
             let status = code.as_ref().map_or("0", |c| c.as_str());
             m.backend_requests
-                .with(&[backend.url.as_str(), status], |c| c.inc());
+                .with_label_values(&[backend.url.as_str(), status])
+                .inc();
             if let Some(t) = ctx.upstream.response_time {
                 m.backend_response_time
-                    .with(&[backend.url.as_str()], |h| h.observe(t.as_secs_f64()));
+                    .with_label_values(&[backend.url.as_str()])
+                    .observe(t.as_secs_f64());
             }
         }
     }

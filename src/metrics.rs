@@ -1,10 +1,7 @@
-//! Prometheus metrics (DESIGN §10), exposed at `GET /metrics` on the admin listener. The request
-//! path finds its series through per-thread handles (`handles`: no shared lock, no allocation);
-//! backend health and process figures are read when Prometheus scrapes.
+//! Prometheus metrics (DESIGN §10), exposed at `GET /metrics` on the admin listener. Series are
+//! found by their label values (hashed, no string allocated for an existing series); backend
+//! health and process figures are read when Prometheus scrapes.
 
-mod handles;
-
-pub use handles::Cached;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
@@ -30,12 +27,12 @@ fn histogram(name: &str, help: &str, labels: &[&str]) -> HistogramVec {
 
 pub struct Metrics {
     registry: Registry,
-    pub http_requests: Cached<IntCounterVec>,
-    pub http_duration: Cached<HistogramVec>,
-    pub backend_requests: Cached<IntCounterVec>,
+    pub http_requests: IntCounterVec,
+    pub http_duration: HistogramVec,
+    pub backend_requests: IntCounterVec,
     pub backend_health: IntGaugeVec,
-    pub backend_response_time: Cached<HistogramVec>,
-    pub user_requests: Cached<IntCounterVec>,
+    pub backend_response_time: HistogramVec,
+    pub user_requests: IntCounterVec,
     /// Requests being served on the public listener.
     pub active_connections: IntGauge,
     pub memory_usage: IntGauge,
@@ -152,12 +149,12 @@ impl Metrics {
         }
         Metrics {
             registry,
-            http_requests: Cached::new(http_requests),
-            http_duration: Cached::new(http_duration),
-            backend_requests: Cached::new(backend_requests),
+            http_requests,
+            http_duration,
+            backend_requests,
             backend_health,
-            backend_response_time: Cached::new(backend_response_time),
-            user_requests: Cached::new(user_requests),
+            backend_response_time,
+            user_requests,
             active_connections,
             memory_usage,
             cpu_usage,
