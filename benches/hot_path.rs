@@ -177,5 +177,42 @@ fn bench_metrics(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench, bench_auth, bench_limits, bench_metrics);
+/// The same from two threads at once (the machine's cores), as Pingora's worker threads record.
+fn bench_metrics_threads(c: &mut Criterion) {
+    let m = imgproxy_gateway::metrics::Metrics::new();
+    let users: Vec<String> = (0..1000).map(|i| format!("user_{i}")).collect();
+    c.bench_function("metrics record per request, 2 threads at once", |b| {
+        b.iter_custom(|iters| {
+            let start = std::time::Instant::now();
+            std::thread::scope(|s| {
+                for t in 0..2 {
+                    let (m, users) = (&m, &users);
+                    s.spawn(move || {
+                        for i in 0..iters {
+                            let user = users[((i * 7 + t) % 1000) as usize].as_str();
+                            m.http_requests
+                                .with_label_values(&["GET", "/api/v1/convert", "200", user])
+                                .inc();
+                            m.http_duration
+                                .with_label_values(&["GET", "/api/v1/convert"])
+                                .observe(black_box(0.0042));
+                            m.user_requests.with_label_values(&[user]).inc();
+                        }
+                    });
+                }
+            });
+            // Both threads ran `iters` records: this is the time of one, with the other busy.
+            start.elapsed()
+        })
+    });
+}
+
+criterion_group!(
+    benches,
+    bench,
+    bench_auth,
+    bench_limits,
+    bench_metrics,
+    bench_metrics_threads
+);
 criterion_main!(benches);
