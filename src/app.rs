@@ -34,42 +34,57 @@ impl BackgroundService for StateService {
         mut shutdown: ShutdownWatch,
         ready: ServiceReadyNotifier,
     ) {
+        // Before anything else: a SIGHUP without a handler would end the process.
         let hangups = reload::hangups();
-        let mut delay = Duration::from_millis(200);
-        loop {
-            match store::connect(&self.state.config().database).await {
-                Ok(db) => {
-                    self.state.store.install(db);
-                    break;
-                }
-                Err(e) => {
-                    log::error!(
-                        "{}",
-                        serde_json::json!({"event": "database_unavailable", "error": e.to_string(), "retry_in_ms": delay.as_millis() as u64})
-                    );
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = shutdown.changed() => return,
-                    }
-                    delay = (delay * 2).min(Duration::from_secs(10));
-                }
-            }
-        }
-        if let Err(e) = self.state.limits.connect() {
-            log::error!(
-                "{}",
-                serde_json::json!({"event": "redis_unavailable", "error": e})
-            );
-        }
-        if let Err(e) = self.state.bus.connect_publisher() {
-            log::error!(
-                "{}",
-                serde_json::json!({"event": "redis_unavailable", "error": e})
-            );
+        if !connect(&self.state, &mut shutdown).await {
+            return;
         }
         ready.notify_ready();
+        write_pid(&self.state.config().server.pid_file);
+        self.run(hangups, shutdown).await;
+        finish(&self.state).await;
+    }
+}
+
+/// Open the database (retrying until it answers or the process stops) and connect to Redis.
+/// False when the process stopped first.
+async fn connect(state: &AppState, shutdown: &mut ShutdownWatch) -> bool {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match store::connect(&state.config().database).await {
+            Ok(db) => {
+                state.store.install(db);
+                break;
+            }
+            Err(e) => {
+                log::error!(
+                    "{}",
+                    serde_json::json!({"event": "database_unavailable", "error": e.to_string(), "retry_in_ms": delay.as_millis() as u64})
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = shutdown.changed() => return false,
+                }
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+    for connected in [state.limits.connect(), state.bus.connect_publisher()] {
+        if let Err(e) = connected {
+            log::error!(
+                "{}",
+                serde_json::json!({"event": "redis_unavailable", "error": e})
+            );
+        }
+    }
+    true
+}
+
+impl StateService {
+    /// Everything that runs beside the requests, until shutdown: draining, the quota webhook,
+    /// configuration reload, identity invalidations from other instances, and the flushers.
+    async fn run(&self, hangups: Option<tokio::signal::unix::Signal>, shutdown: ShutdownWatch) {
         let state = &self.state;
-        write_pid(&state.config().server.pid_file);
         if let Some(phases) = self.phases.lock().ok().and_then(|mut p| p.take()) {
             let state = Arc::clone(state);
             tokio::spawn(async move { state.drain.follow(phases).await });
@@ -98,17 +113,21 @@ impl BackgroundService for StateService {
             flush_last_used(state, shutdown.clone()),
             flush_usage(state, shutdown),
         );
-        settle(state).await;
-        flush_once(state).await;
-        if let Err(e) = state.limits.flush(&state.store).await {
-            log::error!(
-                "{}",
-                serde_json::json!({"event": "usage_flush_failed", "error": e.to_string(), "at": "shutdown"})
-            );
-        }
-        if let Ok(db) = state.store.db() {
-            let _ = db.clone().close().await;
-        }
+    }
+}
+
+/// After shutdown: wait for requests in flight, write what was counted, close the database.
+async fn finish(state: &AppState) {
+    settle(state).await;
+    flush_once(state).await;
+    if let Err(e) = state.limits.flush(&state.store).await {
+        log::error!(
+            "{}",
+            serde_json::json!({"event": "usage_flush_failed", "error": e.to_string(), "at": "shutdown"})
+        );
+    }
+    if let Ok(db) = state.store.db() {
+        let _ = db.clone().close().await;
     }
 }
 
