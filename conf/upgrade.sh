@@ -3,8 +3,10 @@
 # downtime"): start the new binary with -u, wait until it listens on the upgrade socket, SIGQUIT
 # the old process, and check that the new one took over. Install the new binary first.
 #
-# Under systemd (run as root) the new process is started inside the unit's cgroup and as the
-# unit's user, so the unit (ExitType=cgroup) follows it. Anywhere else it is started as is.
+# Under systemd (run as root) the new process is started inside the unit's cgroup, mount
+# namespace and limits, as the unit's user, with /etc/imgproxy-gateway/environment (the unit's
+# EnvironmentFile), logging to the journal; the unit (ExitType=cgroup) follows it. Anywhere else
+# it is started as is, with this shell's environment.
 set -eu
 
 BIN=${BIN:-/usr/local/bin/imgproxy-gateway}
@@ -23,18 +25,44 @@ kill -0 "$old" 2>/dev/null || fail "process $old (from $PID_FILE) is not running
 rm -f "$SOCK"
 
 cgroup=/sys/fs/cgroup$(awk -F: '$1 == "0" { print $3 }' "/proc/$old/cgroup" 2>/dev/null || true)
-if [ "$(id -u)" = 0 ] && [ -w "$cgroup/cgroup.procs" ] && command -v setpriv >/dev/null \
-  && command -v systemd-cat >/dev/null; then
-  user=$(stat -c %u "/proc/$old") group=$(stat -c %g "/proc/$old")
-  dir=$(readlink "/proc/$old/cwd")
-  # One process all along (each step execs the next): join the unit's cgroup, log to the
-  # journal like the unit, drop to the unit's user, run.
-  # shellcheck disable=SC2016
-  (cd "$dir" && exec sh -c 'echo $$ > "$0/cgroup.procs" && exec systemd-cat --identifier=imgproxy-gateway setpriv --reuid="$1" --regid="$2" --init-groups "$3" run --config "$4" -u' \
-    "$cgroup" "$user" "$group" "$BIN" "$CONFIG") &
-else
-  "$BIN" run --config "$CONFIG" -u &
-fi
+case "$cgroup" in
+  *.service)
+    # Under systemd: start the new process the way the unit started the old one (its cgroup,
+    # so the unit follows it; its mount namespace, limits, user, environment file and journal).
+    [ "$(id -u)" = 0 ] || fail "run as root: the new process must join $cgroup"
+    [ -w "$cgroup/cgroup.procs" ] || fail "cannot join $cgroup (cgroup v2 is required)"
+    for tool in setpriv nsenter systemd-cat; do
+      command -v "$tool" >/dev/null || fail "$tool is required"
+    done
+    user=$(stat -c %u "/proc/$old") group=$(stat -c %g "/proc/$old")
+    dir=$(readlink "/proc/$old/cwd")
+    soft=$(awk '/^Max open files/ { print $4 }' "/proc/$old/limits")
+    hard=$(awk '/^Max open files/ { print $5 }' "/proc/$old/limits")
+    # The unit's EnvironmentFile (KEY=value lines), as arguments of env -i.
+    ENV_FILE=${ENV_FILE:-/etc/imgproxy-gateway/environment}
+    set --
+    if [ -f "$ENV_FILE" ]; then
+      while IFS= read -r line || [ -n "$line" ]; do
+        case "$line" in '' | '#'* | ';'*) continue ;; esac
+        value=${line#*=}
+        case "$value" in \"*\") value=${value#\"}; value=${value%\"} ;; esac
+        set -- "$@" "${line%%=*}=$value"
+      done < "$ENV_FILE"
+    fi
+    # One process all along (each program execs the next), so $! is the gateway's pid.
+    (cd "$dir" && ulimit -Hn "$hard" && ulimit -Sn "$soft" \
+      && exec nsenter --target "$old" --mount -- \
+        env -i PATH="$PATH" GATEWAY__SERVER__PID_FILE="$PID_FILE" \
+        GATEWAY__SERVER__UPGRADE_SOCK="$SOCK" "$@" \
+        systemd-cat --identifier=imgproxy-gateway \
+        setpriv --reuid="$user" --regid="$group" --init-groups --no-new-privs \
+        "$BIN" run --config "$CONFIG" -u) &
+    echo "$!" > "$cgroup/cgroup.procs" || { kill "$!"; fail "could not move the new process into $cgroup"; }
+    ;;
+  *)
+    "$BIN" run --config "$CONFIG" -u &
+    ;;
+esac
 new=$!
 
 waited=0

@@ -95,10 +95,11 @@ impl StateService {
         }
         let reloader = self.reloader.lock().ok().and_then(|mut r| r.take());
         let reload_shutdown = shutdown.clone();
+        let reload_state = Arc::clone(state);
         tokio::join!(
             async move {
                 if let Some(reloader) = reloader {
-                    reloader.run(state, hangups, reload_shutdown).await;
+                    reloader.run(reload_state, hangups, reload_shutdown).await;
                 }
             },
             state.bus.subscribe(
@@ -142,10 +143,12 @@ fn write_pid(path: &str) {
     }
 }
 
-/// After the shutdown broadcast, requests already admitted still run; wait for them (within the
-/// grace period) so the final usage flush counts them too.
+/// After the shutdown broadcast, requests already admitted still run; wait for them so the final
+/// usage flush counts them too. Pingora shuts the runtimes down `grace_period` after the
+/// broadcast, which drops every task still running (requests and this service alike), so the
+/// wait ends at three quarters of it and leaves the rest to the flush.
 async fn settle(state: &AppState) {
-    let deadline = Instant::now() + state.config().server.grace_period.get();
+    let deadline = Instant::now() + state.config().server.grace_period.get() * 3 / 4;
     while state.metrics.active_connections.get() > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -153,6 +153,17 @@ async fn tls13_only_refuses_a_tls12_client_and_reloads_its_certificate_on_sighup
         served_certificate(&again, &convert).await.unwrap(),
         second.der
     );
+
+    // Turning TLS off needs a restart; the certificate paths it drops cannot apply without it.
+    let section = tls_yaml(certs.path(), "first", "1.3", false);
+    gw.edit_config(|y| y.replace(&section, "tls:\n  enabled: false"));
+    let line = gw.wait_log("\"config_reload_failed\"", 2).await;
+    assert!(line.contains("tls.cert: is required"), "{line}");
+    let still = client(&[&first, &second], Version::TLS_1_3, Version::TLS_1_3);
+    assert_eq!(
+        served_certificate(&still, &convert).await.unwrap(),
+        second.der
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

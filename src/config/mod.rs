@@ -9,4 +9,4 @@ mod validate;
 pub use duration::Span;
 pub use load::{load_file, load_str, ConfigError};
 pub use schema::*;
-pub use validate::{backend_url, OUTPUT_FORMATS};
+pub use validate::{backend_url, validate, OUTPUT_FORMATS};

@@ -36,8 +36,9 @@ impl Plan {
     }
 }
 
-/// Take the reloadable settings of `file` over `running`.
-pub fn plan(running: &Config, file: &Config) -> Plan {
+/// Take the reloadable settings of `file` over `running`. `tls_live`: the listeners use TLS, so
+/// the certificate can be swapped (otherwise `tls.*` needs a restart like any listener change).
+pub fn plan(running: &Config, file: &Config, tls_live: bool) -> Plan {
     let mut next = running.clone();
     next.observability.log_level = file.observability.log_level.clone();
     next.rate_limits = file.rate_limits.clone();
@@ -48,8 +49,10 @@ pub fn plan(running: &Config, file: &Config) -> Plan {
     q.reset_day = f.reset_day;
     next.backends = file.backends.clone();
     next.health_check = file.health_check.clone();
-    next.tls.cert = file.tls.cert.clone();
-    next.tls.key = file.tls.key.clone();
+    if tls_live {
+        next.tls.cert = file.tls.cert.clone();
+        next.tls.key = file.tls.key.clone();
+    }
     let applied = differences(running, &next);
     debug_assert!(applied
         .iter()
@@ -130,7 +133,7 @@ rate_limits:\n  user_level:\n    requests_per_minute: 3\n    requests_per_hour: 
             Vec::new(),
         )
         .unwrap();
-        let plan = plan(&running, &file);
+        let plan = plan(&running, &file, true);
         assert_eq!(
             plan.applied,
             [
@@ -156,10 +159,20 @@ rate_limits:\n  user_level:\n    requests_per_minute: 3\n    requests_per_hour: 
     }
 
     #[test]
+    fn certificate_paths_reload_only_on_a_tls_listener() {
+        let running = config("");
+        let file = config("tls:\n  cert: /etc/gw.crt\n  key: /etc/gw.key\n");
+        assert_eq!(plan(&running, &file, true).applied, ["tls.cert", "tls.key"]);
+        let plain = plan(&running, &file, false);
+        assert!(plain.applied.is_empty());
+        assert_eq!(plain.restart_required, ["tls.cert", "tls.key"]);
+    }
+
+    #[test]
     fn a_longer_backend_list_is_one_change() {
         let running = config("");
         let file = config("  - url: http://127.0.0.1:1003\n");
-        let plan = plan(&running, &file);
+        let plan = plan(&running, &file, true);
         assert_eq!(plan.applied, ["backends"]);
         assert!(plan.restart_required.is_empty());
         assert!(differences(&running, &running).is_empty());

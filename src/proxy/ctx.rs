@@ -4,7 +4,7 @@ use super::route::Route;
 use crate::error::GatewayError;
 use crate::imgproxy::Format;
 use crate::upstream::state::BackendState;
-use crate::upstream::Tried;
+use crate::upstream::{Generation, Tried};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -21,6 +21,8 @@ pub struct Job {
 /// The state of the backend leg of a request.
 #[derive(Default)]
 pub struct UpstreamLeg {
+    /// The pool generation of the first pick; retries pick from it too.
+    pub generation: Option<Arc<Generation>>,
     pub tried: Tried,
     pub current: Option<Arc<BackendState>>,
     /// The backend's response header has arrived (no retry after this).
@@ -33,6 +35,13 @@ pub struct UpstreamLeg {
     pub status: Option<u16>,
     /// A backend error answer being rewritten into a JSON error.
     pub error: Option<super::backend_error::Capture>,
+}
+
+impl UpstreamLeg {
+    /// How many backends this request can try (its generation's).
+    pub fn backends(&self) -> u32 {
+        self.generation.as_ref().map_or(0, |g| g.len() as u32)
+    }
 }
 
 pub struct Ctx {

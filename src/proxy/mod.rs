@@ -221,10 +221,6 @@ impl Gateway {
             }
         }
     }
-
-    fn backend_count(&self) -> u32 {
-        self.state.pool.len() as u32
-    }
 }
 
 fn is_timeout(e: &Error) -> bool {
@@ -315,7 +311,11 @@ impl ProxyHttp for Gateway {
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        let Some(backend) = self.state.pool.pick(ctx.upstream.tried) else {
+        let leg = &mut ctx.upstream;
+        let generation = leg
+            .generation
+            .get_or_insert_with(|| self.state.pool.current());
+        let Some(backend) = generation.pick(leg.tried) else {
             ctx.failure = Some(GatewayError::NoHealthyBackend);
             return Error::e_explain(ErrorType::HTTPStatus(503), "no healthy backend");
         };
@@ -362,7 +362,7 @@ impl ProxyHttp for Gateway {
         }
         // Try every backend once. When the last one refuses too and none is healthy any more,
         // the answer is 503 (no healthy backend) rather than 502.
-        let retry = ctx.upstream.tried.count() < self.backend_count();
+        let retry = ctx.upstream.tried.count() < ctx.upstream.backends();
         if !retry && self.state.pool.healthy_count() == 0 {
             ctx.failure = Some(GatewayError::NoHealthyBackend);
         }
@@ -391,7 +391,7 @@ impl ProxyHttp for Gateway {
             }
             true
         } else {
-            let retry = before_answer && ctx.upstream.tried.count() < self.backend_count();
+            let retry = before_answer && ctx.upstream.tried.count() < ctx.upstream.backends();
             if retry {
                 if let Some(backend) = &ctx.upstream.current {
                     crate::upstream::mark_failed(backend, e.etype().as_str());

@@ -66,7 +66,11 @@ pub fn offers_tls13(record: &[u8]) -> Option<bool> {
     if r.u8()? != 1 {
         return None; // not a ClientHello
     }
-    r.skip(3 + 2 + 32)?; // length, legacy version, random
+    let length = r.take(3)?;
+    let length = u32::from_be_bytes([0, length[0], length[1], length[2]]) as usize;
+    // None when the message goes on in another record (a fragmented ClientHello).
+    let mut r = Reader(r.take(length)?);
+    r.skip(2 + 32)?; // legacy version, random
     r.prefixed8()?; // session id
     r.prefixed16()?; // cipher suites
     r.prefixed8()?; // compression methods
@@ -164,5 +168,13 @@ mod tests {
         let mut broken = full.clone();
         broken[5] = 2; // ServerHello
         assert_eq!(offers_tls13(&broken), None);
+        // A ClientHello split over two records, the first ending right after the compression
+        // methods: it must not pass for a hello without extensions (a TLS 1.2-only one).
+        let mut split = hello(&[]);
+        let cut = split.len() - 2; // the extensions length goes to the next record
+        split.truncate(cut);
+        let body = (cut - 5) as u16;
+        split[3..5].copy_from_slice(&body.to_be_bytes());
+        assert_eq!(offers_tls13(&split), None);
     }
 }

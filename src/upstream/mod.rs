@@ -27,13 +27,14 @@ type Balancer = LoadBalancer<SmoothWeighted>;
 /// The backend pool. Its members are replaced as a whole on reload; requests in flight keep the
 /// generation they started with.
 pub struct Pool {
-    members: ArcSwap<Members>,
+    current: ArcSwap<Generation>,
     /// Wakes the health-check loop when the members (or the check settings) change.
     changed: Notify,
 }
 
-/// One generation of the pool: the backends of one configuration.
-struct Members {
+/// One generation of the pool: the backends of one configuration. A request keeps the
+/// generation of its first pick for its retries, so backend indexes (`Tried`) stay meaningful.
+pub struct Generation {
     balancer: Balancer,
     states: Vec<Arc<BackendState>>,
     interval: Duration,
@@ -58,10 +59,10 @@ impl Tried {
     }
 }
 
-impl Members {
+impl Generation {
     /// Resolve and build every backend of `config`. A URL already in `previous` keeps its live
     /// health and counters.
-    fn build(config: &Config, previous: &[Arc<BackendState>]) -> Result<Members, String> {
+    fn build(config: &Config, previous: &[Arc<BackendState>]) -> Result<Generation, String> {
         let mut states = Vec::new();
         let mut set = BTreeSet::new();
         for (index, entry) in config.backends.iter().enumerate() {
@@ -128,11 +129,40 @@ impl Members {
             .now_or_never()
             .ok_or("backend discovery did not complete")?
             .map_err(|e| format!("backends: {e}"))?;
-        Ok(Members {
+        Ok(Generation {
             balancer,
             states,
             interval: hc.interval.get(),
         })
+    }
+
+    /// The next backend for a request that has already tried `tried`. Healthy backends that are
+    /// not passively marked come first; if every one is marked, marked ones are tried too,
+    /// so a brief blip on all backends cannot turn into a 30-second outage.
+    pub fn pick(&self, tried: Tried) -> Option<Arc<BackendState>> {
+        let max = self.states.len() * 100;
+        let fresh = |b: &Backend| {
+            self.state_of(b)
+                .filter(|s| !tried.contains(s.index) && s.is_actively_healthy())
+        };
+        let chosen = self
+            .balancer
+            .select_with(b"", max, |b, _| {
+                fresh(b).is_some_and(|s| !s.is_passively_down())
+            })
+            .or_else(|| {
+                self.balancer
+                    .select_with(b"", max, |b, _| fresh(b).is_some())
+            })?;
+        self.state_of(&chosen).cloned()
+    }
+
+    pub fn len(&self) -> usize {
+        self.states.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.states.is_empty()
     }
 
     fn state_of(&self, backend: &Backend) -> Option<&Arc<BackendState>> {
@@ -147,7 +177,7 @@ impl Pool {
     /// The pool of `config`; selection works at once, health checks run in `run_checks`.
     pub fn build(config: &Config) -> Result<Pool, String> {
         Ok(Pool {
-            members: ArcSwap::from_pointee(Members::build(config, &[])?),
+            current: ArcSwap::from_pointee(Generation::build(config, &[])?),
             changed: Notify::new(),
         })
     }
@@ -155,8 +185,8 @@ impl Pool {
     /// Take the backends and health-check settings of `config`. Backends whose URL stays keep
     /// their health and counters; new ones start healthy (as at start, failover covers them).
     pub fn reload(&self, config: &Config) -> Result<(), String> {
-        let next = Members::build(config, &self.members.load().states)?;
-        self.members.store(Arc::new(next));
+        let next = Generation::build(config, &self.current.load().states)?;
+        self.current.store(Arc::new(next));
         self.changed.notify_one();
         Ok(())
     }
@@ -164,7 +194,7 @@ impl Pool {
     /// Check every backend each interval (all at once), until shutdown.
     pub async fn run_checks(&self, mut shutdown: ShutdownWatch) {
         loop {
-            let members = self.members.load_full();
+            let members = self.current.load_full();
             members.balancer.backends().run_health_check(true).await;
             tokio::select! {
                 _ = tokio::time::sleep(members.interval) => {}
@@ -176,36 +206,22 @@ impl Pool {
 
     /// The current backends.
     pub fn states(&self) -> Vec<Arc<BackendState>> {
-        self.members.load().states.clone()
+        self.current.load().states.clone()
     }
 
-    /// The next backend for a request that has already tried `tried`. Healthy backends that are
-    /// not passively marked come first; if every one is marked, marked ones are tried too,
-    /// so a brief blip on all backends cannot turn into a 30-second outage.
+    /// The generation new requests use.
+    pub fn current(&self) -> Arc<Generation> {
+        self.current.load_full()
+    }
+
+    /// The next backend of the current generation (see `Generation::pick`).
     pub fn pick(&self, tried: Tried) -> Option<Arc<BackendState>> {
-        let members = self.members.load();
-        let max = members.states.len() * 100;
-        let fresh = |b: &Backend| {
-            members
-                .state_of(b)
-                .filter(|s| !tried.contains(s.index) && s.is_actively_healthy())
-        };
-        let chosen = members
-            .balancer
-            .select_with(b"", max, |b, _| {
-                fresh(b).is_some_and(|s| !s.is_passively_down())
-            })
-            .or_else(|| {
-                members
-                    .balancer
-                    .select_with(b"", max, |b, _| fresh(b).is_some())
-            })?;
-        members.state_of(&chosen).cloned()
+        self.current.load().pick(tried)
     }
 
     /// `(url, in rotation)` of every backend.
     pub fn health(&self) -> Vec<(String, bool)> {
-        let members = self.members.load();
+        let members = self.current.load();
         members
             .states
             .iter()
@@ -214,7 +230,7 @@ impl Pool {
     }
 
     pub fn len(&self) -> usize {
-        self.members.load().states.len()
+        self.current.load().states.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -222,12 +238,12 @@ impl Pool {
     }
 
     pub fn healthy_count(&self) -> usize {
-        let members = self.members.load();
+        let members = self.current.load();
         members.states.iter().filter(|s| s.is_healthy()).count()
     }
 
     pub fn statuses(&self) -> Vec<BackendStatus> {
-        let members = self.members.load();
+        let members = self.current.load();
         members.states.iter().map(|s| s.status()).collect()
     }
 }
