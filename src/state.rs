@@ -111,9 +111,10 @@ impl AppState {
         })
     }
 
-    /// The configuration in effect now. Hold the `Arc` for a consistent view across a task.
-    pub fn config(&self) -> Arc<Config> {
-        self.config.load_full()
+    /// The configuration in effect now. The guard is cheap (no shared reference count is
+    /// touched, so the request path takes it freely); hold it only briefly.
+    pub fn config(&self) -> arc_swap::Guard<Arc<Config>> {
+        self.config.load()
     }
 
     /// Put a reloaded configuration in effect.
