@@ -129,7 +129,7 @@ async fn ip_whitelists_and_forwarded_for(engine: Engine) {
     .await;
     let send = |gw: &Gateway, key: &str, xff: Option<&str>| {
         let mut req = client()
-            .get(gw.url("/api/v1/convert?url=http://example.com/a.jpg"))
+            .get(gw.url(common::CONVERT))
             .header("X-API-Key", key);
         if let Some(xff) = xff {
             req = req.header("X-Forwarded-For", xff);

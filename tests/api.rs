@@ -254,7 +254,7 @@ async fn backend_errors_keep_their_meaning() {
         a.set_mode(mode.clone());
         b.set_mode(mode.clone());
         let r = client()
-            .get(gw.url("/api/v1/convert?url=http://example.com/a.jpg"))
+            .get(gw.url(common::CONVERT))
             .header("X-API-Key", KEY)
             .send()
             .await

@@ -285,7 +285,7 @@ async fn bad_keys_are_401(engine: Engine) {
     ];
     for (what, key) in cases {
         for attempt in 0..2 {
-            let mut req = client().get(gw.url("/api/v1/convert?url=http://example.com/a.jpg"));
+            let mut req = client().get(gw.url(common::CONVERT));
             if let Some(key) = &key {
                 req = req.header("X-API-Key", key);
             }

@@ -105,7 +105,7 @@ async fn the_ip_bucket_gives_its_burst_then_refills() {
     assert_eq!(health.status(), 200);
     // Failed authentications spend the same bucket, so they cannot hammer key verification.
     let r = client()
-        .get(gw.url("/api/v1/convert?url=http://example.com/a.jpg"))
+        .get(gw.url(common::CONVERT))
         .header(
             "X-API-Key",
             "imgproxy_nobody_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
@@ -530,7 +530,7 @@ async fn usage_survives(engine: Engine) {
     assert_eq!(used(&env.gw).await, 25, "a graceful stop loses nothing");
 
     // Load, then SIGKILL in the middle of it.
-    let gw_url = env.gw.url("/api/v1/convert?url=http://example.com/a.jpg");
+    let gw_url = env.gw.url(common::CONVERT);
     let load = tokio::spawn({
         let key = key.clone();
         async move {

@@ -11,7 +11,7 @@ const FAST_CHECKS: &str = "health_check:\n  interval: 1s\n  timeout: 1s\n  unhea
 
 async fn convert(gw: &Gateway) -> reqwest::Response {
     client()
-        .get(gw.url("/api/v1/convert?url=http://example.com/a.jpg"))
+        .get(gw.url(common::CONVERT))
         .header("X-API-Key", KEY)
         .send()
         .await
@@ -39,7 +39,7 @@ async fn a_70_30_pool_interleaves_by_weight() {
     let mut picks = Vec::with_capacity(1000);
     for _ in 0..1000 {
         let r = http
-            .get(gw.url("/api/v1/convert?url=http://example.com/a.jpg"))
+            .get(gw.url(common::CONVERT))
             .header("X-API-Key", KEY)
             .send()
             .await
@@ -75,7 +75,7 @@ async fn a_killed_backend_costs_no_request_and_comes_back_after_good_checks() {
     // Four clients in parallel; `a` dies in the middle.
     let mut clients = Vec::new();
     for _ in 0..4 {
-        let url = gw.url("/api/v1/convert?url=http://example.com/a.jpg");
+        let url = gw.url(common::CONVERT);
         clients.push(tokio::spawn(async move {
             let http = client();
             let mut failures = Vec::new();

@@ -51,7 +51,7 @@ async fn pair(yaml: &str, redis_url: &str) -> Option<Pair> {
 }
 
 fn convert_url(gw: &Gateway) -> String {
-    gw.url("/api/v1/convert?url=http://example.com/a.jpg")
+    gw.url(common::CONVERT)
 }
 
 /// Fire `n` requests at once, alternating between the two instances; the statuses.
@@ -132,12 +132,7 @@ async fn two_instances_stop_at_exactly_the_request_quota() {
         402,
         30,
     );
-    let r = client()
-        .get(convert_url(&p.b))
-        .header("X-API-Key", &key)
-        .send()
-        .await
-        .unwrap();
+    let r = common::convert(&p.b, &key).await;
     assert_eq!(r.status(), 402, "the 51st and later");
     // Both instances report the same usage, from Redis.
     for gw in [&p.a, &p.b] {
@@ -174,12 +169,7 @@ async fn two_instances_stop_at_exactly_the_request_quota() {
         (200, &json!(0)),
         "{quota}"
     );
-    let r = client()
-        .get(convert_url(&p.b))
-        .header("X-API-Key", &key)
-        .send()
-        .await
-        .unwrap();
+    let r = common::convert(&p.b, &key).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-quota-remaining"], "49");
     // The other instance forgot its counts too (the reset went over the bus).

@@ -24,11 +24,7 @@ struct Tally {
 
 /// One connection's worth of load: requests back to back until `stop`.
 async fn load(port: u16, stop: Arc<AtomicBool>) -> Tally {
-    let mut raw = RawClient::new(
-        port,
-        "/api/v1/convert?url=http://example.com/a.jpg",
-        &[("X-API-Key", KEY)],
-    );
+    let mut raw = RawClient::new(port, common::CONVERT, &[("X-API-Key", KEY)]);
     let mut tally = Tally::default();
     while !stop.load(Ordering::Relaxed) {
         match raw.send().await {

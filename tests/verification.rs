@@ -107,7 +107,7 @@ async fn a_flood_of_unknown_keys_cannot_starve_verified_ones() {
     let flood: Vec<_> = (0..40)
         .map(|i| {
             let forged = format!("{prefix}{:0>31}", i);
-            let url = gw.url("/api/v1/convert?url=http://example.com/a.jpg");
+            let url = gw.url(common::CONVERT);
             tokio::spawn(async move {
                 let r = client()
                     .get(url)

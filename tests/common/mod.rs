@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 
 pub const KEY: &str = "a8e77f84e2729dc6728889d4be31b123";
 pub const BIN: &str = env!("CARGO_BIN_EXE_imgproxy-gateway");
+/// A convert request the stub backends answer.
+pub const CONVERT: &str = "/api/v1/convert?url=http://example.com/a.jpg";
 
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -441,7 +443,7 @@ pub async fn away_from_a_minute_boundary() {
 /// `GET /api/v1/convert` of a sample URL with `key` (stub backends answer it).
 pub async fn convert(gw: &Gateway, key: &str) -> reqwest::Response {
     client()
-        .get(gw.url("/api/v1/convert?url=http://example.com/a.jpg"))
+        .get(gw.url(CONVERT))
         .header("X-API-Key", key)
         .send()
         .await
