@@ -63,7 +63,7 @@ impl Certificates {
     }
 
     /// Listener settings that take their certificate from here.
-    pub fn settings(self: &Arc<Self>) -> TlsSettings {
+    fn settings(self: &Arc<Self>) -> TlsSettings {
         let mut settings =
             TlsSettings::intermediate("", "").expect("settings without files always build");
         settings.set_cert_resolver(Arc::clone(self) as Arc<dyn ResolvesServerCert>);

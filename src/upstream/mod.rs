@@ -24,11 +24,11 @@ use tokio::sync::Notify;
 
 type Balancer = LoadBalancer<SmoothWeighted>;
 
-/// The backend pool. Its members are replaced as a whole on reload; requests in flight keep the
+/// The backend pool. A reload replaces its generation as a whole; requests in flight keep the
 /// generation they started with.
 pub struct Pool {
     current: ArcSwap<Generation>,
-    /// Wakes the health-check loop when the members (or the check settings) change.
+    /// Wakes the health-check loop when the generation (backends or check settings) changes.
     changed: Notify,
 }
 
@@ -194,10 +194,10 @@ impl Pool {
     /// Check every backend each interval (all at once), until shutdown.
     pub async fn run_checks(&self, mut shutdown: ShutdownWatch) {
         loop {
-            let members = self.current.load_full();
-            members.balancer.backends().run_health_check(true).await;
+            let generation = self.current.load_full();
+            generation.balancer.backends().run_health_check(true).await;
             tokio::select! {
-                _ = tokio::time::sleep(members.interval) => {}
+                _ = tokio::time::sleep(generation.interval) => {}
                 _ = self.changed.notified() => {}
                 _ = shutdown.changed() => return,
             }
@@ -221,8 +221,8 @@ impl Pool {
 
     /// `(url, in rotation)` of every backend.
     pub fn health(&self) -> Vec<(String, bool)> {
-        let members = self.current.load();
-        members
+        let generation = self.current.load();
+        generation
             .states
             .iter()
             .map(|s| (s.url.clone(), s.is_healthy()))
@@ -238,13 +238,13 @@ impl Pool {
     }
 
     pub fn healthy_count(&self) -> usize {
-        let members = self.current.load();
-        members.states.iter().filter(|s| s.is_healthy()).count()
+        let generation = self.current.load();
+        generation.states.iter().filter(|s| s.is_healthy()).count()
     }
 
     pub fn statuses(&self) -> Vec<BackendStatus> {
-        let members = self.current.load();
-        members.states.iter().map(|s| s.status()).collect()
+        let generation = self.current.load();
+        generation.states.iter().map(|s| s.status()).collect()
     }
 }
 
