@@ -184,6 +184,8 @@ fn main() {
                 Killed(
                     Command::new(BIN)
                         .args(["dev-backend", "--listen", &format!("127.0.0.1:{p}")])
+                        // The bench serves its source on loopback.
+                        .args(["--allow-loopback-source-addresses", "true"])
                         .env("RUST_LOG", "warn")
                         .stdout(Stdio::null())
                         .stderr(Stdio::null())

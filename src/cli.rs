@@ -119,4 +119,16 @@ pub struct DevBackendArgs {
     /// Root directory of local:// sources.
     #[arg(long)]
     pub local_root: Option<PathBuf>,
+    /// Fetch sources on loopback addresses (default: $IMGPROXY_ALLOW_LOOPBACK_SOURCE_ADDRESSES,
+    /// else false, as imgproxy).
+    #[arg(long, value_name = "BOOL")]
+    pub allow_loopback_source_addresses: Option<bool>,
+    /// Fetch sources on link-local addresses (default:
+    /// $IMGPROXY_ALLOW_LINK_LOCAL_SOURCE_ADDRESSES, else false).
+    #[arg(long, value_name = "BOOL")]
+    pub allow_link_local_source_addresses: Option<bool>,
+    /// Fetch sources on private addresses (default: $IMGPROXY_ALLOW_PRIVATE_SOURCE_ADDRESSES,
+    /// else true, as imgproxy).
+    #[arg(long, value_name = "BOOL")]
+    pub allow_private_source_addresses: Option<bool>,
 }

@@ -2,6 +2,7 @@
 
 use crate::cli::{DevArgs, DevBackendArgs};
 use crate::config::{load_str, Config};
+use crate::devbackend::guard::AddressPolicy;
 use crate::devbackend::{DevBackend, DevBackendOptions};
 use pingora::server::Server;
 use pingora::services::listening::Service;
@@ -27,11 +28,41 @@ pub fn run_backend(args: DevBackendArgs) -> Result<(), String> {
             args.listen
         )
     })?;
+    let defaults = AddressPolicy::default();
+    let switch = |flag: Option<bool>, name: &str, default: bool| -> Result<bool, String> {
+        match (flag, std::env::var(name)) {
+            (Some(value), _) => Ok(value),
+            (None, Ok(text)) => match text.trim().to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" => Ok(true),
+                "0" | "false" | "no" | "" => Ok(false),
+                other => Err(format!("{name}: `{other}` is not true or false")),
+            },
+            (None, Err(_)) => Ok(default),
+        }
+    };
+    let addresses = AddressPolicy {
+        allow_loopback: switch(
+            args.allow_loopback_source_addresses,
+            "IMGPROXY_ALLOW_LOOPBACK_SOURCE_ADDRESSES",
+            defaults.allow_loopback,
+        )?,
+        allow_link_local: switch(
+            args.allow_link_local_source_addresses,
+            "IMGPROXY_ALLOW_LINK_LOCAL_SOURCE_ADDRESSES",
+            defaults.allow_link_local,
+        )?,
+        allow_private: switch(
+            args.allow_private_source_addresses,
+            "IMGPROXY_ALLOW_PRIVATE_SOURCE_ADDRESSES",
+            defaults.allow_private,
+        )?,
+    };
     let options = DevBackendOptions {
         key: args.key,
         salt: args.salt,
         signature_size: args.signature_size,
         local_root: args.local_root,
+        addresses,
     };
     let mut server = Server::new(None).map_err(|e| e.to_string())?;
     server.bootstrap();
@@ -85,6 +116,12 @@ pub fn add_backends(server: &mut Server, config: &Config) -> Result<(), String> 
             salt: config.imgproxy.salt.clone(),
             signature_size: config.imgproxy.signature_size,
             local_root: Some(config.storage.dir.clone().into()),
+            // The gateway's upload source (storage.source_base_url) is on loopback here, which
+            // imgproxy refuses by default; dev mode allows it as an operator would.
+            addresses: AddressPolicy {
+                allow_loopback: true,
+                ..AddressPolicy::default()
+            },
         };
         server.add_service(backend_service(&listen, options)?);
     }

@@ -24,6 +24,14 @@ pub enum GatewayError {
     Conflict(String),
     #[error("{0}")]
     SourceNotFound(String),
+    /// The source answered this 4xx (401, 403, ...), which the client gets as it is.
+    #[error("{message}")]
+    SourceRefused { status: u16, message: String },
+    /// The source failed (its 5xx, or an answer cut short).
+    #[error("{0}")]
+    SourceFailed(String),
+    #[error("the source did not answer within the backend's download timeout")]
+    SourceTimeout,
     #[error("method {method} is not allowed here; use {allow}")]
     MethodNotAllowed { method: String, allow: &'static str },
     #[error("the upload exceeds the limit of {limit_mb} MiB")]
@@ -53,6 +61,10 @@ pub enum GatewayError {
     AuthBusy,
     #[error("the backend did not answer in time")]
     BackendTimeout,
+    #[error("every backend tried is busy (imgproxy's queue is full); retry shortly")]
+    BackendBusy,
+    #[error("{0}")]
+    InsufficientStorage(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -72,6 +84,11 @@ impl GatewayError {
             Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Forbidden(_) => StatusCode::FORBIDDEN,
             NotFound(_) | SourceNotFound(_) => StatusCode::NOT_FOUND,
+            SourceRefused { status, .. } => {
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
+            }
+            SourceFailed(_) => StatusCode::BAD_GATEWAY,
+            SourceTimeout => StatusCode::GATEWAY_TIMEOUT,
             RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             QuotaExceeded { .. } => StatusCode::PAYMENT_REQUIRED,
             Conflict(_) => StatusCode::CONFLICT,
@@ -79,7 +96,10 @@ impl GatewayError {
             PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             InvalidImage(_) => StatusCode::UNPROCESSABLE_ENTITY,
             BackendFailed(_) => StatusCode::BAD_GATEWAY,
-            NoHealthyBackend | NotReady(_) | AuthBusy => StatusCode::SERVICE_UNAVAILABLE,
+            NoHealthyBackend | NotReady(_) | AuthBusy | BackendBusy => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             BackendTimeout => StatusCode::GATEWAY_TIMEOUT,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -98,6 +118,9 @@ impl GatewayError {
             RateLimited { .. } => "rate_limited",
             QuotaExceeded { .. } => "quota_exceeded",
             SourceNotFound(_) => "source_not_found",
+            SourceRefused { .. } => "source_refused",
+            SourceFailed(_) => "source_failed",
+            SourceTimeout => "source_timeout",
             MethodNotAllowed { .. } => "method_not_allowed",
             PayloadTooLarge { .. } => "payload_too_large",
             InvalidImage(_) => "invalid_image",
@@ -106,6 +129,8 @@ impl GatewayError {
             NotReady(_) => "not_ready",
             AuthBusy => "auth_busy",
             BackendTimeout => "gateway_timeout",
+            BackendBusy => "backend_busy",
+            InsufficientStorage(_) => "insufficient_storage",
             Internal(_) => "internal_error",
         }
     }
@@ -142,8 +167,12 @@ impl GatewayError {
     pub fn headers(&self) -> Vec<(&'static str, String)> {
         match self {
             GatewayError::MethodNotAllowed { allow, .. } => vec![("Allow", allow.to_string())],
-            GatewayError::NoHealthyBackend => vec![("Retry-After", "5".into())],
-            GatewayError::AuthBusy => vec![("Retry-After", "1".into())],
+            GatewayError::NoHealthyBackend | GatewayError::NotReady(_) => {
+                vec![("Retry-After", "5".into())]
+            }
+            GatewayError::AuthBusy | GatewayError::BackendBusy => {
+                vec![("Retry-After", "1".into())]
+            }
             GatewayError::RateLimited { retry_after, .. } => {
                 vec![("Retry-After", retry_after.to_string())]
             }

@@ -95,7 +95,8 @@ async fn convert_builds_imgproxy_urls_and_forwards_the_request_id() {
         .cloned()
         .collect::<Vec<_>>();
     assert_eq!(recorded.len(), 1);
-    let path = "/rs:fit:300:300/plain/http://img.example.com/pretty/image.jpg@webp";
+    // base64url("http://img.example.com/pretty/image.jpg"), the form every imgproxy reads alike.
+    let path = "/rs:fit:300:300/aHR0cDovL2ltZy5leGFtcGxlLmNvbS9wcmV0dHkvaW1hZ2UuanBn.webp";
     let signer = imgproxy_gateway::imgproxy::Signer::from_hex(Some(key), Some(salt), 32).unwrap();
     assert_eq!(recorded[0].path, format!("/{}{path}", signer.sign(path)));
     assert_ne!(signer.sign(path), "insecure");
@@ -118,10 +119,10 @@ async fn convert_builds_imgproxy_urls_and_forwards_the_request_id() {
         .iter()
         .chain(b.requests.lock().unwrap().iter())
         .map(|r| r.path.clone())
-        .find(|p| p.contains("/a.jpg"))
+        .find(|p| p.ends_with(".png"))
         .unwrap();
     assert!(
-        last.ends_with("/plain/http://img.example.com/a.jpg@png"),
+        last.ends_with("/rs:fit:0:0/aHR0cDovL2ltZy5leGFtcGxlLmNvbS9hLmpwZw.png"),
         "{last}"
     );
 }
@@ -240,7 +241,8 @@ async fn backend_errors_keep_their_meaning() {
             404,
             "source_not_found",
         ),
-        (Mode::Status(404, "Invalid URL"), 404, "source_not_found"),
+        // imgproxy could not parse the gateway's own URL: the gateway's problem.
+        (Mode::Status(404, "Invalid URL"), 502, "bad_gateway"),
         (
             Mode::Status(422, "Invalid source image"),
             422,
@@ -248,7 +250,9 @@ async fn backend_errors_keep_their_meaning() {
         ),
         (Mode::Status(400, "Bad request"), 400, "bad_request"),
         (Mode::Status(403, "Forbidden"), 502, "bad_gateway"),
-        (Mode::Status(500, "Internal error"), 502, "bad_gateway"),
+        // imgproxy 3.x's answer for a source that refuses the connection.
+        (Mode::Status(500, "Internal error"), 404, "source_not_found"),
+        (Mode::Status(500, "boom"), 502, "bad_gateway"),
         (Mode::Status(503, "Timeout"), 504, "gateway_timeout"),
     ] {
         a.set_mode(mode.clone());
@@ -264,14 +268,6 @@ async fn backend_errors_keep_their_meaning() {
         let body: serde_json::Value = r.json().await.unwrap();
         assert_eq!(body["error"]["code"], code, "{mode:?}");
         assert_eq!(body["error"]["request_id"], r_id.as_str());
-        if let Mode::Status(_, text) = mode {
-            if status != 502 && status != 504 {
-                assert!(
-                    body["error"]["message"].as_str().unwrap().contains(text),
-                    "{body}"
-                );
-            }
-        }
     }
 }
 

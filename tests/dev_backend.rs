@@ -41,7 +41,7 @@ async fn health_methods_and_signatures() {
     let (status, _, body) = get(&backend, vector).await;
     assert_eq!(
         (status, body.as_slice()),
-        (404, &b"Source image is unreachable"[..])
+        (404, &b"Source is unreachable"[..])
     );
     // Tampered, padded and missing signatures are refused.
     for bad in [
@@ -79,7 +79,7 @@ async fn health_methods_and_signatures() {
         (
             "/plain/local:///missing.jpg@webp",
             404,
-            "Source image is unreachable",
+            "Source is unreachable",
         ),
         ("/plain/local:///board.jpg@avif", 422, "Invalid URL"),
     ] {
@@ -140,4 +140,58 @@ async fn signature_size_truncates_like_imgproxy() {
         403,
         "a full-length signature is refused at size 8"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sources_are_fetched_as_imgproxy_4_does() {
+    use common::stub::{Mode, Stub};
+    let signer = Signer::insecure();
+    let source = Stub::start("source", Mode::Status(403, "no")).await;
+    let path = |url: &str| {
+        use base64::Engine;
+        let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(url);
+        signer.signed_path(&format!("/rs:fit:0:0/{encoded}.webp"))
+    };
+    let at = |p: &str| format!("{}{p}", source.url());
+
+    // Loopback and link-local sources are refused by default, before any connection.
+    let guarded = DevBackend::start(&[]).await;
+    for url in [
+        at("/a.jpg"),
+        "http://169.254.169.254/latest".into(),
+        "http://[::1]:1/x".into(),
+    ] {
+        let (status, _, body) = get(&guarded, &path(&url)).await;
+        assert_eq!(
+            (status, body.as_slice()),
+            (404, &b"Invalid source URL"[..]),
+            "{url}"
+        );
+    }
+    assert_eq!(source.served(), 0);
+    let (status, _, body) = get(&guarded, &path("http://localhost:1/a.jpg")).await;
+    assert_eq!(
+        (status, body.as_slice()),
+        (404, &b"Invalid source URL"[..]),
+        "a name resolving to loopback"
+    );
+
+    // Allowed, a source's own 4xx passes through and its 5xx is a 502.
+    let open = DevBackend::start(&["--allow-loopback-source-addresses", "true"]).await;
+    let (status, _, body) = get(&open, &path(&at("/a.jpg"))).await;
+    assert_eq!(
+        (status, body.as_slice()),
+        (403, &b"Source is unreachable"[..])
+    );
+    source.set_mode(Mode::Status(500, "down"));
+    assert_eq!(get(&open, &path(&at("/a.jpg"))).await.0, 502);
+    // imgproxy's 5 s download timeout.
+    source.set_mode(Mode::Sleep(std::time::Duration::from_secs(7)));
+    let started = std::time::Instant::now();
+    let (status, _, body) = get(&open, &path(&at("/a.jpg"))).await;
+    assert_eq!(
+        (status, body.as_slice()),
+        (504, &b"Source is unreachable"[..])
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(7));
 }

@@ -1,6 +1,7 @@
 //! Zero-downtime upgrade: the documented procedure (start the new binary with `-u`, SIGQUIT the
 //! old one) under keep-alive load from 100 connections whose client never retries: no failed
-//! request, no non-2xx answer, and every answered request counted once in the user's usage.
+//! request, no non-2xx answer, and every answered request counted once in the user's usage,
+//! both as the new process reports it at once and after a restart.
 
 mod common;
 
@@ -111,6 +112,23 @@ async fn upgrade_under_keepalive_load_loses_no_request() {
         total.closed >= CONNECTIONS as u64,
         "every connection to the old process ends with `Connection: close` ({} did)",
         total.closed
+    );
+
+    // The running process's usage counts every 200 exactly once, the old process's last
+    // counts (written as it exited) included, without a restart.
+    let live = |gw: &Gateway| {
+        let url = gw.admin_url("/api/v1/users/legacy/quota");
+        async move { common::get_json(url, Some(KEY)).await["requests"]["used"].clone() }
+    };
+    let settled = common::within(Duration::from_secs(5), || async {
+        live(&gw).await == total.ok
+    })
+    .await;
+    assert!(
+        settled.is_some(),
+        "live usage {} after the upgrade, {} answered",
+        live(&gw).await,
+        total.ok
     );
 
     // Usage: stop the new process gracefully (it writes what it counted), start again and read

@@ -11,7 +11,14 @@ const SALT_HEX: &str = "520f986b998545b4785e0defbc4f3c1203f22de2374a3d53cb7a7fe9
 
 /// A gateway signing its URLs, in front of two dev backends that check the signatures.
 async fn signed_setup() -> (Gateway, DevBackend, DevBackend) {
-    let args = ["--key", KEY_HEX, "--salt", SALT_HEX];
+    let args = [
+        "--key",
+        KEY_HEX,
+        "--salt",
+        SALT_HEX,
+        "--allow-loopback-source-addresses",
+        "true",
+    ];
     let a = DevBackend::start(&args).await;
     let b = DevBackend::start(&args).await;
     let gw = Gateway::builder()
@@ -262,4 +269,53 @@ Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {}\r\n
     assert!(text
         .to_ascii_lowercase()
         .contains("content-type: image/webp"));
+}
+
+/// A client that sends its whole body before it reads (Python's urllib), on a connection it
+/// closes after one request: status line of the answer it then reads.
+async fn send_all_then_read(port: u16, head: &str, body: &[u8]) -> Result<String, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    stream
+        .write_all(head.as_bytes())
+        .await
+        .map_err(|e| format!("head: {e}"))?;
+    stream
+        .write_all(body)
+        .await
+        .map_err(|e| format!("body: {e}"))?;
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        stream.read_to_end(&mut answer),
+    )
+    .await
+    .map_err(|_| "no answer within 20 s".to_string())?
+    .map_err(|e| format!("read: {e}"))?;
+    let text = String::from_utf8_lossy(&answer).to_string();
+    Ok(text.lines().next().unwrap_or("").to_string())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn early_refusals_are_read_by_clients_that_send_connection_close() {
+    let (gw, _a, _b) = signed_setup().await;
+    let boundary = "cl0se";
+    let body = big_body(boundary, 21 * 1024 * 1024);
+    let head = |key: &str| {
+        format!(
+            "POST /api/v1/upload HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
+             Content-Type: multipart/form-data; boundary={boundary}\r\n\
+             Content-Length: {}\r\n{key}\r\n",
+            body.len()
+        )
+    };
+    // 413 from the declared length, before the body is read.
+    let status = send_all_then_read(gw.port, &head(&format!("X-API-Key: {KEY}\r\n")), &body).await;
+    assert_eq!(status.as_deref(), Ok("HTTP/1.1 413 Payload Too Large"));
+    // 401: no key, the body never read.
+    let status = send_all_then_read(gw.port, &head(""), &body).await;
+    assert_eq!(status.as_deref(), Ok("HTTP/1.1 401 Unauthorized"));
+    assert_eq!(gw.stored_files(), Vec::<std::path::PathBuf>::new());
 }

@@ -279,6 +279,9 @@ pub struct ImgproxyConfig {
     pub max_source_url_length: usize,
     /// Format of the answer when the client names none.
     pub default_format: String,
+    /// `Cache-Control` of image answers. Unset: `private` with imgproxy's own `max-age`, so
+    /// no shared cache (CDN, corporate proxy) serves an authenticated image to anyone else.
+    pub cache_control: Option<String>,
 }
 
 impl Default for ImgproxyConfig {
@@ -290,6 +293,7 @@ impl Default for ImgproxyConfig {
             allow_private_sources: false,
             max_source_url_length: 2048,
             default_format: "webp".into(),
+            cache_control: None,
         }
     }
 }

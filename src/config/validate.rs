@@ -310,6 +310,15 @@ fn validate_imgproxy(c: &Config) -> Check {
         );
     }
     in_range("imgproxy.signature_size", i.signature_size, 1, 32)?;
+    if let Some(value) = &i.cache_control {
+        let printable = value.bytes().all(|b| b == b' ' || b.is_ascii_graphic());
+        if value.trim().is_empty() || !printable {
+            return fail(
+                "imgproxy.cache_control",
+                "must be a non-empty Cache-Control value of printable ASCII",
+            );
+        }
+    }
     in_range(
         "imgproxy.max_source_url_length",
         i.max_source_url_length,

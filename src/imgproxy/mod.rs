@@ -4,17 +4,30 @@ pub mod params;
 pub mod signer;
 pub mod source;
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 pub use params::{Format, ImageParams};
 pub use signer::Signer;
 
-/// The processing path (before signing): `/<options>plain/<escaped source>@<ext>`.
+/// The processing path (before signing): `/<options>/<base64url(source)>.<ext>`.
+///
+/// The base64 form is the one every imgproxy version (2.x to 4.x) reads the same way: no
+/// character of the source is escaped, unescaped, rewritten (v3 and v4 turn `X:/Y` into
+/// `X://Y` before checking the signature) or split at `?`, `@` or `.`, and the signature covers
+/// exactly these bytes whether imgproxy verifies the raw or the decoded path (v2). The options
+/// are never empty, so v2 sees its three path segments.
 pub fn processing_path(params: &ImageParams, source: &str) -> String {
-    format!(
-        "/{}plain/{}@{}",
-        params.options(),
-        source::escape_plain(source),
-        params.format.extension()
-    )
+    let options = params.options();
+    debug_assert!(!options.is_empty() && options.ends_with('/'));
+    let encoded = URL_SAFE_NO_PAD.encode(source.as_bytes());
+    let extension = params.format.extension();
+    let mut path = String::with_capacity(1 + options.len() + encoded.len() + 1 + extension.len());
+    path.push('/');
+    path.push_str(&options);
+    path.push_str(&encoded);
+    path.push('.');
+    path.push_str(extension);
+    path
 }
 
 #[cfg(test)]
@@ -22,16 +35,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn builds_signed_processing_urls() {
+    fn builds_base64_processing_urls() {
         let mut params = ImageParams::new(Format::Webp);
         params.set("width", "300").unwrap();
         params.set("height", "300").unwrap();
         let path = processing_path(&params, "http://img.example.com/pretty/image.jpg");
         assert_eq!(
             path,
-            "/rs:fit:300:300/plain/http://img.example.com/pretty/image.jpg@webp"
+            "/rs:fit:300:300/aHR0cDovL2ltZy5leGFtcGxlLmNvbS9wcmV0dHkvaW1hZ2UuanBn.webp"
         );
         let insecure = Signer::insecure().signed_path(&path);
         assert_eq!(insecure, format!("/insecure{path}"));
+    }
+
+    #[test]
+    fn every_source_character_survives_and_v2_sees_three_segments() {
+        // `?`, `@`, `%`, `:/` followed by a non-slash, `#` and spaces: each would be escaped,
+        // split or rewritten by some imgproxy version in the plain form.
+        let source = "https://x.com/a:/b/c d@2x.jpg?sig=a%2Fb&v=1#f";
+        let path = processing_path(&ImageParams::new(Format::Png), source);
+        let segments: Vec<&str> = path[1..].split('/').collect();
+        assert_eq!(segments.len(), 2, "{path}");
+        assert_eq!(segments[0], "rs:fit:0:0");
+        let (encoded, ext) = segments[1].split_once('.').unwrap();
+        assert_eq!(ext, "png");
+        assert!(encoded
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        assert_eq!(URL_SAFE_NO_PAD.decode(encoded).unwrap(), source.as_bytes());
     }
 }

@@ -98,12 +98,10 @@ impl ImageParams {
         Ok(true)
     }
 
-    /// imgproxy processing options, each followed by `/`, e.g. `rs:fit:300:0/q:80/`.
+    /// imgproxy processing options, each followed by `/`, e.g. `rs:fit:300:0/q:80/`. The
+    /// resize is always there (`rs:fit:0:0` keeps the size), so the options are never empty.
     pub fn options(&self) -> String {
-        let mut out = String::new();
-        if self.width > 0 || self.height > 0 {
-            out.push_str(&format!("rs:fit:{}:{}/", self.width, self.height));
-        }
+        let mut out = format!("rs:fit:{}:{}/", self.width, self.height);
         if let Some(q) = self.quality {
             out.push_str(&format!("q:{q}/"));
         }
@@ -146,7 +144,7 @@ mod tests {
         assert!(!p.set("other", "x").unwrap());
         assert_eq!(p.options(), "rs:fit:300:0/q:80/");
         assert_eq!(p.format, Format::Jpeg);
-        assert_eq!(ImageParams::new(Format::Png).options(), "");
+        assert_eq!(ImageParams::new(Format::Png).options(), "rs:fit:0:0/");
     }
 
     #[test]

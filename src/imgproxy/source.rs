@@ -2,34 +2,8 @@
 //! credentials, and no loopback/private/link-local targets unless the operator allows them.
 
 use crate::error::{GatewayError, GatewayResult};
-use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use url::{Host, Url};
-
-/// Characters escaped in a plain imgproxy source: those that would end the path (`?`, `#`),
-/// split off the extension (`@`) or break unescaping (`%`), plus anything not printable.
-const PLAIN_SOURCE: &AsciiSet = &CONTROLS
-    .add(b' ')
-    .add(b'"')
-    .add(b'#')
-    .add(b'%')
-    .add(b'<')
-    .add(b'>')
-    .add(b'?')
-    .add(b'@')
-    .add(b'`')
-    .add(b'{')
-    .add(b'}')
-    .add(b'|')
-    .add(b'\\')
-    .add(b'^')
-    .add(b'[')
-    .add(b']');
-
-/// The source as it goes after `/plain/` in an imgproxy URL.
-pub fn escape_plain(source: &str) -> String {
-    utf8_percent_encode(source, PLAIN_SOURCE).to_string()
-}
 
 pub fn validate(raw: &str, max_len: usize, allow_private: bool) -> GatewayResult<Url> {
     if raw.is_empty() {
@@ -166,17 +140,5 @@ mod tests {
             );
             assert!(validate(bad, 2048, true).is_ok(), "{bad}");
         }
-    }
-
-    #[test]
-    fn escapes_what_imgproxy_would_misread() {
-        assert_eq!(
-            escape_plain("http://x.com/a b@2x.jpg?v=1#f"),
-            "http://x.com/a%20b%402x.jpg%3Fv=1%23f"
-        );
-        assert_eq!(
-            escape_plain("http://x.com/100%.jpg"),
-            "http://x.com/100%25.jpg"
-        );
     }
 }

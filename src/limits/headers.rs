@@ -59,6 +59,7 @@ mod tests {
                 s(Kind::UserHour, 5000, 4000, 3_600, 3600),
                 s(Kind::Requests, 100_000, 5, 2_000_000, 2_592_000),
             ],
+            shared: false,
         };
         let h: std::collections::HashMap<_, _> = render(&d, 1_000).into_iter().collect();
         assert_eq!(h["X-RateLimit-Limit"], "20");

@@ -135,6 +135,7 @@ impl LocalLimiter {
                     }
                 })
                 .collect(),
+            shared: false,
         }
     }
 
@@ -168,6 +169,18 @@ impl LocalLimiter {
             _ => {
                 shard.insert(key.to_string(), Slot::Count { value, expires });
             }
+        }
+    }
+
+    /// Add to a counter this process holds (counts another process stored); a counter not
+    /// held yet starts from its seed, which the caller raises instead.
+    pub fn add(&self, key: &str, delta: u64) {
+        if let Some(Slot::Count { value, .. }) = self.shards[shard_of(key)]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(key)
+        {
+            *value += delta;
         }
     }
 

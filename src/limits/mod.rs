@@ -252,6 +252,12 @@ impl Limits {
                 entry.touch();
                 if let Some(q) = decision.standing(Kind::Requests) {
                     let used = q.limit - q.remaining;
+                    if decision.shared {
+                        // The shared total as of this request: the seed should Redis lose the
+                        // counter (a restart without persistence), so nothing admitted before
+                        // the loss goes uncounted.
+                        entry.observe_requests(used);
+                    }
                     self.announce(&entry, Quota::Requests, used, q.limit).await;
                 }
                 Ok(Admission {

@@ -52,6 +52,11 @@ impl Limits {
         let period = Period::containing(Utc::now(), limits.reset_day);
         let entry = self.usage.entry(store, user_id, &period).await?;
         self.refresh(std::slice::from_ref(&entry)).await;
+        {
+            let _writing = self.writing.lock().await;
+            self.absorb_stored(store, std::slice::from_ref(&entry))
+                .await?;
+        }
         let stored = images::stored_bytes(store, user_id).await?;
         let item = |used: u64, limit: u64| {
             if limit == 0 {
@@ -166,7 +171,40 @@ impl Limits {
                 Err(_) => entry.touch(),
             }
         }
-        result
+        result?;
+        let entries: Vec<Arc<Entry>> = taken.into_iter().map(|(e, _)| e).collect();
+        self.absorb_stored(store, &entries).await
+    }
+
+    /// Embedded mode: take in what other processes added to the stored rows of `entries` since
+    /// this one last wrote them (an upgrade's predecessor counts until it exits, after this
+    /// process loaded the rows), so the usage this process admits by and reports is the
+    /// stored total. Callers hold `writing`, so no write of this process is half seen.
+    async fn absorb_stored(&self, store: &Store, entries: &[Arc<Entry>]) -> GatewayResult<()> {
+        if self.shared.is_some() || entries.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<_> = entries
+            .iter()
+            .map(|e| (e.user_id.clone(), e.period.start))
+            .collect();
+        for row in usage_rows::find_many(store, &keys).await? {
+            let Some(entry) = entries
+                .iter()
+                .find(|e| e.user_id == row.user_id && e.period.start == row.period_start)
+            else {
+                continue;
+            };
+            let added = entry.absorb(
+                row.requests.max(0) as u64,
+                row.bandwidth_bytes.max(0) as u64,
+            );
+            if added > 0 {
+                self.local
+                    .add(&rules::requests_key(&entry.user_id, &entry.period), added);
+            }
+        }
+        Ok(())
     }
 
     /// Add quota counts admitted during an outage to Redis once it answers again.

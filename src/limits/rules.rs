@@ -167,6 +167,8 @@ pub struct Decision {
     /// The first level that refused; nothing was consumed anywhere.
     pub rejected: Option<Kind>,
     pub standings: Vec<Standing>,
+    /// Decided by Redis (shared totals), not by this process's fallback.
+    pub shared: bool,
 }
 
 impl Decision {

@@ -185,6 +185,7 @@ impl Shared {
             decision.standings.push(standing);
         }
         decision.rejected = (rejected_at > 0).then(|| rules[rejected_at - 1].kind);
+        decision.shared = true;
         Some(decision)
     }
 

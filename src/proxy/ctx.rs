@@ -11,8 +11,10 @@ use std::time::Instant;
 /// What the request asks a backend to do, prepared by the request stages.
 #[derive(Debug, Default)]
 pub struct Job {
-    /// Signed imgproxy path (`/<sig>/<options>/plain/<source>@<ext>`).
+    /// Signed imgproxy path (`/<sig>/<options>/<base64url(source)>.<ext>`).
     pub path: String,
+    /// Whose source the backend fetches: the client's URL or the gateway's stored original.
+    pub source: super::backend_error::SourceKind,
     pub format: Option<Format>,
     /// Set for uploads: the stored original's id, returned as `X-Image-Id`.
     pub image_id: Option<String>,
@@ -32,6 +34,9 @@ pub struct UpstreamLeg {
     pub response_time: Option<std::time::Duration>,
     /// Pooled keep-alive connections that turned out closed by the backend.
     pub stale: u8,
+    /// The current backend answered 429 (its queue is full); retried once elsewhere.
+    pub busy: bool,
+    pub busy_retries: u8,
     pub status: Option<u16>,
     /// A backend error answer being rewritten into a JSON error.
     pub error: Option<super::backend_error::Capture>,

@@ -3,7 +3,9 @@
 //! retry refused connections elsewhere, and keep backend errors meaningful.
 
 pub mod backend_error;
+pub mod caching;
 pub mod ctx;
+pub mod fault;
 pub mod route;
 pub mod stages;
 
@@ -14,6 +16,7 @@ use crate::{health, request_id};
 use async_trait::async_trait;
 use bytes::Bytes;
 use ctx::Ctx;
+use fault::Fault;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
@@ -36,9 +39,6 @@ enum Next {
 
 /// How long an unread request body is drained after an early error answer.
 const LINGER: Duration = Duration::from_secs(5);
-
-/// Stale pooled connections retried on the same backend before it counts as tried.
-const MAX_STALE_RETRIES: u8 = 2;
 
 /// Request headers never forwarded to a backend.
 const STRIPPED: [&str; 8] = [
@@ -223,11 +223,14 @@ impl Gateway {
     }
 }
 
-fn is_timeout(e: &Error) -> bool {
-    matches!(
-        e.etype(),
-        ErrorType::ReadTimedout | ErrorType::WriteTimedout | ErrorType::ConnectTimedout
-    )
+/// A 429 of imgproxy's own (its queue is full), not a source's 429 passed through.
+fn queue_full(upstream: &ResponseHeader) -> bool {
+    match backend_error::content_length(upstream) {
+        Some(n) => {
+            backend_error::meaning_of_length(429, n) != Some(backend_error::Meaning::Unreachable)
+        }
+        None => true,
+    }
 }
 
 /// The client-facing error for a proxy failure the gateway did not decide itself.
@@ -289,24 +292,32 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        let answer = match self.handle(session, ctx).await {
+        let mut answer = match self.handle(session, ctx).await {
             Ok(Next::Proxy) => return Ok(false),
             Ok(Next::Answer(answer)) => answer,
             Err(err) => {
-                if !session.is_body_done() {
-                    // Linger: drain the unread body for a few seconds so the client, still
-                    // sending, reads this answer instead of a connection reset.
-                    session.set_close_on_response_before_downstream_finish(false);
-                    session.set_total_drain_timeout(Some(LINGER));
-                }
                 self.security_event(ctx, &err);
                 Answer::error(&err, &ctx.request_id)
             }
         };
-        let mut answer = answer;
         answer.headers.extend(ctx.limit_headers.iter().cloned());
         ctx.status = answer.status.as_u16();
+        let unread_body = !session.is_body_done();
+        if unread_body {
+            // An early answer (413, 401, 402, 429…) while the client is still sending.
+            session.set_close_on_response_before_downstream_finish(false);
+            session.set_total_drain_timeout(Some(LINGER));
+        }
         answer.send(session, &ctx.request_id).await?;
+        if unread_body {
+            // Lingering close, as nginx does: read and drop the rest of the body (for at most
+            // LINGER) before the connection can close. Closing a socket with unread data makes
+            // the kernel send a reset, which destroys the answer before a client that sends
+            // its whole body first (Python's urllib, `Connection: close`) gets to read it.
+            if let Err(e) = session.drain_request_body().await {
+                log::debug!("request body not drained: {e}");
+            }
+        }
         Ok(true)
     }
 
@@ -379,25 +390,39 @@ impl ProxyHttp for Gateway {
         client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("backend {peer}"));
-        // Backend requests are GETs without a body, so repeating one is safe as long as the
-        // client has not seen a byte of the answer. A slow backend is not retried (504).
-        let before_answer = !ctx.upstream.responded && !is_timeout(&e);
-        let retry = if before_answer && client_reused && ctx.upstream.stale < MAX_STALE_RETRIES {
-            // A pooled keep-alive connection the backend had already closed says nothing about
-            // the backend: give it another try on a new connection.
-            ctx.upstream.stale += 1;
-            if let Some(backend) = &ctx.upstream.current {
-                ctx.upstream.tried.remove(backend.index);
+        let fault = fault::blame(&e, &ctx.upstream, client_reused);
+        let leg = &mut ctx.upstream;
+        let untried = leg.tried.count() < leg.backends();
+        let retry = match fault {
+            // The client hung up or could not be read or written: nothing to retry, and no
+            // backend's fault.
+            Fault::Downstream | Fault::AfterAnswer | Fault::Timeout => false,
+            Fault::Busy => {
+                // imgproxy's queue is full: try one other backend, then tell the client to
+                // come back (503 with Retry-After). A busy backend is not a broken one.
+                leg.busy = false;
+                let retry = untried && leg.busy_retries == 0;
+                leg.busy_retries += 1;
+                if !retry {
+                    ctx.failure = Some(GatewayError::BackendBusy);
+                }
+                retry
             }
-            true
-        } else {
-            let retry = before_answer && ctx.upstream.tried.count() < ctx.upstream.backends();
-            if retry {
-                if let Some(backend) = &ctx.upstream.current {
+            Fault::StaleConnection => {
+                // A pooled keep-alive connection the backend had already closed says nothing
+                // about the backend: give it another try on a new connection.
+                leg.stale += 1;
+                if let Some(backend) = &leg.current {
+                    leg.tried.remove(backend.index);
+                }
+                true
+            }
+            Fault::Backend => {
+                if let Some(backend) = &leg.current {
                     crate::upstream::mark_failed(backend, e.etype().as_str());
                 }
+                untried
             }
-            retry
         };
         e.set_retry(retry);
         e
@@ -409,9 +434,17 @@ impl ProxyHttp for Gateway {
         upstream: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        ctx.upstream.responded = true;
         ctx.upstream.response_time = ctx.upstream.sent_at.map(|t| t.elapsed());
         ctx.upstream.status = Some(upstream.status.as_u16());
+        if upstream.status == http::StatusCode::TOO_MANY_REQUESTS && queue_full(upstream) {
+            // imgproxy's queue is full. Nothing has reached the client yet: `error_while_proxy`
+            // tries another backend once, then answers 503 with Retry-After.
+            ctx.upstream.busy = true;
+            return Err(
+                Error::explain(ErrorType::HTTPStatus(429), "the backend is busy").into_up(),
+            );
+        }
+        ctx.upstream.responded = true;
         Ok(())
     }
 
@@ -426,15 +459,27 @@ impl ProxyHttp for Gateway {
             if let Some(id) = ctx.job.image_id.take() {
                 stages::upload::discard(&self.state, &id).await;
             }
-            ctx.upstream.error = Some(backend_error::Capture::new(backend_status));
-            response.set_status(backend_error::client_status(backend_status))?;
+            let length = backend_error::content_length(response);
+            let capture = backend_error::Capture::new(backend_status, length, ctx.job.source);
+            response.set_status(capture.client_status())?;
+            ctx.upstream.error = Some(capture);
             response.remove_header(&http::header::CONTENT_LENGTH);
             response.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
             response.insert_header(http::header::CONTENT_TYPE, crate::respond::JSON)?;
             response.insert_header(http::header::CACHE_CONTROL, "no-store")?;
             response.remove_header("content-disposition");
-        } else if let Some(id) = &ctx.job.image_id {
-            response.insert_header("X-Image-Id", id.as_str())?;
+        } else {
+            let config = self.state.config();
+            let backend = response
+                .headers
+                .get(http::header::CACHE_CONTROL)
+                .and_then(|v| v.to_str().ok());
+            let value =
+                caching::image_cache_control(backend, config.imgproxy.cache_control.as_deref());
+            response.insert_header(http::header::CACHE_CONTROL, value)?;
+            if let Some(id) = &ctx.job.image_id {
+                response.insert_header("X-Image-Id", id.as_str())?;
+            }
         }
         response.remove_header("server");
         response.insert_header(request_id::HEADER, ctx.request_id.as_str())?;

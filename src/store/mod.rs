@@ -73,7 +73,11 @@ impl Store {
                     "{}",
                     serde_json::json!({"event": "database_error", "error": e.to_string()})
                 );
-                Err(GatewayError::Internal("database error".into()))
+                if is_unavailable(&e) {
+                    Err(GatewayError::NotReady("the database is unavailable".into()))
+                } else {
+                    Err(GatewayError::Internal("database error".into()))
+                }
             }
             Err(_) => Err(GatewayError::NotReady(
                 "the database did not answer in time".into(),
@@ -86,6 +90,33 @@ impl Store {
         self.call(|db| async move { db.execute_unprepared("SELECT 1").await.map(|_| ()) })
             .await
             .is_ok()
+    }
+}
+
+/// Whether `e` says the database cannot be reached (down, restarting, connections lost), a
+/// 503 worth retrying, rather than a failed statement.
+fn is_unavailable(e: &DbErr) -> bool {
+    use sea_orm::sqlx::Error as Sqlx;
+    use sea_orm::RuntimeErr;
+    match e {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(inner)) | DbErr::Query(RuntimeErr::SqlxError(inner)) => {
+            match inner.as_ref() {
+                Sqlx::Io(_)
+                | Sqlx::Tls(_)
+                | Sqlx::Protocol(_)
+                | Sqlx::PoolTimedOut
+                | Sqlx::PoolClosed
+                | Sqlx::WorkerCrashed => true,
+                // PostgreSQL's connection exceptions (08…) and operator intervention (57P…:
+                // shutting down, starting up).
+                Sqlx::Database(db) => db
+                    .code()
+                    .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+                _ => false,
+            }
+        }
+        _ => false,
     }
 }
 

@@ -5,7 +5,7 @@ use crate::error::GatewayResult;
 use chrono::{DateTime, Utc};
 use entity::usage::{ActiveModel, Column, Entity, Model};
 use sea_orm::sea_query::{Expr, OnConflict};
-use sea_orm::EntityTrait;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 pub async fn find(
     store: &Store,
@@ -16,6 +16,38 @@ pub async fn find(
     store
         .call(|db| async move { Entity::find_by_id((user_id, period_start)).one(db).await })
         .await
+}
+
+/// The stored rows of these `(user, period start)` pairs, in one query.
+pub async fn find_many(
+    store: &Store,
+    keys: &[(String, DateTime<Utc>)],
+) -> GatewayResult<Vec<Model>> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut users: Vec<String> = keys.iter().map(|(u, _)| u.clone()).collect();
+    users.sort();
+    users.dedup();
+    let mut starts: Vec<DateTime<Utc>> = keys.iter().map(|(_, s)| *s).collect();
+    starts.sort();
+    starts.dedup();
+    let rows = store
+        .call(|db| async move {
+            Entity::find()
+                .filter(Column::UserId.is_in(users))
+                .filter(Column::PeriodStart.is_in(starts))
+                .all(db)
+                .await
+        })
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter(|r| {
+            keys.iter()
+                .any(|(u, s)| *u == r.user_id && *s == r.period_start)
+        })
+        .collect())
 }
 
 /// How a batch of rows meets the stored ones.

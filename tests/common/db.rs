@@ -34,6 +34,15 @@ fn unavailable(what: &str, error: impl std::fmt::Display) -> Option<TestDb> {
 }
 
 impl TestDb {
+    /// A database the test runs itself (e.g. a private PostgreSQL cluster).
+    pub fn at(driver: &'static str, dsn: &str) -> TestDb {
+        TestDb {
+            driver,
+            dsn: dsn.to_string(),
+            _dir: None,
+        }
+    }
+
     /// `None` only outside CI when the server is unreachable.
     pub async fn new(engine: Engine) -> Option<TestDb> {
         match engine {

@@ -3,8 +3,10 @@
 #![allow(dead_code)]
 
 pub mod db;
+pub mod load;
 pub mod process;
 pub mod raw;
+pub mod servers;
 pub mod stub;
 
 pub use db::TestDb;
@@ -72,6 +74,8 @@ pub struct Gateway {
     pub port: u16,
     pub admin_port: u16,
     pub dir: tempfile::TempDir,
+    /// `storage.dir`.
+    images: PathBuf,
     pub proc: Proc,
     tls: Option<Tls>,
 }
@@ -91,9 +95,24 @@ pub struct GatewayBuilder {
     server: String,
     admin: String,
     tls: Option<Tls>,
+    storage_dir: Option<PathBuf>,
+    database_lines: String,
 }
 
 impl GatewayBuilder {
+    /// Extra lines of the `database:` section, e.g. `  timeout: 2s`.
+    pub fn database_line(mut self, line: &str) -> Self {
+        self.database_lines.push_str(line);
+        self.database_lines.push('\n');
+        self
+    }
+
+    /// Keep uploads in `dir` (e.g. a small tmpfs) instead of the gateway's own directory.
+    pub fn storage_dir(mut self, dir: &Path) -> Self {
+        self.storage_dir = Some(dir.to_path_buf());
+        self
+    }
+
     pub fn backend(mut self, url: impl Into<String>, weight: u32) -> Self {
         self.backends.push((url.into(), weight));
         self
@@ -153,17 +172,26 @@ impl GatewayBuilder {
             .iter()
             .map(|(url, w)| format!("  - url: {url}\n    weight: {w}\n"))
             .collect();
+        let images = self
+            .storage_dir
+            .clone()
+            .unwrap_or_else(|| dir.path().join("images"));
         let (driver, dsn) = self
             .database
             .unwrap_or(("sqlite", format!("sqlite://{d}/gateway.db?mode=rwc")));
         let config = format!(
             "server:\n  host: 127.0.0.1\n  port: {port}\n  threads: 2\n  pid_file: {d}/gw.pid\n  upgrade_sock: {d}/upgrade.sock\n{}\
 admin:\n  listen: 127.0.0.1:{admin_port}\n{}\
-database:\n  driver: {driver}\n  dsn: {dsn}\n\
-storage:\n  dir: {d}/images\n  source_base_url: http://127.0.0.1:{port}\n\
+database:\n  driver: {driver}\n  dsn: {dsn}\n{}\
+storage:\n  dir: {}\n  source_base_url: http://127.0.0.1:{port}\n\
 auth:\n{}\n\
 backends:\n{backends}{}",
-            self.server, self.admin, self.auth, self.yaml
+            self.server,
+            self.admin,
+            self.database_lines,
+            images.display(),
+            self.auth,
+            self.yaml
         );
         std::fs::write(dir.path().join("gateway.yaml"), config).unwrap();
         let proc = Gateway::spawn(dir.path());
@@ -171,6 +199,7 @@ backends:\n{backends}{}",
             port,
             admin_port,
             dir,
+            images,
             proc,
             tls: self.tls,
         };
@@ -204,6 +233,8 @@ impl Gateway {
             server: String::new(),
             admin: String::new(),
             tls: None,
+            storage_dir: None,
+            database_lines: String::new(),
         }
     }
 
@@ -334,7 +365,7 @@ impl Gateway {
     }
 
     pub fn images_dir(&self) -> PathBuf {
-        self.dir.path().join("images")
+        self.images.clone()
     }
 
     /// Stored originals (files directly under the storage directory).
@@ -448,6 +479,24 @@ pub async fn convert(gw: &Gateway, key: &str) -> reqwest::Response {
         .send()
         .await
         .unwrap()
+}
+
+/// `GET /api/v1/convert?url=<source>&<query>` with the legacy key and extra `headers`.
+pub async fn convert_source(
+    gw: &Gateway,
+    source: &str,
+    query: &[(&str, &str)],
+    headers: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut request = client()
+        .get(gw.url("/api/v1/convert"))
+        .query(&[("url", source)])
+        .query(query)
+        .header("X-API-Key", KEY);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.send().await.unwrap()
 }
 
 /// The admin listener's `/metrics` exposition.

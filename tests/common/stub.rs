@@ -18,6 +18,8 @@ pub enum Mode {
     Close,
     /// Answer after this long.
     Sleep(Duration),
+    /// 200 with these bytes and this content type: a source server for real backends.
+    File(Arc<Vec<u8>>, &'static str),
 }
 
 #[derive(Clone, Debug)]
@@ -166,6 +168,7 @@ async fn connection(
                     tokio::time::sleep(d).await;
                     (200, "image/webp", name.as_bytes().to_vec())
                 }
+                Mode::File(bytes, content_type) => (200, content_type, bytes.to_vec()),
             }
         };
         let response = format!(

@@ -2,6 +2,7 @@
 
 use crate::error::{GatewayError, GatewayResult};
 use crate::imgproxy::{self, source, ImageParams};
+use crate::proxy::backend_error::SourceKind;
 use crate::proxy::ctx::Job;
 use crate::state::{unix_now, AppState};
 use crate::storage::is_image_id;
@@ -53,12 +54,14 @@ pub fn parse_query(query: &str, params: &mut ImageParams) -> GatewayResult<Sourc
 
 pub async fn prepare(state: &AppState, caller: &str, query: &str) -> GatewayResult<Job> {
     let mut params = ImageParams::new(state.default_format);
-    let source = match parse_query(query, &mut params)? {
+    let (source, kind) = match parse_query(query, &mut params)? {
         Source::Url(raw) => {
             let config = state.config();
             let cfg = &config.imgproxy;
-            source::validate(&raw, cfg.max_source_url_length, cfg.allow_private_sources)?;
-            raw
+            // What goes to the backend is the parsed URL (lower-case scheme and host,
+            // normalized escapes), never the client's raw string.
+            let url = source::validate(&raw, cfg.max_source_url_length, cfg.allow_private_sources)?;
+            (url.as_str().to_string(), SourceKind::Client)
         }
         Source::Stored(id) => {
             let not_found = || {
@@ -68,7 +71,9 @@ pub async fn prepare(state: &AppState, caller: &str, query: &str) -> GatewayResu
                 return Err(not_found());
             }
             match images::find(&state.store, &id).await? {
-                Some(row) if row.owner == caller => state.source_url(&id, unix_now()),
+                Some(row) if row.owner == caller => {
+                    (state.source_url(&id, unix_now()), SourceKind::Stored)
+                }
                 _ => return Err(not_found()),
             }
         }
@@ -76,6 +81,7 @@ pub async fn prepare(state: &AppState, caller: &str, query: &str) -> GatewayResu
     let path = imgproxy::processing_path(&params, &source);
     Ok(Job {
         path: state.signer.signed_path(&path),
+        source: kind,
         format: Some(params.format),
         image_id: None,
     })

@@ -5,6 +5,7 @@
 use crate::error::{GatewayError, GatewayResult};
 use crate::imgproxy::{self, ImageParams};
 use crate::limits::UploadCap;
+use crate::proxy::backend_error::SourceKind;
 use crate::proxy::ctx::Job;
 use crate::state::{unix_now, AppState};
 use crate::storage::{new_image_id, sniff, PartialImage};
@@ -58,6 +59,23 @@ fn body_stream(
             )),
         }
     })
+}
+
+/// A failed write to `storage.dir`: 507 when the disk (or its quota) is full, else 500. The
+/// partial file is removed by `PartialImage`'s drop either way.
+fn storage_error(e: std::io::Error) -> GatewayError {
+    log::error!(
+        "{}",
+        serde_json::json!({"event": "storage_error", "error": e.to_string()})
+    );
+    match e.kind() {
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
+            GatewayError::InsufficientStorage(
+                "the gateway's image storage is full; nothing was stored".into(),
+            )
+        }
+        _ => GatewayError::Internal("the upload could not be stored".into()),
+    }
 }
 
 fn multipart_error(state: &AppState, e: multer::Error) -> GatewayError {
@@ -144,13 +162,7 @@ async fn store_file(
 ) -> GatewayResult<Stored> {
     let limit = state.config().storage.max_upload_mb * 1024 * 1024;
     let id = new_image_id();
-    let mut image = state.images.create(&id).await.map_err(|e| {
-        log::error!(
-            "{}",
-            serde_json::json!({"event": "storage_error", "error": e.to_string()})
-        );
-        GatewayError::Internal("the upload could not be stored".into())
-    })?;
+    let mut image = state.images.create(&id).await.map_err(storage_error)?;
     let mut head = Vec::with_capacity(sniff::HEAD_LEN);
     while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(state, e))? {
         let total = image.written() + chunk.len() as u64;
@@ -164,10 +176,7 @@ async fn store_file(
             let take = (sniff::HEAD_LEN - head.len()).min(chunk.len());
             head.extend_from_slice(&chunk[..take]);
         }
-        image
-            .write(&chunk)
-            .await
-            .map_err(|_| GatewayError::Internal("the upload could not be stored".into()))?;
+        image.write(&chunk).await.map_err(storage_error)?;
     }
     if image.written() == 0 {
         return Err(GatewayError::invalid("file", "is empty"));
@@ -266,10 +275,7 @@ pub async fn receive(
         content_type,
     } = stored
         .ok_or_else(|| GatewayError::invalid("file", "the multipart field `file` is required"))?;
-    let size = image
-        .commit()
-        .await
-        .map_err(|_| GatewayError::Internal("the upload could not be stored".into()))?;
+    let size = image.commit().await.map_err(storage_error)?;
     if let Err(e) = images::insert(&state.store, &id, caller, content_type, size).await {
         let _ = state.images.delete(&id).await;
         return Err(e);
@@ -277,6 +283,7 @@ pub async fn receive(
     let path = imgproxy::processing_path(&params, &state.source_url(&id, unix_now()));
     Ok(Job {
         path: state.signer.signed_path(&path),
+        source: SourceKind::Stored,
         format: Some(params.format),
         image_id: Some(id),
     })
