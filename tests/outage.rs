@@ -53,6 +53,32 @@ async fn a_backend_killed_under_64_connections_fails_no_request() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_killed_under_wrk_fails_no_request() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let mut a = Stub::start("a", Mode::Image).await;
+    let b = Stub::start("b", Mode::Image).await;
+    let gw = Gateway::over(&[&a, &b]).yaml(NO_REFUSALS).start().await;
+    let Some(wrk) = common::load::wrk(&gw.url(CONVERT), &format!("X-API-Key: {KEY}"), 64, 8) else {
+        return;
+    };
+    sleep(3.0).await;
+    a.kill();
+    let report = common::load::wrk_report(wrk).await;
+    println!(
+        "wrk, 64 connections for 8 s, backend killed at 3 s: {} requests, {} socket errors, {} \
+         non-2xx, p99 {}",
+        report.requests, report.socket_errors, report.non_2xx, report.p99
+    );
+    assert!(report.requests > 1000, "{}", report.output);
+    assert_eq!(
+        (report.socket_errors, report.non_2xx),
+        (0, 0),
+        "{}",
+        report.output
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_and_restarted_under_load_costs_nothing_and_loses_no_count() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let Some(db) = common::TestDb::new(common::db::Engine::Postgres).await else {

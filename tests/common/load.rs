@@ -167,3 +167,85 @@ impl Report {
         );
     }
 }
+
+/// What wrk (an independent load generator) reported.
+#[derive(Debug)]
+pub struct Wrk {
+    pub requests: u64,
+    /// Connect, read, write and timeout errors together.
+    pub socket_errors: u64,
+    pub non_2xx: u64,
+    /// wrk's 99th percentile latency, as it prints it (`12.34ms`).
+    pub p99: String,
+    pub output: String,
+}
+
+/// Start wrk against `url` with `header` (`Name: value`) from `connections` keep-alive
+/// connections for `seconds`; `None` (skip) only outside CI when wrk is not installed.
+pub fn wrk(
+    url: &str,
+    header: &str,
+    connections: usize,
+    seconds: u64,
+) -> Option<tokio::process::Child> {
+    let child = tokio::process::Command::new("wrk")
+        .args(["-t2", "--latency", "--timeout", "10s"])
+        .args(["-c", &connections.to_string(), "-d", &format!("{seconds}s")])
+        .args(["-H", header, url])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn();
+    match child {
+        Ok(child) => Some(child),
+        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") => {
+            panic!("wrk is required under CI (.ci/run installs it): {e}")
+        }
+        Err(e) => {
+            eprintln!("SKIPPED: wrk not available ({e}); set CI=true to make this a failure");
+            None
+        }
+    }
+}
+
+/// Wait for wrk to finish and read its report.
+pub async fn wrk_report(child: tokio::process::Child) -> Wrk {
+    let out = child.wait_with_output().await.unwrap();
+    let output = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "wrk failed: {output}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let number_after = |label: &str| -> u64 {
+        output
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(label))
+            .and_then(|rest| rest.trim().split([' ', ',']).next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    let requests = output
+        .lines()
+        .find(|l| l.contains(" requests in "))
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .expect("wrk printed a request count");
+    let socket_errors = output
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Socket errors:"))
+        .map_or(0, |rest| {
+            rest.split(',')
+                .filter_map(|part| part.split_whitespace().last()?.parse::<u64>().ok())
+                .sum()
+        });
+    let p99 = output
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("99%"))
+        .map_or(String::new(), |v| v.trim().to_string());
+    Wrk {
+        requests,
+        socket_errors,
+        non_2xx: number_after("Non-2xx or 3xx responses:"),
+        p99,
+        output,
+    }
+}
