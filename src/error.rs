@@ -24,9 +24,14 @@ pub enum GatewayError {
     Conflict(String),
     #[error("{0}")]
     SourceNotFound(String),
-    /// The source answered this 4xx (401, 403, ...), which the client gets as it is.
+    /// The source answered a 4xx (`source_status`); the client gets `status` (403 for an
+    /// access refusal, 451 as it is, else 502).
     #[error("{message}")]
-    SourceRefused { status: u16, message: String },
+    SourceRefused {
+        status: u16,
+        source_status: u16,
+        message: String,
+    },
     /// The source failed (its 5xx, or an answer cut short).
     #[error("{0}")]
     SourceFailed(String),
@@ -159,6 +164,9 @@ impl GatewayError {
                 serde_json::json!({"quota": quota, "limit": limit, "used": used,
                 "resets_at": resets_at}),
             ),
+            GatewayError::SourceRefused { source_status, .. } => {
+                Some(serde_json::json!({"source_status": source_status}))
+            }
             _ => None,
         }
     }

@@ -250,8 +250,8 @@ async fn backend_errors_keep_their_meaning() {
         ),
         (Mode::Status(400, "Bad request"), 400, "bad_request"),
         (Mode::Status(403, "Forbidden"), 502, "bad_gateway"),
-        // imgproxy 3.x's answer for a source that refuses the connection.
-        (Mode::Status(500, "Internal error"), 404, "source_not_found"),
+        // imgproxy 3.x's answer for its own failures and for a source that refuses to connect.
+        (Mode::Status(500, "Internal error"), 502, "bad_gateway"),
         (Mode::Status(500, "boom"), 502, "bad_gateway"),
         (Mode::Status(503, "Timeout"), 504, "gateway_timeout"),
     ] {

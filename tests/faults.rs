@@ -147,16 +147,17 @@ async fn a_sources_own_403_is_not_a_signature_problem() {
     assert!(!message.contains("signature"), "{message}");
     // imgproxy 3.31's text for the same.
     let (status, code, _) = answer(401, "Source image is unreachable").await;
-    assert_eq!((status, code.as_str()), (401, "source_refused"));
+    assert_eq!((status, code.as_str()), (403, "source_refused"));
     // A refused signature is the gateway's configuration: 502 naming the keys.
     let (status, code, message) = answer(403, "Forbidden").await;
     assert_eq!((status, code.as_str()), (502, "bad_gateway"));
     assert!(message.contains("imgproxy.key"), "{message}");
-    // v4's refused source address, and v3's 500 for a source that refuses the connection.
+    // v4's refused source address; v3's 500 (a source that refuses the connection, or its own
+    // failure) is the backend's.
     let (status, code, _) = answer(404, "Invalid source URL").await;
     assert_eq!((status, code.as_str()), (403, "forbidden"));
     let (status, code, _) = answer(500, "Internal error").await;
-    assert_eq!((status, code.as_str()), (404, "source_not_found"));
+    assert_eq!((status, code.as_str()), (502, "bad_gateway"));
     let (status, code, _) = answer(422, "Source response is incomplete").await;
     assert_eq!((status, code.as_str()), (502, "source_failed"));
 }

@@ -170,7 +170,7 @@ async fn postgres_stopped_and_started_under_load() {
         Duration::from_secs(15),
     );
     sleep(2.0).await;
-    pg.down();
+    tokio::task::block_in_place(|| pg.down());
     sleep(0.5).await;
     // A key never seen needs the database: a prompt 503 that says to come back.
     let started = Instant::now();
@@ -185,7 +185,7 @@ async fn postgres_stopped_and_started_under_load() {
     let why = ready.text().await.unwrap();
     assert!(why.contains("database"), "{why}");
     sleep(2.0).await;
-    pg.up();
+    tokio::task::block_in_place(|| pg.up());
     let recovered = common::within(Duration::from_secs(15), || async {
         common::convert_status(&gw, &unseen).await == 200
     })

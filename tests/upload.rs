@@ -318,4 +318,8 @@ async fn early_refusals_are_read_by_clients_that_send_connection_close() {
     let status = send_all_then_read(gw.port, &head(""), &body).await;
     assert_eq!(status.as_deref(), Ok("HTTP/1.1 401 Unauthorized"));
     assert_eq!(gw.stored_files(), Vec::<std::path::PathBuf>::new());
+    // What the lingering close reads is thrown away, and never billed as bandwidth.
+    let quota = common::get_json(gw.admin_url("/api/v1/users/legacy/quota"), Some(KEY)).await;
+    let billed = quota["bandwidth_bytes"]["used"].as_u64().unwrap();
+    assert!(billed < 64 * 1024, "{billed} bytes billed for a refused upload");
 }

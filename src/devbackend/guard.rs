@@ -6,7 +6,7 @@
 //! a check of IP-literal hosts, which never reach a resolver).
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,12 +57,25 @@ impl AddressPolicy {
     }
 }
 
-/// IPv4 carried in IPv6 (mapped `::ffff:a.b.c.d`) counts as that IPv4 address.
+/// IPv4 carried in IPv6 counts as that IPv4 address: mapped (`::ffff:a.b.c.d`) and, as
+/// imgproxy 4 unwraps it, NAT64 (`64:ff9b::a.b.c.d`).
 fn unwrap_v4(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
+    let IpAddr::V6(v6) = ip else {
+        return ip;
+    };
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return IpAddr::V4(v4);
     }
+    let s = v6.segments();
+    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        return IpAddr::V4(Ipv4Addr::new(
+            (s[6] >> 8) as u8,
+            s[6] as u8,
+            (s[7] >> 8) as u8,
+            s[7] as u8,
+        ));
+    }
+    ip
 }
 
 fn is_link_local(ip: IpAddr) -> bool {
@@ -78,18 +91,8 @@ fn is_link_local(ip: IpAddr) -> bool {
 fn is_private(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => v4.is_private() || in_v4(v4, [100, 64, 0, 0], 10),
-        IpAddr::V6(v6) => (v6.segments()[0] & 0xfe00) == 0xfc00 || nat64_private(v6),
+        IpAddr::V6(v6) => (v6.segments()[0] & 0xfe00) == 0xfc00,
     }
-}
-
-/// imgproxy 4 also unwraps IPv4 embedded by NAT64 (`64:ff9b::/96`).
-fn nat64_private(v6: Ipv6Addr) -> bool {
-    let s = v6.segments();
-    if s[..6] != [0x64, 0xff9b, 0, 0, 0, 0] {
-        return false;
-    }
-    let v4 = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
-    v4.is_private() || v4.is_loopback() || v4.is_link_local()
 }
 
 fn in_v4(ip: Ipv4Addr, net: [u8; 4], prefix: u32) -> bool {
@@ -147,6 +150,8 @@ mod tests {
             "169.254.169.254",
             "fe80::1",
             "224.0.0.1",
+            "64:ff9b::7f00:1",
+            "64:ff9b::a9fe:a9fe",
         ] {
             assert!(policy.check(ip(refused)).is_err(), "{refused}");
         }

@@ -172,15 +172,24 @@ impl LocalLimiter {
         }
     }
 
-    /// Add to a counter this process holds (counts another process stored); a counter not
-    /// held yet starts from its seed, which the caller raises instead.
-    pub fn add(&self, key: &str, delta: u64) {
-        if let Some(Slot::Count { value, .. }) = self.shards[shard_of(key)]
+    /// Add `delta` to a counter (counts another process stored); a counter not held yet is
+    /// created at `base + delta`, so a request whose rules carry the older seed still counts
+    /// from the new total. Under the shard lock, like a check creating the counter.
+    pub fn add(&self, key: &str, delta: u64, base: u64, expires: u64) {
+        let mut shard = self.shards[shard_of(key)]
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_mut(key)
-        {
-            *value += delta;
+            .unwrap_or_else(|p| p.into_inner());
+        match shard.get_mut(key) {
+            Some(Slot::Count { value, .. }) => *value += delta,
+            _ => {
+                shard.insert(
+                    key.to_string(),
+                    Slot::Count {
+                        value: base + delta,
+                        expires,
+                    },
+                );
+            }
         }
     }
 

@@ -52,8 +52,9 @@ impl Limits {
         let period = Period::containing(Utc::now(), limits.reset_day);
         let entry = self.usage.entry(store, user_id, &period).await?;
         self.refresh(std::slice::from_ref(&entry)).await;
-        {
-            let _writing = self.writing.lock().await;
+        // Without waiting behind a flush (which absorbs too) or other readers: this route has
+        // no rate limit, and the lock also orders flushes and resets.
+        if let Ok(_writing) = self.writing.try_lock() {
             self.absorb_stored(store, std::slice::from_ref(&entry))
                 .await?;
         }
@@ -195,14 +196,19 @@ impl Limits {
             else {
                 continue;
             };
-            let added = entry.absorb(
+            let (requests, bandwidth) = entry.external(
                 row.requests.max(0) as u64,
                 row.bandwidth_bytes.max(0) as u64,
             );
-            if added > 0 {
-                self.local
-                    .add(&rules::requests_key(&entry.user_id, &entry.period), added);
+            if requests > 0 {
+                self.local.add(
+                    &rules::requests_key(&entry.user_id, &entry.period),
+                    requests,
+                    entry.requests_seed(),
+                    entry.period.end.timestamp() as u64,
+                );
             }
+            entry.take_in(requests, bandwidth);
         }
         Ok(())
     }

@@ -82,20 +82,24 @@ impl Entry {
         self.flushed_bandwidth.store(bandwidth, Ordering::Relaxed);
     }
 
-    /// Take in what other processes added to the stored row (`stored_*`, read after this
-    /// process's last write): an upgrade's predecessor writes its last counts when it exits,
-    /// after this process loaded the row. Returns the requests added.
-    pub fn absorb(&self, stored_requests: u64, stored_bandwidth: u64) -> u64 {
-        let requests =
-            stored_requests.saturating_sub(self.flushed_requests.load(Ordering::Relaxed));
-        let bandwidth =
-            stored_bandwidth.saturating_sub(self.flushed_bandwidth.load(Ordering::Relaxed));
+    /// What other processes added to the stored row (`stored_*`, read after this process's
+    /// last write): an upgrade's predecessor writes its last counts when it exits, after this
+    /// process loaded the row. `(requests, bandwidth)`.
+    pub fn external(&self, stored_requests: u64, stored_bandwidth: u64) -> (u64, u64) {
+        (
+            stored_requests.saturating_sub(self.flushed_requests.load(Ordering::Relaxed)),
+            stored_bandwidth.saturating_sub(self.flushed_bandwidth.load(Ordering::Relaxed)),
+        )
+    }
+
+    /// Count what `external` found as already stored (the caller has added the requests to the
+    /// limiter's counter first, so no request built with the older seed misses them).
+    pub fn take_in(&self, requests: u64, bandwidth: u64) {
         self.flushed_requests.fetch_add(requests, Ordering::Relaxed);
         self.flushed_bandwidth
             .fetch_add(bandwidth, Ordering::Relaxed);
         self.requests_seed.fetch_add(requests, Ordering::Relaxed);
         self.bandwidth.fetch_add(bandwidth, Ordering::Relaxed);
-        requests
     }
 
     pub fn reset(&self) {

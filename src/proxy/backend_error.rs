@@ -143,12 +143,11 @@ pub fn classify(status: u16, meaning: Option<Meaning>, source: SourceKind) -> Ga
         Some(Meaning::Unreachable) if status == 404 || status == 410 => SourceNotFound(format!(
             "the source image could not be fetched (the source answered {status} or is unreachable)"
         )),
-        Some(Meaning::Unreachable) if (400..=499).contains(&status) && status != 429 => {
-            SourceRefused {
-                status,
-                message: format!("the source refused to serve the image (it answered {status})"),
-            }
-        }
+        Some(Meaning::Unreachable) if (400..=499).contains(&status) => SourceRefused {
+            status: refused_status(status),
+            source_status: status,
+            message: format!("the source refused to serve the image (it answered {status})"),
+        },
         Some(Meaning::Unreachable) => {
             SourceFailed(format!("the source failed to serve the image ({status})"))
         }
@@ -156,12 +155,24 @@ pub fn classify(status: u16, meaning: Option<Meaning>, source: SourceKind) -> Ga
         Some(Meaning::SourceRefused) => {
             Forbidden("the backend refuses this source (its address is not allowed there)".into())
         }
-        Some(Meaning::Internal) => SourceNotFound(
-            "the source could not be fetched (imgproxy 3.x answers 500 for a source that \
-             refuses the connection)"
+        Some(Meaning::Internal) => BackendFailed(
+            "the backend failed (500 Internal error): imgproxy 3.x answers this for a source \
+             that refuses the connection as for its own failures"
                 .into(),
         ),
         None => by_status(status),
+    }
+}
+
+/// The client's status for a source's own 4xx. Access refusals and legal blocks keep their
+/// meaning; a status that would tell a client something about its own request or connection
+/// (401 without a challenge, 407, 408, 426, 429, …) is a 502 with the source's status in
+/// `source_status`.
+fn refused_status(source: u16) -> u16 {
+    match source {
+        401 | 403 | 407 => 403,
+        451 => 451,
+        _ => 502,
     }
 }
 
@@ -246,7 +257,10 @@ mod tests {
             (403, "Forbidden", 502, "bad_gateway"),
             // A source's own 403 and 401, passed through by imgproxy 3.31+ and 4.
             (403, "Source is unreachable", 403, "source_refused"),
-            (401, "Source image is unreachable", 401, "source_refused"),
+            (401, "Source image is unreachable", 403, "source_refused"),
+            (451, "Source is unreachable", 451, "source_refused"),
+            (429, "Source is unreachable", 502, "source_refused"),
+            (408, "Source is unreachable", 502, "source_refused"),
             (404, "Source is unreachable", 404, "source_not_found"),
             (404, "Source image is unreachable", 404, "source_not_found"),
             (502, "Source is unreachable", 502, "source_failed"),
@@ -255,7 +269,7 @@ mod tests {
             (404, "Invalid Source", 403, "forbidden"),
             (404, "Invalid URL", 502, "bad_gateway"),
             (422, "Invalid URL", 422, "invalid_image"),
-            (500, "Internal error", 404, "source_not_found"),
+            (500, "Internal error", 502, "bad_gateway"),
             (422, "Invalid source image", 422, "invalid_image"),
             (
                 422,

@@ -66,6 +66,9 @@ pub struct Ctx {
     pub failure: Option<GatewayError>,
     /// The status the client got, for the access log.
     pub status: u16,
+    /// Request body bytes read before an early answer; what the lingering close reads after
+    /// it is thrown away and never billed.
+    pub body_billed: Option<usize>,
 }
 
 impl Ctx {
@@ -82,6 +85,7 @@ impl Ctx {
             upstream: UpstreamLeg::default(),
             failure: None,
             status: 0,
+            body_billed: None,
         }
     }
 }

@@ -310,12 +310,16 @@ impl ProxyHttp for Gateway {
         }
         answer.send(session, &ctx.request_id).await?;
         if unread_body {
+            ctx.body_billed = Some(session.body_bytes_read());
             // Lingering close, as nginx does: read and drop the rest of the body (for at most
             // LINGER) before the connection can close. Closing a socket with unread data makes
             // the kernel send a reset, which destroys the answer before a client that sends
             // its whole body first (Python's urllib, `Connection: close`) gets to read it.
             if let Err(e) = session.drain_request_body().await {
+                // Out of time (or the client failed): close, so Pingora does not linger again
+                // before reusing the connection.
                 log::debug!("request body not drained: {e}");
+                session.set_keepalive(None);
             }
         }
         Ok(true)
@@ -327,7 +331,12 @@ impl ProxyHttp for Gateway {
             .generation
             .get_or_insert_with(|| self.state.pool.current());
         let Some(backend) = generation.pick(leg.tried) else {
-            ctx.failure = Some(GatewayError::NoHealthyBackend);
+            // After a busy backend, "no other backend to try" still means "come back soon".
+            ctx.failure = Some(if leg.busy_retries > 0 {
+                GatewayError::BackendBusy
+            } else {
+                GatewayError::NoHealthyBackend
+            });
             return Error::e_explain(ErrorType::HTTPStatus(503), "no healthy backend");
         };
         ctx.upstream.tried.add(backend.index);
@@ -536,7 +545,8 @@ impl ProxyHttp for Gateway {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
         if let Some(admission) = &ctx.admission {
-            let bytes = session.body_bytes_read() + session.body_bytes_sent();
+            let read = ctx.body_billed.unwrap_or_else(|| session.body_bytes_read());
+            let bytes = read + session.body_bytes_sent();
             self.state
                 .limits
                 .record_bandwidth(admission, bytes as u64)
