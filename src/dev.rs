@@ -137,6 +137,6 @@ pub fn banner(config: &Config) -> String {
 API key (legacy admin): {key}\n\nUpload a JPEG and get a WebP back:\n  curl -sS -H 'X-API-Key: {key}' -F file=@{sample} -o board.webp -D - {public}/api/v1/upload\nConvert the stored upload again (its id is the X-Image-Id header above), or any http(s) image with ?url=:\n  curl -sS -H 'X-API-Key: {key}' -o small.webp -D - '{public}/api/v1/convert?image_id=<X-Image-Id from the upload>&width=200'\nBackends and health:\n  curl -sS -H 'X-API-Key: {key}' http://{admin}/api/v1/backends\n",
         admin = config.admin.listen,
         backends = config.backends.iter().map(|b| format!("{} (weight {})", b.url, b.weight)).collect::<Vec<_>>().join(", "),
-        db = config.database.dsn,
+        db = crate::config::redacted(&config.database.dsn),
     )
 }

@@ -84,7 +84,10 @@ fn main() -> ExitCode {
         Some(Command::Migrate) => match load_file(&cli.run.config) {
             Ok(config) => match migrate(&config) {
                 Ok(()) => {
-                    println!("migrations applied to {}", config.database.dsn);
+                    println!(
+                        "migrations applied to {}",
+                        imgproxy_gateway::config::redacted(&config.database.dsn)
+                    );
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(e),

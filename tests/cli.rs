@@ -83,3 +83,38 @@ fn help_lists_the_commands() {
         assert!(text.contains(command), "{command} missing from --help");
     }
 }
+
+#[test]
+fn passwords_in_dsns_and_urls_are_never_printed() {
+    let two = "backends:\n  - url: http://127.0.0.1:1\n  - url: http://127.0.0.1:2\n";
+    for yaml in [
+        format!("{two}database:\n  driver: sqlite\n  dsn: postgres://gw:hunter2@127.0.0.1:1/gw\n"),
+        format!("{two}redis:\n  url: http://:hunter2@127.0.0.1:1\n"),
+    ] {
+        let (ok, text) = check_config(&yaml, &[]);
+        assert!(!ok, "{text}");
+        assert!(text.contains(":***@"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+    }
+    // A database that refuses the connection: the error names it, without the password.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("g.yaml");
+    std::fs::write(
+        &file,
+        format!("{two}database:\n  driver: postgres\n  dsn: postgres://gw:hunter2@127.0.0.1:1/gw\n  timeout: 2s\n"),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["migrate", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("postgres://gw:***@127.0.0.1:1/gw"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+}

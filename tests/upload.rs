@@ -321,5 +321,8 @@ async fn early_refusals_are_read_by_clients_that_send_connection_close() {
     // What the lingering close reads is thrown away, and never billed as bandwidth.
     let quota = common::get_json(gw.admin_url("/api/v1/users/legacy/quota"), Some(KEY)).await;
     let billed = quota["bandwidth_bytes"]["used"].as_u64().unwrap();
-    assert!(billed < 64 * 1024, "{billed} bytes billed for a refused upload");
+    assert!(
+        billed < 64 * 1024,
+        "{billed} bytes billed for a refused upload"
+    );
 }

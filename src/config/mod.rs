@@ -2,11 +2,13 @@
 
 pub mod duration;
 mod load;
+pub mod redact;
 pub mod reload;
 mod schema;
 mod validate;
 
 pub use duration::Span;
 pub use load::{load_file, load_str, ConfigError};
+pub use redact::redacted;
 pub use schema::*;
 pub use validate::{backend_url, validate, OUTPUT_FORMATS};

@@ -224,7 +224,11 @@ fn validate_database(c: &Config) -> Check {
     if !scheme_ok {
         return fail(
             "database.dsn",
-            format!("`{}` does not match database.driver {:?}", d.dsn, d.driver),
+            format!(
+                "`{}` does not match database.driver {:?}",
+                super::redacted(&d.dsn),
+                d.driver
+            ),
         );
     }
     in_range("database.max_connections", d.max_connections, 1, 1000)?;
@@ -235,7 +239,10 @@ fn validate_database(c: &Config) -> Check {
         if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
             return fail(
                 "redis.url",
-                format!("`{url}` must start with redis:// or rediss://"),
+                format!(
+                    "`{}` must start with redis:// or rediss://",
+                    super::redacted(url)
+                ),
             );
         }
     }

@@ -145,7 +145,7 @@ where
 pub async fn open_migrated(config: &DatabaseConfig) -> Result<Store, String> {
     let db = migrate(config)
         .await
-        .map_err(|e| format!("database ({}): {e}", config.dsn))?;
+        .map_err(|e| format!("database ({}): {e}", crate::config::redacted(&config.dsn)))?;
     let store = Store::new(config.clone());
     store.install(db);
     Ok(store)
