@@ -15,12 +15,16 @@ fn check_config(yaml: &str, env: &[(&str, &str)]) -> (bool, String) {
         .envs(env.iter().copied())
         .output()
         .unwrap();
-    let text = format!(
+    (out.status.success(), printed(&out))
+}
+
+/// Everything a command printed, stdout then stderr.
+fn printed(out: &std::process::Output) -> String {
+    format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    )
 }
 
 #[test]
@@ -109,11 +113,7 @@ fn passwords_in_dsns_and_urls_are_never_printed() {
         .arg(&file)
         .output()
         .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = printed(&out);
     assert!(!out.status.success(), "{text}");
     assert!(text.contains("postgres://gw:***@127.0.0.1:1/gw"), "{text}");
     assert!(!text.contains("hunter2"), "{text}");
