@@ -5,6 +5,7 @@ mod common;
 
 use common::stub::{Mode, Stub};
 use common::{client, convert, metric, Gateway, KEY};
+use futures_util::StreamExt;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
@@ -169,4 +170,86 @@ async fn a_metrics_token_guards_the_exposition() {
     assert_eq!(get(None).await, 401);
     assert_eq!(get(Some("Bearer wrong")).await, 401);
     assert_eq!(get(Some("Bearer s3cret")).await, 200);
+}
+
+/// The series of `/metrics` (one line each), ignoring values.
+async fn series(gw: &Gateway) -> Vec<String> {
+    let mut names: Vec<String> = common::metrics_text(gw)
+        .await
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| l.rsplit_once(' ').map(|(name, _)| name.to_string()))
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn random_methods_paths_and_keys_create_no_series() {
+    let (a, b) = common::image_stubs().await;
+    let gw = Gateway::over(&[&a, &b])
+        .yaml("rate_limits:\n  ip_level:\n    requests_per_minute: 10000000\n    burst: 10000000")
+        .start()
+        .await;
+    let http = client();
+    let send = |method: String, path: String, key: String| {
+        let request = http
+            .request(
+                reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+                gw.url(&path),
+            )
+            .header("X-API-Key", key);
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    // One request of each kind first: the series a client may legitimately cause.
+    assert_eq!(send("FOO".into(), "/x".into(), "k".into()).await, 501);
+    assert_eq!(send("GET".into(), "/x".into(), "k".into()).await, 404);
+    assert_eq!(
+        send("PUT".into(), common::CONVERT.into(), "k".into()).await,
+        405
+    );
+    assert_eq!(
+        send("GET".into(), common::CONVERT.into(), "k".into()).await,
+        401
+    );
+    let before = series(&gw).await;
+
+    let requests = (0..10_000u32).map(|i| {
+        let r = rand::random::<u64>();
+        let (method, path, key) = match i % 4 {
+            0 => (format!("M{r:X}"), format!("/{r:x}"), "k".to_string()),
+            1 => ("GET".to_string(), format!("/api/v1/{r:x}"), "k".to_string()),
+            2 => (
+                "PUT".to_string(),
+                common::CONVERT.to_string(),
+                "k".to_string(),
+            ),
+            _ => (
+                "GET".to_string(),
+                common::CONVERT.to_string(),
+                format!("imgproxy_u{r:x}_{r:043x}"),
+            ),
+        };
+        send(method, path, key)
+    });
+    let statuses = futures_util::stream::iter(requests)
+        .buffer_unordered(16)
+        .collect::<Vec<u16>>()
+        .await;
+    assert!(
+        statuses.iter().all(|s| [501, 404, 405, 401].contains(s)),
+        "{statuses:?}"
+    );
+    let after = series(&gw).await;
+    assert_eq!(
+        before.len(),
+        after.len(),
+        "new series: {:?}",
+        after
+            .iter()
+            .filter(|s| !before.contains(s))
+            .take(5)
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(before, after);
 }

@@ -72,6 +72,7 @@ impl AdminRoute {
 }
 
 pub fn resolve(method: &Method, path: &str) -> GatewayResult<AdminRoute> {
+    crate::proxy::route::check_served(method)?;
     use AdminRoute::*;
     let not_found = || GatewayError::NotFound("no such admin route".into());
     if path == "/metrics" {
@@ -140,7 +141,7 @@ mod tests {
             r("DELETE", "/api/v1/users/u/keys/k1").unwrap(),
             AdminRoute::RevokeKey("u".into(), "k1".into())
         );
-        assert_eq!(r("PATCH", "/api/v1/users/u").unwrap_err().status(), 405);
+        assert_eq!(r("PATCH", "/api/v1/users/u").unwrap_err().status(), 501);
         assert_eq!(
             r("GET", "/api/v1/users/u/keys/rotate")
                 .unwrap_err()

@@ -186,7 +186,7 @@ impl Gateway {
     fn record(&self, session: &Session, ctx: &Ctx, status: u16) {
         let m = &self.state.metrics;
         m.active_connections.dec();
-        let method = session.req_header().method.as_str();
+        let method = route::method_label(&session.req_header().method);
         let endpoint = ctx.route.template();
         let user = ctx
             .caller

@@ -43,6 +43,40 @@ impl Route {
     }
 }
 
+/// The methods any gateway route serves; every other is answered 501 before anything else.
+const SERVED: [Method; 5] = [
+    Method::GET,
+    Method::HEAD,
+    Method::POST,
+    Method::PUT,
+    Method::DELETE,
+];
+
+/// The `method` label of a metric: a served method, or `OTHER`, so no client can create
+/// series by inventing methods.
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        _ => "OTHER",
+    }
+}
+
+/// 501 for a method no route serves (`FOO`, `TRACE`, `CONNECT`…).
+pub fn check_served(method: &Method) -> GatewayResult<()> {
+    if SERVED.contains(method) {
+        Ok(())
+    } else {
+        Err(GatewayError::NotImplemented(format!(
+            "method {} is not served here",
+            crate::imgproxy::params::clip(method.as_str())
+        )))
+    }
+}
+
 /// `Ok` when `method` is one of `allowed` (HEAD counts as GET), else 405 with `Allow`.
 pub fn check_method(method: &Method, allowed: &'static str) -> GatewayResult<()> {
     let ok = allowed.split(", ").any(|m| m == method.as_str())
@@ -63,6 +97,7 @@ fn allow(method: &Method, allowed: &'static str, route: Route) -> GatewayResult<
 
 /// Resolve `method path` (path without query) to a route.
 pub fn resolve(method: &Method, path: &str) -> GatewayResult<Route> {
+    check_served(method)?;
     match path {
         "/api/v1/health" => allow(method, "GET", Route::Health),
         "/api/v1/ready" => allow(method, "GET", Route::Ready),
