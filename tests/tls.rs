@@ -192,3 +192,78 @@ async fn min_version_12_accepts_both_and_admin_can_use_tls() {
         assert_eq!(served_certificate(&client, &admin).await.unwrap(), cert.der);
     }
 }
+
+/// A real rustls ClientHello offering only `versions`, its handshake message re-framed as
+/// records of at most `size` bytes (as some clients and middleboxes send it).
+fn split_client_hello(
+    versions: &[&'static rustls::SupportedProtocolVersion],
+    size: usize,
+) -> Vec<u8> {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    let mut connection =
+        rustls::ClientConnection::new(std::sync::Arc::new(config), "localhost".try_into().unwrap())
+            .unwrap();
+    let mut record = Vec::new();
+    connection.write_tls(&mut record).unwrap();
+    assert_eq!(record[0], 0x16, "a handshake record");
+    let mut out = Vec::new();
+    for chunk in record[5..].chunks(size) {
+        out.extend([0x16, 0x03, 0x01]);
+        out.extend((chunk.len() as u16).to_be_bytes());
+        out.extend(chunk);
+    }
+    out
+}
+
+/// The first bytes the server answers to `hello`.
+async fn first_answer(port: u16, hello: &[u8]) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    for record in hello.chunks(64) {
+        stream.write_all(record).await.unwrap();
+        stream.flush().await.unwrap();
+    }
+    let mut answer = vec![0; 7];
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_exact(&mut answer),
+    )
+    .await
+    .expect("an answer within 10 s")
+    .unwrap();
+    answer
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls13_only_holds_for_a_client_hello_split_across_records() {
+    let certs = tempfile::tempdir().unwrap();
+    let cert = make_cert(certs.path(), "split");
+    let (a, b) = common::image_stubs().await;
+    let gw = Gateway::over(&[&a, &b])
+        .yaml(&tls_yaml(certs.path(), "split", "1.3", false))
+        .tls(&cert.pem, false)
+        .start()
+        .await;
+    const ALERT: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 70];
+    for size in [40, 100] {
+        let tls12 = split_client_hello(&[&rustls::version::TLS12], size);
+        assert_eq!(
+            first_answer(gw.port, &tls12).await,
+            ALERT,
+            "records of {size}"
+        );
+        let tls13 = split_client_hello(&[&rustls::version::TLS13], size);
+        let answer = first_answer(gw.port, &tls13).await;
+        assert_eq!(
+            answer[0], 0x16,
+            "a ServerHello for TLS 1.3, records of {size}: {answer:?}"
+        );
+    }
+}
