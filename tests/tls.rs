@@ -211,13 +211,7 @@ fn split_client_hello(
     let mut record = Vec::new();
     connection.write_tls(&mut record).unwrap();
     assert_eq!(record[0], 0x16, "a handshake record");
-    let mut out = Vec::new();
-    for chunk in record[5..].chunks(size) {
-        out.extend([0x16, 0x03, 0x01]);
-        out.extend((chunk.len() as u16).to_be_bytes());
-        out.extend(chunk);
-    }
-    out
+    imgproxy_gateway::tls::hello::split_into_records(&record, size)
 }
 
 /// The first bytes the server answers to `hello`.

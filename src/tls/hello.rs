@@ -149,6 +149,18 @@ pub fn offers_tls13(message: &[u8]) -> Option<bool> {
     Some(false)
 }
 
+/// A handshake record's message re-framed as records of at most `size` bytes each, as some
+/// clients and middleboxes send it (tests and fuzzing build such ClientHellos).
+pub fn split_into_records(record: &[u8], size: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for chunk in record.get(5..).unwrap_or_default().chunks(size.max(1)) {
+        out.extend([0x16, 0x03, 0x01]);
+        out.extend((chunk.len() as u16).to_be_bytes());
+        out.extend(chunk);
+    }
+    out
+}
+
 struct Reader<'a>(&'a [u8]);
 
 impl<'a> Reader<'a> {
@@ -216,17 +228,6 @@ mod tests {
         }
     }
 
-    /// `record`'s handshake message re-framed as records of at most `size` bytes each.
-    fn split(record: &[u8], size: usize) -> Vec<u8> {
-        let mut out = Vec::new();
-        for chunk in record[5..].chunks(size) {
-            out.extend([0x16, 0x03, 0x01]);
-            out.extend((chunk.len() as u16).to_be_bytes());
-            out.extend(chunk);
-        }
-        out
-    }
-
     #[test]
     fn finds_tls13_in_supported_versions() {
         let both = hello(&[(0, vec![]), (43, vec![4, 0x03, 0x04, 0x03, 0x03])]);
@@ -241,10 +242,10 @@ mod tests {
         let only12 = hello(&[(0, vec![0; 40]), (43, vec![2, 0x03, 0x03])]);
         let both = hello(&[(0, vec![0; 40]), (43, vec![2, 0x03, 0x04])]);
         for size in [1, 2, 7, 50, 80] {
-            let pieces = split(&only12, size);
+            let pieces = split_into_records(&only12, size);
             assert_eq!(verdict(&pieces), Some(false), "records of {size}");
             assert_eq!(
-                verdict(&split(&both, size)),
+                verdict(&split_into_records(&both, size)),
                 Some(true),
                 "records of {size}"
             );

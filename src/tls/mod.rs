@@ -2,7 +2,7 @@
 //! certificate held in a resolver so SIGHUP can swap it without touching a connection, and
 //! `tls.min_version` enforced before the handshake (`hello`).
 
-mod hello;
+pub mod hello;
 
 use arc_swap::ArcSwap;
 use pingora::listeners::tls::TlsSettings;
