@@ -297,3 +297,44 @@ async fn admin_backends_lists_the_pool() {
         .unwrap();
     assert_eq!(r.status(), 404);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backends_get_only_the_headers_the_gateway_chose() {
+    let (gw, a, b) = gateway_with(Mode::Image, Mode::Image, "").await;
+    let r = client()
+        .get(gw.url(common::CONVERT))
+        .header("X-API-Key", KEY)
+        .header("Authorization", "Bearer secret")
+        .header("Cookie", "session=secret")
+        .header("Forwarded", "for=10.0.0.1")
+        .header("X-Forwarded-For", "10.0.0.1")
+        .header("X-Real-IP", "10.0.0.1")
+        .header("Range", "bytes=0-10")
+        .header("Accept", "image/avif")
+        .header("Sec-CH-DPR", "3")
+        .header("If-None-Match", "\"abc\"")
+        .header("X-Request-ID", "allow-list-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let recorded = a
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .chain(b.requests.lock().unwrap().iter())
+        .cloned()
+        .collect::<Vec<_>>();
+    assert_eq!(recorded.len(), 1);
+    let mut names: Vec<&str> = recorded[0].headers.keys().map(String::as_str).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["host", "if-none-match", "x-request-id"],
+        "{:?}",
+        recorded[0].headers
+    );
+    assert_eq!(recorded[0].headers["if-none-match"], "\"abc\"");
+    assert_eq!(recorded[0].headers["x-request-id"], "allow-list-1");
+}

@@ -40,17 +40,11 @@ enum Next {
 /// How long an unread request body is drained after an early error answer.
 const LINGER: Duration = Duration::from_secs(5);
 
-/// Request headers never forwarded to a backend.
-const STRIPPED: [&str; 8] = [
-    "x-api-key",
-    "authorization",
-    "cookie",
-    "content-length",
-    "content-type",
-    "transfer-encoding",
-    "expect",
-    "x-forwarded-for",
-];
+/// The client's request headers a backend gets (conditional requests, so a 304 can come back);
+/// every other header is the gateway's own. An allow-list: `Forwarded`, `X-Real-IP`, `Range`,
+/// client hints, cookies and keys never reach imgproxy.
+const FORWARDED_HEADERS: [http::header::HeaderName; 2] =
+    [http::header::IF_NONE_MATCH, http::header::IF_MODIFIED_SINCE];
 
 impl Gateway {
     pub fn new(state: Arc<AppState>) -> Gateway {
@@ -352,20 +346,19 @@ impl ProxyHttp for Gateway {
         upstream: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        for name in STRIPPED {
-            upstream.remove_header(name);
-        }
-        upstream.set_method(http::Method::GET);
-        upstream.set_uri(
-            ctx.job
-                .path
-                .parse()
-                .or_err(ErrorType::InternalError, "invalid imgproxy path")?,
-        );
+        // A request of the gateway's own: GET of the signed path, with only the headers it chose.
+        let mut request =
+            RequestHeader::build(http::Method::GET, ctx.job.path.as_bytes(), Some(4))?;
         if let Some(backend) = &ctx.upstream.current {
-            upstream.insert_header(http::header::HOST, backend.authority.as_str())?;
+            request.insert_header(http::header::HOST, backend.authority.as_str())?;
         }
-        upstream.insert_header(request_id::HEADER, ctx.request_id.as_str())?;
+        request.insert_header(request_id::HEADER, ctx.request_id.as_str())?;
+        for name in FORWARDED_HEADERS {
+            if let Some(value) = upstream.headers.get(&name).cloned() {
+                request.insert_header(name, value)?;
+            }
+        }
+        *upstream = request;
         ctx.upstream.sent_at = Some(std::time::Instant::now());
         Ok(())
     }
