@@ -86,14 +86,7 @@ async fn convert_builds_imgproxy_urls_and_forwards_the_request_id() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-request-id"], "trace-42");
-    let recorded = a
-        .requests
-        .lock()
-        .unwrap()
-        .iter()
-        .chain(b.requests.lock().unwrap().iter())
-        .cloned()
-        .collect::<Vec<_>>();
+    let recorded = recorded(&a, &b);
     assert_eq!(recorded.len(), 1);
     // base64url("http://img.example.com/pretty/image.jpg"), the form every imgproxy reads alike.
     let path = "/rs:fit:300:300/aHR0cDovL2ltZy5leGFtcGxlLmNvbS9wcmV0dHkvaW1hZ2UuanBn.webp";
@@ -298,6 +291,13 @@ async fn admin_backends_lists_the_pool() {
     assert_eq!(r.status(), 404);
 }
 
+/// What both stubs were asked, in order per stub.
+fn recorded(a: &common::stub::Stub, b: &common::stub::Stub) -> Vec<common::stub::Recorded> {
+    let mut all = a.requests.lock().unwrap().clone();
+    all.extend(b.requests.lock().unwrap().iter().cloned());
+    all
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn backends_get_only_the_headers_the_gateway_chose() {
     let (gw, a, b) = gateway_with(Mode::Image, Mode::Image, "").await;
@@ -318,14 +318,7 @@ async fn backends_get_only_the_headers_the_gateway_chose() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let recorded = a
-        .requests
-        .lock()
-        .unwrap()
-        .iter()
-        .chain(b.requests.lock().unwrap().iter())
-        .cloned()
-        .collect::<Vec<_>>();
+    let recorded = recorded(&a, &b);
     assert_eq!(recorded.len(), 1);
     let mut names: Vec<&str> = recorded[0].headers.keys().map(String::as_str).collect();
     names.sort();
