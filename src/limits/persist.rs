@@ -174,7 +174,15 @@ impl Limits {
         }
         result?;
         let entries: Vec<Arc<Entry>> = taken.into_iter().map(|(e, _)| e).collect();
-        self.absorb_stored(store, &entries).await
+        // The write went through; a failed read-back is retried with the next flush's entries
+        // (or the next usage report) and is no reason to call this flush failed.
+        if let Err(e) = self.absorb_stored(store, &entries).await {
+            log::warn!(
+                "{}",
+                json!({"event": "usage_absorb_failed", "error": e.to_string()})
+            );
+        }
+        Ok(())
     }
 
     /// Embedded mode: take in what other processes added to the stored rows of `entries` since
@@ -185,14 +193,16 @@ impl Limits {
         if self.shared.is_some() || entries.is_empty() {
             return Ok(());
         }
+        let by_key: std::collections::HashMap<(&str, i64), &Arc<Entry>> = entries
+            .iter()
+            .map(|e| ((e.user_id.as_str(), e.period.start.timestamp()), e))
+            .collect();
         let keys: Vec<_> = entries
             .iter()
             .map(|e| (e.user_id.clone(), e.period.start))
             .collect();
         for row in usage_rows::find_many(store, &keys).await? {
-            let Some(entry) = entries
-                .iter()
-                .find(|e| e.user_id == row.user_id && e.period.start == row.period_start)
+            let Some(entry) = by_key.get(&(row.user_id.as_str(), row.period_start.timestamp()))
             else {
                 continue;
             };

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use entity::usage::{ActiveModel, Column, Entity, Model};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use std::collections::HashSet;
 
 pub async fn find(
     store: &Store,
@@ -18,36 +19,36 @@ pub async fn find(
         .await
 }
 
-/// The stored rows of these `(user, period start)` pairs, in one query.
+/// Pairs looked up per query (well under SQLite's and PostgreSQL's bound-parameter limits).
+const FIND_BATCH: usize = 500;
+
+/// The stored rows of these `(user, period start)` pairs, in a query per `FIND_BATCH`.
 pub async fn find_many(
     store: &Store,
     keys: &[(String, DateTime<Utc>)],
 ) -> GatewayResult<Vec<Model>> {
-    if keys.is_empty() {
-        return Ok(Vec::new());
+    let mut found = Vec::new();
+    for batch in keys.chunks(FIND_BATCH) {
+        let wanted: HashSet<(&str, DateTime<Utc>)> =
+            batch.iter().map(|(u, s)| (u.as_str(), *s)).collect();
+        let users: Vec<String> = wanted.iter().map(|(u, _)| u.to_string()).collect();
+        let starts: Vec<DateTime<Utc>> = wanted.iter().map(|(_, s)| *s).collect();
+        let rows = store
+            .call(|db| async move {
+                Entity::find()
+                    .filter(Column::UserId.is_in(users))
+                    .filter(Column::PeriodStart.is_in(starts))
+                    .all(db)
+                    .await
+            })
+            .await?;
+        // The query matched users × starts; keep the pairs asked for.
+        found.extend(
+            rows.into_iter()
+                .filter(|r| wanted.contains(&(r.user_id.as_str(), r.period_start))),
+        );
     }
-    let mut users: Vec<String> = keys.iter().map(|(u, _)| u.clone()).collect();
-    users.sort();
-    users.dedup();
-    let mut starts: Vec<DateTime<Utc>> = keys.iter().map(|(_, s)| *s).collect();
-    starts.sort();
-    starts.dedup();
-    let rows = store
-        .call(|db| async move {
-            Entity::find()
-                .filter(Column::UserId.is_in(users))
-                .filter(Column::PeriodStart.is_in(starts))
-                .all(db)
-                .await
-        })
-        .await?;
-    Ok(rows
-        .into_iter()
-        .filter(|r| {
-            keys.iter()
-                .any(|(u, s)| *u == r.user_id && *s == r.period_start)
-        })
-        .collect())
+    Ok(found)
 }
 
 /// How a batch of rows meets the stored ones.
