@@ -16,10 +16,12 @@ COPY --from=build /imgproxy-gateway /usr/local/bin/imgproxy-gateway
 COPY conf/gateway.yaml /etc/imgproxy-gateway/gateway.yaml
 USER gateway
 WORKDIR /var/lib/imgproxy-gateway
+# The admin listener stays on the container's loopback (the image's default). To reach it
+# from outside, set GATEWAY__ADMIN__LISTEN=0.0.0.0:9090 and publish it on a private network
+# only, with the legacy key changed or disabled (the gateway warns at start otherwise).
 ENV GATEWAY__SERVER__PID_FILE=/var/lib/imgproxy-gateway/gateway.pid \
-    GATEWAY__SERVER__UPGRADE_SOCK=/var/lib/imgproxy-gateway/upgrade.sock \
-    GATEWAY__ADMIN__LISTEN=0.0.0.0:9090
-EXPOSE 8080 9090
+    GATEWAY__SERVER__UPGRADE_SOCK=/var/lib/imgproxy-gateway/upgrade.sock
+EXPOSE 8080
 # Readiness on the admin listener (plain HTTP unless tls.admin): the database answers and a
 # backend is healthy.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \

@@ -90,7 +90,7 @@ async fn scenario(name: &str, extra: &str, backends: &[u16], source: u16) {
 admin:\n  listen: 127.0.0.1:{admin}\n\
 database:\n  dsn: sqlite://{d}/gw.db?mode=rwc\n\
 storage:\n  dir: {d}/images\n  source_base_url: http://127.0.0.1:{port}\n\
-imgproxy:\n  allow_private_sources: true\n\
+imgproxy:\n  allow_loopback_sources: true\n\
 observability:\n  log_level: warn\n\
 backends:\n  - url: http://127.0.0.1:{}\n    weight: 70\n  - url: http://127.0.0.1:{}\n    weight: 30\n{extra}",
         backends[0], backends[1]

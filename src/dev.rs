@@ -2,8 +2,8 @@
 
 use crate::cli::{DevArgs, DevBackendArgs};
 use crate::config::{load_str, Config};
-use crate::devbackend::guard::AddressPolicy;
 use crate::devbackend::{DevBackend, DevBackendOptions};
+use crate::imgproxy::address::AddressPolicy;
 use pingora::server::Server;
 use pingora::services::listening::Service;
 use rand::RngCore;
@@ -28,7 +28,7 @@ pub fn run_backend(args: DevBackendArgs) -> Result<(), String> {
             args.listen
         )
     })?;
-    let defaults = AddressPolicy::default();
+    let defaults = AddressPolicy::IMGPROXY;
     let switch = |flag: Option<bool>, name: &str, default: bool| -> Result<bool, String> {
         match (flag, std::env::var(name)) {
             (Some(value), _) => Ok(value),
@@ -94,7 +94,7 @@ admin:\n  listen: 127.0.0.1:9090\n\
 database:\n  dsn: sqlite://{data}/gateway.db?mode=rwc\n\
 backends:\n{backends}\
 health_check:\n  interval: 5s\n\
-imgproxy:\n  key: '{}'\n  salt: '{}'\n  allow_private_sources: true\n\
+imgproxy:\n  key: '{}'\n  salt: '{}'\n  allow_loopback_sources: true\n  allow_private_sources: true\n\
 storage:\n  dir: {data}/images\n  source_base_url: http://127.0.0.1:8080\n\
 observability:\n  log_format: text\n",
         random_hex(32),
@@ -120,7 +120,7 @@ pub fn add_backends(server: &mut Server, config: &Config) -> Result<(), String> 
             // imgproxy refuses by default; dev mode allows it as an operator would.
             addresses: AddressPolicy {
                 allow_loopback: true,
-                ..AddressPolicy::default()
+                ..AddressPolicy::IMGPROXY
             },
         };
         server.add_service(backend_service(&listen, options)?);

@@ -7,6 +7,7 @@ use crate::identity::bus::Bus;
 use crate::identity::cache::CacheLimits;
 use crate::identity::hasher::Hasher;
 use crate::identity::Authenticator;
+use crate::imgproxy::resolve::SourceResolver;
 use crate::imgproxy::{Format, Signer};
 use crate::limits::{thresholds, Limits};
 use crate::metrics::Metrics;
@@ -31,6 +32,8 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     pub bus: Bus,
     pub trusted_proxies: TrustedProxies,
+    /// Source host names to addresses, for the convert source check.
+    pub resolver: SourceResolver,
     pub limits: Limits,
     pub metrics: Arc<Metrics>,
     /// The quota webhook sender, taken by the state service that runs it.
@@ -104,6 +107,7 @@ impl AppState {
                 config.redis.timeout(),
             ),
             trusted_proxies: TrustedProxies::new(&config.server.trusted_proxies),
+            resolver: SourceResolver::default(),
             started: Instant::now(),
             drain: Drain::default(),
             tls,

@@ -5,19 +5,19 @@ mod common;
 use common::stub::{Mode, Stub};
 use common::{client, error_code, Gateway, KEY};
 
-async fn gateway_with(mode_a: Mode, mode_b: Mode, yaml: &str) -> (Gateway, Stub, Stub) {
+async fn gateway_with(mode_a: Mode, mode_b: Mode, imgproxy: &str) -> (Gateway, Stub, Stub) {
     let a = Stub::start("a", mode_a).await;
     let b = Stub::start("b", mode_b).await;
     let gw = Gateway::builder()
         .backend(a.url(), 1)
         .backend(b.url(), 1)
-        .yaml(yaml)
+        .imgproxy(imgproxy)
         .start()
         .await;
     (gw, a, b)
 }
 
-const ALLOW_PRIVATE: &str = "imgproxy:\n  allow_private_sources: true";
+const ALLOW_LOOPBACK: &str = "allow_loopback_sources: true";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn health_and_ready_on_both_listeners_without_a_key() {
@@ -42,7 +42,7 @@ async fn health_and_ready_on_both_listeners_without_a_key() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn convert_needs_exactly_the_legacy_key() {
-    let (gw, a, b) = gateway_with(Mode::Image, Mode::Image, ALLOW_PRIVATE).await;
+    let (gw, a, b) = gateway_with(Mode::Image, Mode::Image, ALLOW_LOOPBACK).await;
     let url = gw.url("/api/v1/convert?url=http://127.0.0.1:1/cat.jpg");
     let r = client().get(&url).send().await.unwrap();
     assert_eq!(r.status(), 401);
@@ -75,7 +75,7 @@ async fn convert_needs_exactly_the_legacy_key() {
 async fn convert_builds_imgproxy_urls_and_forwards_the_request_id() {
     let key = "943b421c9eb07c830af81030552c86009268de4e532ba2ee2eab8247c6da0881";
     let salt = "520f986b998545b4785e0defbc4f3c1203f22de2374a3d53cb7a7fe9fea309c5";
-    let yaml = format!("imgproxy:\n  key: '{key}'\n  salt: '{salt}'\n  default_format: png");
+    let yaml = format!("key: '{key}'\nsalt: '{salt}'\ndefault_format: png");
     let (gw, a, b) = gateway_with(Mode::Image, Mode::Image, &yaml).await;
     let r = client()
         .get(gw.url("/api/v1/convert?url=http%3A%2F%2Fimg.example.com%2Fpretty%2Fimage.jpg&width=300&height=300&format=webp"))
@@ -223,6 +223,104 @@ async fn bad_requests_are_rejected_before_any_backend() {
         .unwrap();
     assert_eq!(r.status(), 405);
     assert_eq!(r.headers()["allow"], "POST");
+}
+
+/// Names from `/etc/hosts` (answered by the system resolver, no DNS server needed) that stand
+/// for a loopback address, `localhost` itself aside (refused by name).
+fn loopback_names_in_etc_hosts() -> Vec<String> {
+    let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+    hosts
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split('#').next()?.split_whitespace();
+            let ip: std::net::IpAddr = words.next()?.parse().ok()?;
+            ip.is_loopback()
+                .then(|| words.map(str::to_string).collect::<Vec<_>>())
+        })
+        .flatten()
+        .filter(|name| !name.contains("localhost"))
+        .collect()
+}
+
+/// Issue 10, item 3: a name is refused when any address it resolves to is in a closed range;
+/// link-local and metadata stay closed when private and loopback sources are open (dev mode's
+/// settings); IPv4 inside IPv6 (NAT64, 6to4, mapped) counts as that IPv4.
+#[tokio::test(flavor = "multi_thread")]
+async fn source_names_and_embedded_addresses_are_checked_before_any_backend() {
+    let (a, b) = (
+        Stub::start("a", Mode::Image).await,
+        Stub::start("b", Mode::Image).await,
+    );
+    let gw = |imgproxy: &'static str| {
+        Gateway::builder()
+            .backend(a.url(), 1)
+            .backend(b.url(), 1)
+            .source_host("rebind.test", "[93.184.216.34, 10.0.0.7]")
+            .source_host("meta.test", "['64:ff9b::a9fe:a9fe']")
+            .source_host("six.test", "['2002:a9fe:a9fe::']")
+            .source_host("mixed.test", "[93.184.216.34, 169.254.169.254]")
+            .imgproxy(imgproxy)
+            .start()
+    };
+    let strict = gw("").await;
+    let get = |gw: &Gateway, source: &str| {
+        client()
+            .get(gw.url("/api/v1/convert"))
+            .query(&[("url", source)])
+            .header("X-API-Key", KEY)
+            .send()
+    };
+    let names = loopback_names_in_etc_hosts();
+    assert!(
+        !names.is_empty(),
+        "/etc/hosts names no loopback host besides localhost"
+    );
+    let mut refused: Vec<String> = names
+        .iter()
+        .map(|name| format!("http://{name}/a.jpg"))
+        .collect();
+    refused.extend(
+        [
+            "http://rebind.test/a.jpg",
+            "http://meta.test/latest/meta-data",
+            "http://six.test/latest/meta-data",
+            "http://mixed.test/a.jpg",
+            "http://[64:ff9b::a9fe:a9fe]/latest/meta-data",
+            "http://[::ffff:169.254.169.254]/latest/meta-data",
+            "http://metadata.google.internal/computeMetadata/v1/",
+            "http://100.100.100.200/latest/meta-data",
+        ]
+        .map(String::from),
+    );
+    for source in &refused {
+        let r = get(&strict, source).await.unwrap();
+        assert_eq!(r.status(), 403, "{source}");
+        assert_eq!(error_code(r).await, "forbidden", "{source}");
+    }
+    let r = get(&strict, "http://unknown-name.test/a.jpg")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "a name that does not resolve");
+    assert_eq!(a.served() + b.served(), 0, "nothing reached a backend");
+
+    // Dev mode's switches: loopback and private open, link-local and metadata still closed.
+    let dev = gw("allow_loopback_sources: true\nallow_private_sources: true").await;
+    for source in [
+        "http://169.254.169.254/latest/meta-data",
+        "http://meta.test/latest/meta-data",
+        "http://mixed.test/a.jpg",
+        "http://metadata.google.internal/computeMetadata/v1/",
+    ] {
+        assert_eq!(get(&dev, source).await.unwrap().status(), 403, "{source}");
+    }
+    assert_eq!(a.served() + b.served(), 0);
+    for source in [
+        "http://rebind.test/a.jpg",
+        &format!("http://{}/a.jpg", names[0]),
+    ] {
+        assert_eq!(get(&dev, source).await.unwrap().status(), 200, "{source}");
+    }
+    assert_eq!(a.served() + b.served(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -30,8 +30,8 @@ async fn signed_gateway(backends: &Backends, extra_imgproxy: &str) -> Gateway {
     Gateway::builder()
         .backend(backends.0.url(), 1)
         .backend(backends.1.url(), 1)
-        .yaml(&format!(
-            "imgproxy:\n  key: '{KEY_HEX}'\n  salt: '{SALT_HEX}'\n  allow_private_sources: true\n{extra_imgproxy}"
+        .imgproxy(&format!(
+            "key: '{KEY_HEX}'\nsalt: '{SALT_HEX}'\nallow_loopback_sources: true\n{extra_imgproxy}"
         ))
         .start()
         .await
@@ -132,7 +132,7 @@ async fn images_are_private_and_conditional_requests_work() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_operator_may_choose_the_image_cache_control() {
     let backend = signed_backends(&LOOPBACK).await;
-    let gw = signed_gateway(&backend, "  cache_control: 'private, max-age=60'").await;
+    let gw = signed_gateway(&backend, "cache_control: 'private, max-age=60'").await;
     let source = jpeg_source().await;
     let r = convert(&gw, &source.url(), &[]).await;
     assert_eq!(r.status(), 200);

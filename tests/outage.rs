@@ -224,7 +224,7 @@ async fn a_full_storage_disk_refuses_uploads_with_507_and_converts_go_on() {
         .backend(a.url(), 1)
         .backend(b.url(), 1)
         .storage_dir(disk.path())
-        .yaml("imgproxy:\n  allow_private_sources: true")
+        .imgproxy("allow_loopback_sources: true")
         .start()
         .await;
     let photo = std::fs::read(fixture("board-720x477.jpg")).unwrap();

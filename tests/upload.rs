@@ -24,9 +24,7 @@ async fn signed_setup() -> (Gateway, DevBackend, DevBackend) {
     let gw = Gateway::builder()
         .backend(a.url(), 70)
         .backend(b.url(), 30)
-        .yaml(&format!(
-            "imgproxy:\n  key: '{KEY_HEX}'\n  salt: '{SALT_HEX}'"
-        ))
+        .imgproxy(&format!("key: '{KEY_HEX}'\nsalt: '{SALT_HEX}'"))
         .start()
         .await;
     (gw, a, b)

@@ -274,8 +274,18 @@ pub struct ImgproxyConfig {
     pub salt: Option<String>,
     /// Bytes of the HMAC kept in the signature (imgproxy's `IMGPROXY_SIGNATURE_SIZE`).
     pub signature_size: usize,
-    /// Allow convert sources on loopback, private and link-local addresses.
+    /// Allow convert sources on loopback addresses (`127/8`, `::1`, `localhost`).
+    pub allow_loopback_sources: bool,
+    /// Allow convert sources on link-local addresses and cloud metadata services
+    /// (`169.254/16`, `fe80::/10`, `metadata.google.internal`…). Never implied by the others.
+    pub allow_link_local_sources: bool,
+    /// Allow convert sources on private addresses (RFC 1918, `100.64/10`, `fc00::/7`).
     pub allow_private_sources: bool,
+    /// Fixed answers for source host names, consulted before DNS (like `/etc/hosts`); the
+    /// address checks apply to them as to any other answer.
+    pub source_hosts: std::collections::BTreeMap<String, Vec<std::net::IpAddr>>,
+    /// Longest wait for a source host name to resolve (then 504).
+    pub source_resolve_timeout: Span,
     pub max_source_url_length: usize,
     /// Format of the answer when the client names none.
     pub default_format: String,
@@ -290,7 +300,11 @@ impl Default for ImgproxyConfig {
             key: None,
             salt: None,
             signature_size: 32,
+            allow_loopback_sources: false,
+            allow_link_local_sources: false,
             allow_private_sources: false,
+            source_hosts: Default::default(),
+            source_resolve_timeout: Span::secs(2),
             max_source_url_length: 2048,
             default_format: "webp".into(),
             cache_control: None,

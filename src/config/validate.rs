@@ -332,6 +332,31 @@ fn validate_imgproxy(c: &Config) -> Check {
         16,
         16_384,
     )?;
+    if i.source_resolve_timeout.get().is_zero() {
+        return fail(
+            "imgproxy.source_resolve_timeout",
+            "must be greater than zero",
+        );
+    }
+    for name in i.source_hosts.keys() {
+        let plain = !name.is_empty()
+            && !name.ends_with('.')
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-.".contains(&b));
+        if !plain {
+            return fail(
+                format!("imgproxy.source_hosts.{name}"),
+                "must be a lower-case host name without a trailing dot",
+            );
+        }
+    }
+    if i.source_hosts.values().any(Vec::is_empty) {
+        return fail(
+            "imgproxy.source_hosts",
+            "every name needs at least one address",
+        );
+    }
     if !OUTPUT_FORMATS.contains(&i.default_format.as_str()) {
         return fail(
             "imgproxy.default_format",

@@ -9,9 +9,9 @@ pub mod guard;
 pub mod process;
 pub mod url;
 
+use crate::imgproxy::address::AddressPolicy;
 use crate::imgproxy::Signer;
 use async_trait::async_trait;
-use guard::AddressPolicy;
 use http::{HeaderMap, Method, Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
@@ -175,7 +175,7 @@ impl DevBackend {
         let client = reqwest::Client::builder()
             .timeout(FETCH_TIMEOUT)
             .redirect(redirects)
-            .dns_resolver(addresses.resolver())
+            .dns_resolver(guard::resolver(addresses))
             .no_proxy()
             .build()
             .map_err(|e| e.to_string())?;

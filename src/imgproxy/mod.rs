@@ -1,6 +1,8 @@
 //! Speaking imgproxy: URL signatures, processing options and source URLs.
 
+pub mod address;
 pub mod params;
+pub mod resolve;
 pub mod signer;
 pub mod source;
 

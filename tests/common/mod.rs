@@ -20,6 +20,9 @@ use std::time::{Duration, Instant};
 
 pub const KEY: &str = "a8e77f84e2729dc6728889d4be31b123";
 pub const BIN: &str = env!("CARGO_BIN_EXE_imgproxy-gateway");
+/// The address the test source names stand for (example.com's, never fetched: backends here
+/// are stubs or dev backends serving loopback sources).
+pub const PUBLIC_SOURCE: &str = "93.184.216.34";
 /// A convert request the stub backends answer.
 pub const CONVERT: &str = "/api/v1/convert?url=http://example.com/a.jpg";
 
@@ -97,9 +100,31 @@ pub struct GatewayBuilder {
     tls: Option<Tls>,
     storage_dir: Option<PathBuf>,
     database_lines: String,
+    imgproxy: String,
+    source_hosts: String,
 }
 
 impl GatewayBuilder {
+    /// Lines of the `imgproxy:` section (unindented, one setting a line), e.g.
+    /// `allow_loopback_sources: true`. The section always pins the test source names
+    /// (`example.com`, `img.example.com`) to a public address, as no DNS answers here.
+    pub fn imgproxy(mut self, lines: &str) -> Self {
+        for line in lines.lines().filter(|l| !l.trim().is_empty()) {
+            self.imgproxy.push_str("  ");
+            self.imgproxy.push_str(line);
+            self.imgproxy.push('\n');
+        }
+        self
+    }
+
+    /// Pin a source host name to addresses (`imgproxy.source_hosts`), e.g.
+    /// `("rebind.test", "[93.184.216.34, 10.0.0.7]")`.
+    pub fn source_host(mut self, name: &str, addresses: &str) -> Self {
+        self.source_hosts
+            .push_str(&format!("    {name}: {addresses}\n"));
+        self
+    }
+
     /// Extra lines of the `database:` section, e.g. `  timeout: 2s`.
     pub fn database_line(mut self, line: &str) -> Self {
         self.database_lines.push_str(line);
@@ -185,12 +210,15 @@ admin:\n  listen: 127.0.0.1:{admin_port}\n{}\
 database:\n  driver: {driver}\n  dsn: {dsn}\n{}\
 storage:\n  dir: {}\n  source_base_url: http://127.0.0.1:{port}\n\
 auth:\n{}\n\
+imgproxy:\n  source_hosts:\n    example.com: [{PUBLIC_SOURCE}]\n    img.example.com: [{PUBLIC_SOURCE}]\n{}{}\
 backends:\n{backends}{}",
             self.server,
             self.admin,
             self.database_lines,
             images.display(),
             self.auth,
+            self.source_hosts,
+            self.imgproxy,
             self.yaml
         );
         std::fs::write(dir.path().join("gateway.yaml"), config).unwrap();
@@ -235,6 +263,8 @@ impl Gateway {
             tls: None,
             storage_dir: None,
             database_lines: String::new(),
+            imgproxy: String::new(),
+            source_hosts: String::new(),
         }
     }
 

@@ -56,11 +56,10 @@ pub async fn prepare(state: &AppState, caller: &str, query: &str) -> GatewayResu
     let mut params = ImageParams::new(state.default_format);
     let (source, kind) = match parse_query(query, &mut params)? {
         Source::Url(raw) => {
-            let config = state.config();
-            let cfg = &config.imgproxy;
+            let config = state.config().clone();
             // What goes to the backend is the parsed URL (lower-case scheme and host,
             // normalized escapes), never the client's raw string.
-            let url = source::validate(&raw, cfg.max_source_url_length, cfg.allow_private_sources)?;
+            let url = source::validate(&raw, &config.imgproxy, &state.resolver).await?;
             (url.as_str().to_string(), SourceKind::Client)
         }
         Source::Stored(id) => {
