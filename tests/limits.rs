@@ -298,6 +298,36 @@ async fn the_request_quota_is_402_with_a_usage_api_and_a_reset() {
     );
 }
 
+/// Issue 10, item 6: parallel uploads reserve their bytes before writing, so together they
+/// never store more than the quota (the cap used to come from committed rows only: 30
+/// parallel 250 KB uploads stored 7.5 MB against 1 MiB).
+#[tokio::test(flavor = "multi_thread")]
+async fn parallel_uploads_never_store_more_than_the_storage_quota() {
+    let env = start("quotas:\n  storage_quota_mb: 1", "").await;
+    let gw = &env.gw;
+    let key = create_user(gw, "par-user", "user", json!({})).await;
+    let photo = common::jpeg_of_size(250_000);
+    let answers = common::parallel_uploads(&[gw], &key, 40, &photo).await;
+    let used = common::storage_after_parallel_uploads(gw, "par-user", &answers, photo.len()).await;
+    assert!(used <= 1024 * 1024, "{used} bytes stored against 1 MiB");
+    let files = gw.stored_files();
+    assert_eq!(files.len() as u64, used / photo.len() as u64, "{files:?}");
+    // Nothing is left reserved: after deleting everything, the whole quota is free again.
+    let listed = common::get_json(gw.url("/api/v1/images"), Some(&key)).await;
+    for image in listed["images"].as_array().unwrap() {
+        let url = gw.url(&format!("/api/v1/images/{}", image["id"].as_str().unwrap()));
+        let r = client()
+            .delete(url)
+            .header("X-API-Key", &key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let again = common::parallel_uploads(&[gw], &key, 4, &photo).await;
+    assert!(again.iter().all(|(s, _)| *s == 200), "{again:?}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn uploads_past_storage_or_bandwidth_are_refused_before_they_are_stored() {
     let env = start(

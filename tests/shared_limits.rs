@@ -88,6 +88,21 @@ fn assert_split(what: &str, statuses: &[u16], admitted: usize, refused: u16, ref
     assert_eq!((ok, no), (admitted, refusals), "{statuses:?}");
 }
 
+/// Issue 10, item 6 in shared mode: the reservations are in Redis, so 40 uploads split over two
+/// instances store at most the 1 MiB quota.
+#[tokio::test(flavor = "multi_thread")]
+async fn parallel_uploads_on_two_instances_never_exceed_the_storage_quota() {
+    let Some(p) = pair("quotas:\n  storage_quota_mb: 1", REDIS_URL).await else {
+        return;
+    };
+    let key = create_user(&p.a, "par-shared", "user", json!({})).await;
+    let photo = common::jpeg_of_size(250_000);
+    let answers = common::parallel_uploads(&[&p.a, &p.b], &key, 40, &photo).await;
+    let used =
+        common::storage_after_parallel_uploads(&p.a, "par-shared", &answers, photo.len()).await;
+    assert!(used <= 1024 * 1024, "{used} bytes stored against 1 MiB");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn two_instances_admit_exactly_the_user_limit() {
     let Some(p) = pair(

@@ -7,6 +7,7 @@ pub mod period;
 mod persist;
 pub mod rules;
 pub mod shared;
+pub mod storage;
 pub mod thresholds;
 pub mod usage;
 
@@ -31,7 +32,9 @@ use usage::{Entry, UsageBook};
 pub struct Limits {
     local: LocalLimiter,
     /// Redis, in shared mode.
-    shared: Option<Shared>,
+    shared: Option<Arc<Shared>>,
+    /// Bytes uploads in flight have reserved against storage quotas.
+    reserved: Arc<storage::Ledger>,
     /// Each rate limit is divided by this while Redis is unreachable.
     expected_instances: u64,
     /// Quota counts admitted locally while Redis was unreachable, added to Redis when it returns.
@@ -69,6 +72,21 @@ impl From<GatewayError> for Refusal {
 pub struct UploadCap {
     pub bytes: u64,
     pub error: GatewayError,
+}
+
+/// What an upload may store, and the storage it holds meanwhile.
+pub struct UploadAllowance {
+    pub cap: Option<UploadCap>,
+    pub reservation: Option<storage::Reservation>,
+}
+
+impl UploadAllowance {
+    /// Give the reserved storage back: the upload's row is committed, or it failed.
+    pub async fn release(self) {
+        if let Some(reservation) = self.reservation {
+            reservation.release().await;
+        }
+    }
 }
 
 /// The endpoint that stores bytes (checked against the storage quota before admission).
@@ -116,13 +134,14 @@ impl Limits {
         Limits {
             local: LocalLimiter::default(),
             shared: config.redis.url.clone().map(|url| {
-                Shared::new(
+                Arc::new(Shared::new(
                     url,
                     config.redis.key_prefix.clone(),
                     config.redis.timeout(),
                     metrics.redis_degraded.clone(),
-                )
+                ))
             }),
+            reserved: Arc::default(),
             expected_instances: config.redis.expected_instances,
             owed: Default::default(),
             usage: UsageBook::default(),
@@ -134,12 +153,12 @@ impl Limits {
 
     /// Connect to Redis (shared mode) on the calling, long-lived runtime.
     pub fn connect(&self) -> Result<(), String> {
-        self.shared.as_ref().map_or(Ok(()), Shared::connect)
+        self.shared.as_ref().map_or(Ok(()), |s| s.connect())
     }
 
     /// Whether limits run on local fallbacks because Redis is unreachable.
     pub fn degraded(&self) -> bool {
-        self.shared.as_ref().is_some_and(Shared::degraded)
+        self.shared.as_ref().is_some_and(|s| s.degraded())
     }
 
     /// One decision over `rules`: in Redis when shared and reachable, else in process (at each
@@ -286,11 +305,15 @@ impl Limits {
     }
 
     /// How much an upload may store: the smaller of the storage and bandwidth quotas left.
+    /// What an upload of at most `wanted` bytes may store: the smallest of the bytes it could
+    /// reserve against the storage quota and what the bandwidth quota leaves, with the error
+    /// past it. The reservation is held until `UploadAllowance::release` (or drop).
     pub async fn upload_cap(
         &self,
         store: &Store,
         admission: &Admission,
-    ) -> GatewayResult<Option<UploadCap>> {
+        wanted: u64,
+    ) -> GatewayResult<UploadAllowance> {
         let (limits, entry) = (&admission.limits, &admission.entry);
         let mut cap: Option<UploadCap> = None;
         let mut consider = |bytes: u64, error: GatewayError| {
@@ -298,13 +321,25 @@ impl Limits {
                 cap = Some(UploadCap { bytes, error });
             }
         };
+        let mut reservation = None;
         if limits.storage_bytes > 0 {
+            let limit = limits.storage_bytes;
             let stored = images::stored_bytes(store, &entry.user_id).await?;
-            let error = exceeded(Quota::Storage, stored, limits.storage_bytes, &entry.period);
-            if stored >= limits.storage_bytes {
-                return Err(error);
+            if stored >= limit {
+                return Err(exceeded(Quota::Storage, stored, limit, &entry.period));
             }
-            consider(limits.storage_bytes - stored, error);
+            // Reserve first, read the stored bytes after (see `storage`).
+            let bytes = wanted.min(limit - stored);
+            let (held, reserved) =
+                storage::reserve(&self.reserved, self.shared.as_ref(), &entry.user_id, bytes).await;
+            let stored = images::stored_bytes(store, &entry.user_id).await?;
+            let used = stored + reserved - bytes;
+            if stored + reserved > limit {
+                held.release().await;
+                return Err(exceeded(Quota::Storage, used, limit, &entry.period));
+            }
+            consider(bytes, exceeded(Quota::Storage, used, limit, &entry.period));
+            reservation = Some(held);
         }
         if limits.monthly_bandwidth_bytes > 0 {
             let used = entry.bandwidth();
@@ -316,7 +351,7 @@ impl Limits {
             );
             consider(limits.monthly_bandwidth_bytes.saturating_sub(used), error);
         }
-        Ok(cap)
+        Ok(UploadAllowance { cap, reservation })
     }
 
     /// Count the body bytes of an image request once it is answered.

@@ -21,6 +21,13 @@ else v = tonumber(ARGV[2]) + tonumber(ARGV[1]); redis.call("SET", KEYS[1], v) en
 redis.call("EXPIREAT", KEYS[1], ARGV[3])
 return v
 "#;
+/// Add a (possibly negative) delta to a counter and push its expiry; a counter that reaches
+/// zero goes.
+const ADD: &str = r#"
+local v = redis.call("INCRBY", KEYS[1], ARGV[1])
+if v <= 0 then redis.call("DEL", KEYS[1]) else redis.call("EXPIREAT", KEYS[1], ARGV[2]) end
+return v
+"#;
 /// How long a failed Redis is left alone before the next try.
 const OPEN_FOR: Duration = Duration::from_secs(1);
 /// Counters of a quota period outlive it by this much, so the last flush can read them.
@@ -33,6 +40,7 @@ pub struct Shared {
     client: OnceLock<Client>,
     script: Script,
     settle: Script,
+    add: Script,
     /// Unix ms until which Redis is not called (0 = closed breaker).
     open_until: AtomicU64,
     degraded: AtomicBool,
@@ -58,6 +66,7 @@ impl Shared {
             client: OnceLock::new(),
             script: Script::from_lua(SCRIPT),
             settle: Script::from_lua(SETTLE),
+            add: Script::from_lua(ADD),
             open_until: AtomicU64::new(0),
             degraded: AtomicBool::new(false),
             gauge,
@@ -213,6 +222,14 @@ impl Shared {
             .call(|client| self.settle.evalsha_with_reload(client, vec![key], args))
             .await?;
         Some(value.max(0) as u64)
+    }
+
+    /// Add `delta` to a counter that expires at `expires_at` (unix s); its new value.
+    pub async fn add(&self, key: &str, delta: i64, expires_at: u64) -> Option<i64> {
+        let key = format!("{}{key}", self.prefix);
+        let args = vec![delta.to_string(), expires_at.to_string()];
+        self.call(|client| self.add.evalsha_with_reload(client, vec![key], args))
+            .await
     }
 
     /// Remove keys (claims forgotten by a quota reset).

@@ -74,19 +74,22 @@ impl Gateway {
                 ctx.limit_headers = admission.headers.clone();
                 let admission = ctx.admission.insert(admission);
                 ctx.job = if ctx.route == Route::Upload {
-                    let cap = self
+                    let wanted = stages::upload::wanted(&self.state, session)?;
+                    let allowance = self
                         .state
                         .limits
-                        .upload_cap(&self.state.store, admission)
+                        .upload_cap(&self.state.store, admission, wanted)
                         .await?;
                     let job = stages::upload::receive(
                         &self.state,
                         session,
                         &caller.user_id,
                         &query,
-                        cap.as_ref(),
+                        allowance.cap.as_ref(),
                     )
                     .await?;
+                    // The row is committed: its bytes count as stored from here on.
+                    allowance.release().await;
                     self.state
                         .limits
                         .record_upload(&self.state.store, admission)

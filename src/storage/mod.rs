@@ -1,9 +1,11 @@
 //! Where uploaded originals live: a directory of files named by unguessable ids, written
 //! through a partial file that disappears unless the upload completes.
 
+pub mod form;
 pub mod sniff;
 pub mod token;
 
+use crate::error::{GatewayError, GatewayResult};
 use rand::RngCore;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -96,6 +98,33 @@ pub struct PartialImage {
     target: PathBuf,
     written: u64,
     committed: bool,
+}
+
+/// A failed write to `storage.dir`: 507 when the disk (or its quota) is full, else 500. The
+/// partial file is removed by `PartialImage`'s drop either way.
+pub fn write_error(e: io::Error) -> GatewayError {
+    log::error!(
+        "{}",
+        serde_json::json!({"event": "storage_error", "error": e.to_string()})
+    );
+    match e.kind() {
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => {
+            GatewayError::InsufficientStorage(
+                "the gateway's image storage is full; nothing was stored".into(),
+            )
+        }
+        _ => GatewayError::Internal("the upload could not be stored".into()),
+    }
+}
+
+impl form::Sink for PartialImage {
+    async fn write(&mut self, chunk: &[u8]) -> GatewayResult<()> {
+        PartialImage::write(self, chunk).await.map_err(write_error)
+    }
+
+    fn written(&self) -> u64 {
+        self.written
+    }
 }
 
 impl PartialImage {

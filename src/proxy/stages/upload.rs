@@ -8,7 +8,8 @@ use crate::limits::UploadCap;
 use crate::proxy::backend_error::SourceKind;
 use crate::proxy::ctx::Job;
 use crate::state::{unix_now, AppState};
-use crate::storage::{new_image_id, sniff, PartialImage};
+use crate::storage::form::{self, BodyError, FileLimit};
+use crate::storage::{self, new_image_id};
 use crate::store::images;
 use bytes::Bytes;
 use futures_util::stream::{self, Stream};
@@ -16,19 +17,6 @@ use pingora::prelude::Session;
 
 /// Room for multipart boundaries and the small text fields around the file.
 const ENVELOPE: u64 = 64 * 1024;
-/// Longest accepted text field (`format`, `width`, ...).
-const MAX_TEXT_FIELD: usize = 64;
-
-const IMAGE_TYPES: &str = "JPEG, PNG, GIF, WebP, AVIF, HEIF, TIFF or BMP";
-
-/// Why the body stream stopped early.
-#[derive(Debug, thiserror::Error)]
-enum BodyError {
-    #[error("the request body exceeds the upload limit")]
-    TooLarge,
-    #[error("the request body could not be read: {0}")]
-    Read(String),
-}
 
 fn too_large(state: &AppState) -> GatewayError {
     GatewayError::PayloadTooLarge {
@@ -61,31 +49,28 @@ fn body_stream(
     })
 }
 
-/// A failed write to `storage.dir`: 507 when the disk (or its quota) is full, else 500. The
-/// partial file is removed by `PartialImage`'s drop either way.
-fn storage_error(e: std::io::Error) -> GatewayError {
-    log::error!(
-        "{}",
-        serde_json::json!({"event": "storage_error", "error": e.to_string()})
-    );
-    match e.kind() {
-        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
-            GatewayError::InsufficientStorage(
-                "the gateway's image storage is full; nothing was stored".into(),
-            )
-        }
-        _ => GatewayError::Internal("the upload could not be stored".into()),
-    }
+/// The declared body length, if any.
+fn declared_length(session: &Session) -> GatewayResult<Option<u64>> {
+    let Some(value) = session
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+    else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .map(Some)
+        .ok_or_else(|| GatewayError::BadRequest("Content-Length is not a number".into()))
 }
 
-fn multipart_error(state: &AppState, e: multer::Error) -> GatewayError {
-    if let multer::Error::StreamReadFailed(inner) = &e {
-        return match inner.downcast_ref::<BodyError>() {
-            Some(BodyError::TooLarge) => too_large(state),
-            _ => GatewayError::BadRequest(inner.to_string()),
-        };
-    }
-    GatewayError::BadRequest(format!("malformed multipart body: {e}"))
+/// The most file bytes this request can carry: its declared length, or the upload limit.
+/// What the storage quota reserves for it.
+pub fn wanted(state: &AppState, session: &Session) -> GatewayResult<u64> {
+    let limit = state.config().storage.max_upload_mb * 1024 * 1024;
+    Ok(declared_length(session)?.map_or(limit, |n| n.min(limit)))
 }
 
 /// Reject early on a declared length over the limit, or over what the quotas leave.
@@ -95,18 +80,9 @@ pub fn check_declared_length(
     cap: Option<&UploadCap>,
 ) -> GatewayResult<()> {
     let limit = state.config().storage.max_upload_mb * 1024 * 1024;
-    let Some(value) = session
-        .req_header()
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-    else {
+    let Some(length) = declared_length(session)? else {
         return Ok(());
     };
-    let length: u64 = value
-        .to_str()
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| GatewayError::BadRequest("Content-Length is not a number".into()))?;
     if length > limit + ENVELOPE {
         return Err(too_large(state));
     }
@@ -124,18 +100,6 @@ fn expects_continue(session: &Session) -> bool {
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
 
-fn boundary(session: &Session) -> GatewayResult<String> {
-    let content_type = session
-        .req_header()
-        .headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    multer::parse_boundary(content_type).map_err(|_| {
-        GatewayError::BadRequest("Content-Type must be multipart/form-data with a boundary".into())
-    })
-}
-
 /// Apply query parameters (the same names as the multipart text fields).
 fn apply_query(query: &str, params: &mut ImageParams) -> GatewayResult<()> {
     for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
@@ -147,66 +111,6 @@ fn apply_query(query: &str, params: &mut ImageParams) -> GatewayResult<()> {
         }
     }
     Ok(())
-}
-
-struct Stored {
-    id: String,
-    image: PartialImage,
-    content_type: &'static str,
-}
-
-async fn store_file(
-    state: &AppState,
-    field: &mut multer::Field<'_>,
-    cap: Option<&UploadCap>,
-) -> GatewayResult<Stored> {
-    let limit = state.config().storage.max_upload_mb * 1024 * 1024;
-    let id = new_image_id();
-    let mut image = state.images.create(&id).await.map_err(storage_error)?;
-    let mut head = Vec::with_capacity(sniff::HEAD_LEN);
-    while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(state, e))? {
-        let total = image.written() + chunk.len() as u64;
-        if total > limit {
-            return Err(too_large(state));
-        }
-        if let Some(cap) = cap.filter(|c| total > c.bytes) {
-            return Err(cap.error.clone());
-        }
-        if head.len() < sniff::HEAD_LEN {
-            let take = (sniff::HEAD_LEN - head.len()).min(chunk.len());
-            head.extend_from_slice(&chunk[..take]);
-        }
-        image.write(&chunk).await.map_err(storage_error)?;
-    }
-    if image.written() == 0 {
-        return Err(GatewayError::invalid("file", "is empty"));
-    }
-    let content_type = sniff::image_type(&head).ok_or_else(|| {
-        GatewayError::InvalidImage(format!("the uploaded file is not an image ({IMAGE_TYPES})"))
-    })?;
-    Ok(Stored {
-        id,
-        image,
-        content_type,
-    })
-}
-
-async fn text_field(
-    state: &AppState,
-    field: &mut multer::Field<'_>,
-    name: &str,
-) -> GatewayResult<String> {
-    let mut text = Vec::new();
-    while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(state, e))? {
-        text.extend_from_slice(&chunk);
-        if text.len() > MAX_TEXT_FIELD {
-            return Err(GatewayError::BadRequest(format!(
-                "field `{name}` is longer than {MAX_TEXT_FIELD} bytes"
-            )));
-        }
-    }
-    String::from_utf8(text)
-        .map_err(|_| GatewayError::BadRequest(format!("field `{name}` is not UTF-8")))
 }
 
 /// Remove a stored original whose conversion failed: the client never learned its id (no
@@ -230,7 +134,13 @@ pub async fn receive(
     cap: Option<&UploadCap>,
 ) -> GatewayResult<Job> {
     check_declared_length(state, session, cap)?;
-    let boundary = boundary(session)?;
+    let content_type = session
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let boundary = form::boundary(content_type)?;
     let mut params = ImageParams::new(state.default_format);
     apply_query(query, &mut params)?;
     if expects_continue(session) {
@@ -240,43 +150,29 @@ pub async fn receive(
             GatewayError::BadRequest("the connection closed before the body".into())
         })?;
     }
-    let limit = state.config().storage.max_upload_mb * 1024 * 1024 + ENVELOPE;
-    let mut multipart = multer::Multipart::new(body_stream(session, limit), boundary);
-    let mut stored = None;
-    while let Some(mut field) = multipart
-        .next_field()
-        .await
-        .map_err(|e| multipart_error(state, e))?
-    {
-        let name = field.name().unwrap_or_default().to_string();
-        match name.as_str() {
-            "file" if stored.is_some() => {
-                return Err(GatewayError::BadRequest(
-                    "only one `file` field is allowed".into(),
-                ))
-            }
-            "file" => stored = Some(store_file(state, &mut field, cap).await?),
-            "format" | "width" | "height" | "quality" => {
-                let value = text_field(state, &mut field, &name).await?;
-                params.set(&name, &value)?;
-            }
-            other => {
-                return Err(GatewayError::BadRequest(format!(
-                    "unknown multipart field `{}`",
-                    imgproxy::params::clip(other)
-                )))
-            }
-        }
-    }
-    drop(multipart);
-    let Stored {
-        id,
-        image,
-        content_type,
-    } = stored
-        .ok_or_else(|| GatewayError::invalid("file", "the multipart field `file` is required"))?;
-    let size = image.commit().await.map_err(storage_error)?;
-    if let Err(e) = images::insert(&state.store, &id, caller, content_type, size).await {
+    let max = state.config().storage.max_upload_mb * 1024 * 1024;
+    let mut limits = vec![FileLimit {
+        bytes: max,
+        error: too_large(state),
+    }];
+    limits.extend(cap.map(|c| FileLimit {
+        bytes: c.bytes,
+        error: c.error.clone(),
+    }));
+    let id = new_image_id();
+    let body = body_stream(session, max + ENVELOPE);
+    let open = || async { state.images.create(&id).await.map_err(storage::write_error) };
+    let form = form::read(
+        body,
+        boundary,
+        &mut params,
+        &limits,
+        &too_large(state),
+        open,
+    )
+    .await?;
+    let size = form.file.commit().await.map_err(storage::write_error)?;
+    if let Err(e) = images::insert(&state.store, &id, caller, form.content_type, size).await {
         let _ = state.images.delete(&id).await;
         return Err(e);
     }
