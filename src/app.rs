@@ -54,6 +54,7 @@ async fn connect(state: &AppState, shutdown: &mut ShutdownWatch) -> bool {
         match store::connect(&state.config().database).await {
             Ok(db) => {
                 state.store.install(db);
+                state.store.ping().await;
                 break;
             }
             Err(e) => {
@@ -112,6 +113,7 @@ impl StateService {
                 stopped(shutdown.clone()),
             ),
             flush_last_used(state, shutdown.clone()),
+            watch_database(state, shutdown.clone()),
             flush_usage(state, shutdown),
         );
     }
@@ -168,6 +170,20 @@ impl BackgroundService for HealthChecks {
 
 async fn stopped(mut shutdown: ShutdownWatch) {
     let _ = shutdown.changed().await;
+}
+
+/// Ping the database each second for health and readiness, so no request has to.
+async fn watch_database(state: &AppState, mut shutdown: ShutdownWatch) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {
+                state.store.ping().await;
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
 }
 
 /// Write `last_used_at` of keys seen in use, one statement per interval, until shutdown.

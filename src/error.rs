@@ -14,8 +14,9 @@ pub enum GatewayError {
     },
     #[error("{0}")]
     BadRequest(String),
+    /// Access refused (401 or 403, by the reason).
     #[error("{0}")]
-    Unauthorized(&'static str),
+    Denied(#[from] crate::access::Denied),
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
@@ -88,7 +89,7 @@ impl GatewayError {
         use GatewayError::*;
         match self {
             InvalidParameter { .. } | BadRequest(_) => StatusCode::BAD_REQUEST,
-            Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Denied(d) => d.status(),
             Forbidden(_) => StatusCode::FORBIDDEN,
             NotFound(_) | SourceNotFound(_) => StatusCode::NOT_FOUND,
             SourceRefused { status, .. } => {
@@ -119,7 +120,8 @@ impl GatewayError {
         match self {
             InvalidParameter { .. } => "invalid_parameter",
             BadRequest(_) => "bad_request",
-            Unauthorized(_) => "unauthorized",
+            Denied(d) if d.status() == StatusCode::UNAUTHORIZED => "unauthorized",
+            Denied(_) => "forbidden",
             Forbidden(_) => "forbidden",
             NotFound(_) => "not_found",
             Conflict(_) => "conflict",

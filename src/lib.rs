@@ -1,5 +1,6 @@
 //! imgproxy-gateway: a multi-tenant API gateway on Pingora in front of imgproxy servers.
 
+pub mod access;
 pub mod admin;
 pub mod app;
 pub mod cli;

@@ -38,7 +38,7 @@ pub fn run(config: &Config, command: Managed) -> Result<(), String> {
             auth: &auth,
             bus: &bus,
             actor: "cli",
-            request_id: None,
+            request: None,
         };
         let output = execute(&manager, command).await.map_err(|e| e.to_string());
         store.close().await;

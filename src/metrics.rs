@@ -43,6 +43,8 @@ pub struct Metrics {
     pub quota_usage: IntGaugeVec,
     pub quota_threshold_events: IntCounterVec,
     pub redis_degraded: IntGauge,
+    /// Access refusals on either listener, by `Denied::reason` (a closed set).
+    pub access_denied: IntCounterVec,
     /// CPU seconds and wall time at the previous scrape.
     cpu_sample: std::sync::Mutex<Option<(f64, std::time::Instant)>>,
 }
@@ -118,6 +120,11 @@ impl Metrics {
             "Authenticated requests, by user.",
             &["user_id"],
         );
+        let access_denied = counter(
+            "access_denied_total",
+            "Requests refused access (401/403) on either listener, by reason.",
+            &["reason"],
+        );
         let active_connections = IntGauge::new(
             "active_connections",
             "Requests being served on the public listener.",
@@ -144,8 +151,13 @@ impl Metrics {
             Box::new(quota_usage.clone()),
             Box::new(quota_threshold_events.clone()),
             Box::new(redis_degraded.clone()),
+            Box::new(access_denied.clone()),
         ] {
             registry.register(collector).expect("unique metric");
+        }
+        // Every reason exists from the start: the series set never grows with traffic.
+        for denied in crate::access::Denied::ALL {
+            access_denied.with_label_values(&[denied.reason()]);
         }
         Metrics {
             registry,
@@ -163,6 +175,7 @@ impl Metrics {
             quota_usage,
             quota_threshold_events,
             redis_degraded,
+            access_denied,
         }
     }
 

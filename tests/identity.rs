@@ -107,6 +107,37 @@ async fn a_created_user_calls_with_its_own_key(engine: Engine) {
     assert_eq!(created["actor"], "legacy");
     assert!(created["request_id"].is_string());
     assert!(!audit.to_string().contains(&key), "no key in the audit log");
+
+    // Issue 10, item 8: the audit entry is found by the gateway's own request id; what the
+    // client sent as X-Request-ID is kept beside it and cannot take its place.
+    let r = common::client()
+        .post(gw.admin_url("/api/v1/users"))
+        .header("X-API-Key", KEY)
+        .header("X-Request-ID", "client-chosen-id")
+        .json(&json!({"id": "traced", "name": "T", "email": "t@example.com", "role": "user"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.headers()["x-request-id"], "client-chosen-id");
+    let (_, audit) = admin(gw, "GET", "/api/v1/audit", KEY, None).await;
+    let traced = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "user.create" && e["target"] == "traced")
+        .expect("audited");
+    assert_eq!(traced["client_request_id"], "client-chosen-id");
+    let own = traced["request_id"].as_str().unwrap();
+    assert!(
+        own.len() == 32 && own.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{own}"
+    );
+    assert!(
+        gw.log()
+            .contains(&format!("\"gateway_request_id\":\"{own}\"")),
+        "the admin log line names the same id"
+    );
     assert!(!gw.log().contains(&key), "no key in the log");
 }
 

@@ -16,27 +16,35 @@ async fn metrics_count_what_clients_did_and_promtool_accepts_them() {
     let gw = Gateway::builder()
         .backend(a.url(), 1)
         .backend(b.url(), 1)
-        .yaml("rate_limits:\n  user_level:\n    requests_per_minute: 3\n    requests_per_hour: 100")
         .start()
         .await;
+    // The metered client has 3 requests a minute; the operator reading metrics (the legacy
+    // admin) is limited apart (admin calls count against the caller's own user levels).
+    let user = common::create_user(
+        &gw,
+        "metered",
+        "user",
+        serde_json::json!({"rate_limits": {"requests_per_minute": 3, "requests_per_hour": 100}}),
+    )
+    .await;
     let second = chrono::Utc::now().timestamp() % 60;
     if second >= 55 {
         tokio::time::sleep(std::time::Duration::from_secs((61 - second) as u64)).await;
     }
     for _ in 0..3 {
-        assert_eq!(convert(&gw, KEY).await.status(), 200);
+        assert_eq!(convert(&gw, &user).await.status(), 200);
     }
-    assert_eq!(convert(&gw, KEY).await.status(), 429);
+    assert_eq!(convert(&gw, &user).await.status(), 429);
     assert_eq!(convert(&gw, "nope").await.status(), 401);
 
     let series = |s: &str| s.to_string();
     let expect = [
-        (series("http_requests_total{endpoint=\"/api/v1/convert\",method=\"GET\",status=\"200\",user_id=\"legacy\"}"), 3.0),
-        (series("http_requests_total{endpoint=\"/api/v1/convert\",method=\"GET\",status=\"429\",user_id=\"legacy\"}"), 1.0),
+        (series("http_requests_total{endpoint=\"/api/v1/convert\",method=\"GET\",status=\"200\",user_id=\"metered\"}"), 3.0),
+        (series("http_requests_total{endpoint=\"/api/v1/convert\",method=\"GET\",status=\"429\",user_id=\"metered\"}"), 1.0),
         (series("http_requests_total{endpoint=\"/api/v1/convert\",method=\"GET\",status=\"401\",user_id=\"anonymous\"}"), 1.0),
         (series("http_request_duration_seconds_count{endpoint=\"/api/v1/convert\",method=\"GET\"}"), 5.0),
-        (series("user_requests_total{user_id=\"legacy\"}"), 4.0),
-        (series("user_rate_limit_violations{limit_type=\"user_minute\",user_id=\"legacy\"}"), 1.0),
+        (series("user_requests_total{user_id=\"metered\"}"), 4.0),
+        (series("user_rate_limit_violations{limit_type=\"user_minute\",user_id=\"metered\"}"), 1.0),
         (format!("backend_health_status{{backend_url=\"{}\"}}", a.url()), 1.0),
         (format!("backend_health_status{{backend_url=\"{}\"}}", b.url()), 1.0),
         (series("active_connections"), 0.0),

@@ -57,24 +57,7 @@ fn convert_url(gw: &Gateway) -> String {
 /// Fire `n` requests at once, alternating between the two instances; the statuses.
 async fn burst(p: &Pair, key: &str, n: usize) -> Vec<u16> {
     let urls = [convert_url(&p.a), convert_url(&p.b)];
-    let requests = (0..n).map(|i| {
-        let (url, key) = (urls[i % 2].clone(), key.to_string());
-        tokio::spawn(async move {
-            client()
-                .get(url)
-                .header("X-API-Key", key)
-                .send()
-                .await
-                .map(|r| r.status().as_u16())
-                .unwrap_or(0)
-        })
-    });
-    let handles: Vec<_> = requests.collect();
-    let mut statuses = Vec::new();
-    for h in handles {
-        statuses.push(h.await.unwrap());
-    }
-    statuses
+    common::all_at_once((0..n).map(|i| client().get(&urls[i % 2]).header("X-API-Key", key))).await
 }
 
 fn count(statuses: &[u16], status: u16) -> usize {

@@ -12,7 +12,10 @@ pub struct Model {
     pub action: String,
     pub target: String,
     pub detail: String,
+    /// The gateway's own id of the request that made the change.
     pub request_id: Option<String>,
+    /// The client's `X-Request-ID` of that request, when it sent a well-formed one.
+    pub client_request_id: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

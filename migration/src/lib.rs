@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261126_000001_create_images;
 mod m20261127_000001_create_identity;
 mod m20261127_000002_create_usage;
+mod m20261201_000001_audit_client_request_id;
 
 pub struct Migrator;
 
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000001_create_images::Migration),
             Box::new(m20261127_000001_create_identity::Migration),
             Box::new(m20261127_000002_create_usage::Migration),
+            Box::new(m20261201_000001_audit_client_request_id::Migration),
         ]
     }
 }

@@ -9,7 +9,7 @@ use crate::identity::{Change, Identity};
 use crate::limits::rules::UserLimits;
 use crate::respond::Answer;
 use crate::state::AppState;
-use crate::store::audit;
+use crate::store::audit::{self, RequestIds};
 use http::StatusCode;
 use pingora::protocols::http::ServerSession;
 use serde_json::json;
@@ -42,7 +42,7 @@ pub async fn run(
     session: &mut ServerSession,
     route: AdminRoute,
     caller: &Identity,
-    request_id: &str,
+    request: &RequestIds,
 ) -> GatewayResult<Answer> {
     let body = match route {
         AdminRoute::CreateUser
@@ -56,7 +56,7 @@ pub async fn run(
         auth: &state.auth,
         bus: &state.bus,
         actor: &caller.user_id,
-        request_id: Some(request_id),
+        request: Some(request),
     };
     let ok = |value: serde_json::Value| Ok(Answer::json(StatusCode::OK, &value));
     let created = |value: serde_json::Value| Ok(Answer::json(StatusCode::CREATED, &value));
@@ -84,6 +84,7 @@ pub async fn run(
                 .map(|e| {
                     json!({"id": e.id, "at": format_time(&e.at), "actor": e.actor,
                         "action": e.action, "target": e.target, "request_id": e.request_id,
+                        "client_request_id": e.client_request_id,
                         "detail": serde_json::from_str::<serde_json::Value>(&e.detail)
                             .unwrap_or(serde_json::Value::Null)})
                 })

@@ -5,11 +5,15 @@
 mod handlers;
 pub mod routes;
 
+use crate::access::{self, Asked, Denied};
 use crate::error::{GatewayError, GatewayResult};
-use crate::identity::rbac;
+use crate::identity::Identity;
+use crate::limits::headers::Headers;
+use crate::limits::Refusal;
 use crate::proxy::stages::auth;
 use crate::respond::{to_http_response, Answer};
 use crate::state::AppState;
+use crate::store::audit::RequestIds;
 use crate::{health, request_id};
 use async_trait::async_trait;
 use http::Response;
@@ -17,6 +21,7 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use routes::AdminRoute;
 use serde_json::json;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 /// Compare in time independent of where the first difference is.
@@ -43,9 +48,7 @@ impl AdminApp {
                 .get(http::header::AUTHORIZATION)
                 .map(|v| v.as_bytes());
             if !given.is_some_and(|g| constant_time_eq(g, expected.as_bytes())) {
-                return Err(GatewayError::Unauthorized(
-                    "a valid metrics bearer token is required",
-                ));
+                return Err(Denied::MetricsToken.into());
             }
         }
         Ok(Answer::bytes(
@@ -55,56 +58,120 @@ impl AdminApp {
         ))
     }
 
-    /// Route → authenticate → authorize → handle.
+    /// Resolve → admit (the same step as the public listener: IP level, key, whitelist, role,
+    /// user and endpoint levels) → handle.
     async fn handle(
         &self,
         session: &mut ServerSession,
-        request_id: &str,
-        caller_id: &mut Option<String>,
+        request: &mut AdminRequest,
     ) -> GatewayResult<Answer> {
+        let state = &self.state;
+        let ip = request.client_ip;
         let req = session.req_header();
-        let route = routes::resolve(&req.method, req.uri.path())?;
-        let Some(action) = route.action() else {
-            return Ok(match route {
-                AdminRoute::Ready => health::ready(&self.state, request_id).await,
-                AdminRoute::Metrics => self.metrics(session)?,
-                _ => health::health(&self.state).await,
-            });
+        let route = match routes::resolve(&req.method, req.uri.path()) {
+            Err(e @ GatewayError::NotFound(_)) => {
+                return Err(request.refused(access::spend_ip(state, ip, e).await))
+            }
+            other => other?,
         };
-        let caller = auth::authenticate(&self.state, session).await?;
-        *caller_id = Some(caller.user_id.clone());
-        if !rbac::allows(caller.role, &caller.user_id, action, route.target()) {
-            return Err(GatewayError::Forbidden(format!(
-                "the role `{}` does not allow this",
-                caller.role.as_str()
-            )));
+        request.endpoint = route.template();
+        let asked = Asked {
+            key: auth::api_key(session),
+            ip,
+            endpoint: route.template(),
+            action: route.action().map(|action| (action, route.target())),
+        };
+        let admitted = access::admit(state, route.access(), asked, &mut request.caller).await;
+        if let Some(admission) = admitted.map_err(|r| request.refused(r))? {
+            request.limit_headers = admission.headers;
         }
-        handlers::run(&self.state, session, route, &caller, request_id).await
+        match (&route, &request.caller) {
+            (AdminRoute::Ready, _) => Ok(health::ready(state, &request.id)),
+            (AdminRoute::Metrics, _) => self.metrics(session),
+            (AdminRoute::Health, _) => Ok(health::health(state)),
+            (_, Some(caller)) => {
+                let caller = caller.clone();
+                handlers::run(state, session, route, &caller, &request.ids()).await
+            }
+            (_, None) => Err(GatewayError::Internal(
+                "the route ran without its admission".into(),
+            )),
+        }
+    }
+}
+
+/// One admin request's facts, filled in as it goes.
+struct AdminRequest {
+    /// The id it is answered and logged under (the client's when well-formed).
+    id: String,
+    /// The gateway's own id, whatever the client sent (what the audit log records).
+    gateway_id: String,
+    /// The client's `X-Request-ID`, when well-formed.
+    client_id: Option<String>,
+    client_ip: IpAddr,
+    endpoint: &'static str,
+    caller: Option<Arc<Identity>>,
+    limit_headers: Headers,
+}
+
+impl AdminRequest {
+    fn refused(&mut self, refusal: Refusal) -> GatewayError {
+        self.limit_headers = refusal.headers;
+        refusal.error
+    }
+
+    fn ids(&self) -> RequestIds {
+        RequestIds {
+            gateway: self.gateway_id.clone(),
+            client: self.client_id.clone(),
+        }
     }
 }
 
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
-        let id = request_id::from_header(
-            session
-                .req_header()
-                .headers
-                .get(request_id::HEADER)
-                .map(|v| v.as_bytes()),
-        );
-        let mut caller = None;
-        let answer = self
-            .handle(session, &id, &mut caller)
-            .await
-            .unwrap_or_else(|err| Answer::error(&err, &id));
+        let given = session
+            .req_header()
+            .headers
+            .get(request_id::HEADER)
+            .map(|v| v.as_bytes());
+        let client_id = given
+            .filter(|id| request_id::is_well_formed(id))
+            .map(|id| String::from_utf8_lossy(id).into_owned());
+        let gateway_id = request_id::generate();
+        let mut request = AdminRequest {
+            id: client_id.clone().unwrap_or_else(|| gateway_id.clone()),
+            gateway_id,
+            client_id,
+            client_ip: auth::client_ip(&self.state, session),
+            endpoint: "unknown",
+            caller: None,
+            limit_headers: Headers::new(),
+        };
+        let mut answer = match self.handle(session, &mut request).await {
+            Ok(answer) => answer,
+            Err(err) => {
+                crate::proxy::security_event(&self.state, &err, |line| {
+                    line["listener"] = "admin".into();
+                    line["request_id"] = request.id.as_str().into();
+                    line["endpoint"] = request.endpoint.into();
+                    line["client_ip"] = request.client_ip.to_string().into();
+                    line["user_id"] = request.caller.as_ref().map(|c| c.user_id.as_str()).into();
+                });
+                Answer::error(&err, &request.id)
+            }
+        };
+        answer.headers.extend(request.limit_headers.iter().cloned());
         let status = answer.status.as_u16();
         log::info!(
             "{}",
-            json!({"event": "admin_request", "request_id": id,
+            json!({"event": "admin_request", "request_id": request.id,
+                "gateway_request_id": request.gateway_id,
                 "method": session.req_header().method.as_str(),
-                "path": session.req_header().uri.path(), "status": status, "user_id": caller})
+                "path": session.req_header().uri.path(), "status": status,
+                "user_id": request.caller.as_ref().map(|c| c.user_id.as_str())})
         );
-        to_http_response(answer, &id)
+        to_http_response(answer, &request.id)
     }
 }

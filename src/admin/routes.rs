@@ -1,6 +1,7 @@
 //! The admin listener's routes: path and method to an operation, the role action it needs and
 //! the user it concerns. Unknown paths are 404, known paths with another method 405.
 
+use crate::access::Access;
 use crate::error::{GatewayError, GatewayResult};
 use crate::identity::rbac::Action;
 use crate::proxy::route::check_method;
@@ -50,6 +51,34 @@ impl AdminRoute {
             Quota(_) => Action::ReadQuota,
             ResetQuota(_) => Action::ResetQuota,
         })
+    }
+
+    /// What the route needs before its handler runs.
+    pub fn access(&self) -> Access {
+        match self.action() {
+            None => Access::Open,
+            Some(_) => Access::Key,
+        }
+    }
+
+    /// The route template, naming the endpoint in the endpoint rate level and in logs.
+    pub fn template(&self) -> &'static str {
+        use AdminRoute::*;
+        match self {
+            Metrics => "admin:/metrics",
+            Health => "admin:/api/v1/health",
+            Ready => "admin:/api/v1/ready",
+            Backends => "admin:/api/v1/backends",
+            MetricsJson => "admin:/api/v1/metrics",
+            Audit => "admin:/api/v1/audit",
+            Users | CreateUser => "admin:/api/v1/users",
+            User(_) | UpdateUser(_) | DeleteUser(_) => "admin:/api/v1/users/{id}",
+            Keys(_) | CreateKey(_) => "admin:/api/v1/users/{id}/keys",
+            RotateKey(_) => "admin:/api/v1/users/{id}/keys/rotate",
+            RevokeKey(..) => "admin:/api/v1/users/{id}/keys/{key_id}",
+            Quota(_) => "admin:/api/v1/users/{id}/quota",
+            ResetQuota(_) => "admin:/api/v1/users/{id}/quota/reset",
+        }
     }
 
     /// The user the route reads or changes.

@@ -222,6 +222,14 @@ pub struct RateLimitsConfig {
 pub struct IpLimit {
     pub requests_per_minute: u32,
     pub burst: u32,
+    /// IPv6 clients share one bucket per network of this prefix length (one host usually
+    /// holds a whole /64, so per-address buckets would be unlimited).
+    #[serde(default = "default_ipv6_prefix")]
+    pub ipv6_prefix: u8,
+}
+
+fn default_ipv6_prefix() -> u8 {
+    64
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]

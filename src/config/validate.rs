@@ -259,6 +259,7 @@ fn validate_limits(c: &Config) -> Check {
             10_000_000,
         )?;
         in_range("rate_limits.ip_level.burst", ip.burst, 1, 10_000_000)?;
+        in_range("rate_limits.ip_level.ipv6_prefix", ip.ipv6_prefix, 1, 128)?;
     }
     if let Some(user) = &r.user_level {
         in_range(

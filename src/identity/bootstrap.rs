@@ -93,7 +93,7 @@ async fn note(store: &Store, action: &str, detail: serde_json::Value) {
         action,
         target: LEGACY_USER,
         detail,
-        request_id: None,
+        request: None,
     };
     if let Err(e) = audit::append(store, entry).await {
         log::error!(

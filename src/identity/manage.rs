@@ -10,7 +10,8 @@ use super::model::Status;
 use super::record::{format_time, IssuedKey, KeyInfo, User};
 use super::verify::Authenticator;
 use crate::error::{GatewayError, GatewayResult};
-use crate::store::{audit, keys, users, Store};
+use crate::store::audit::{self, RequestIds};
+use crate::store::{keys, users, Store};
 use chrono::{DateTime, Duration, Utc};
 use entity::api_keys;
 use serde_json::json;
@@ -25,7 +26,7 @@ pub struct Manager<'a> {
     pub bus: &'a Bus,
     /// Who makes the change: a user id, or `cli`.
     pub actor: &'a str,
-    pub request_id: Option<&'a str>,
+    pub request: Option<&'a RequestIds>,
 }
 
 pub struct Rotated {
@@ -309,7 +310,7 @@ impl Manager<'_> {
             action,
             target,
             detail: detail.clone(),
-            request_id: self.request_id,
+            request: self.request,
         };
         if let Err(e) = audit::append(self.store, entry).await {
             log::error!(
@@ -320,7 +321,9 @@ impl Manager<'_> {
         log::info!(
             "{}",
             json!({"event": "admin_change", "actor": self.actor, "action": action,
-                "target": target, "request_id": self.request_id})
+                "target": target,
+                "request_id": self.request.map(|r| r.gateway.as_str()),
+                "client_request_id": self.request.and_then(|r| r.client.as_deref())})
         );
     }
 }

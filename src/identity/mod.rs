@@ -1,6 +1,7 @@
 //! Who is calling and what they may do: users, API keys, their verification on the hot path,
 //! role checks, and the management operations that change them.
 
+pub mod attempts;
 pub mod bootstrap;
 pub mod bus;
 pub mod cache;

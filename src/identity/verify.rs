@@ -3,11 +3,13 @@
 //! same secret was proven against the same hash before); concurrent misses for one key share a
 //! single verification; wrong keys are remembered so they cost nothing the second time.
 
+use super::attempts::Attempts;
 use super::cache::{CacheLimits, Change, KeyCache};
 use super::hasher::Hasher;
 use super::key::{self, Fingerprint, ParsedKey};
 use super::record::User;
 use super::snapshot::{Identity, Refusal};
+use crate::access::Denied;
 use crate::error::{GatewayError, GatewayResult};
 use crate::state::unix_now;
 use crate::store::{keys, users, Store};
@@ -24,23 +26,23 @@ pub struct Authenticator {
     /// The legacy key's value while `legacy.enabled`.
     legacy: Option<String>,
     inflight: Inflight,
+    /// bcrypt verifications per key id.
+    attempts: Attempts,
 }
 
-const MISSING: GatewayError = GatewayError::Unauthorized("missing X-API-Key header");
-const MALFORMED: GatewayError = GatewayError::Unauthorized("malformed API key");
-const INVALID: GatewayError = GatewayError::Unauthorized("invalid API key");
-const EXPIRED: GatewayError = GatewayError::Unauthorized("API key expired");
+const MISSING: GatewayError = GatewayError::Denied(Denied::MissingKey);
+const MALFORMED: GatewayError = GatewayError::Denied(Denied::MalformedKey);
+const INVALID: GatewayError = GatewayError::Denied(Denied::InvalidKey);
+const EXPIRED: GatewayError = GatewayError::Denied(Denied::ExpiredKey);
 
 impl From<Refusal> for GatewayError {
     fn from(refusal: Refusal) -> GatewayError {
-        match refusal {
-            Refusal::Expired => EXPIRED,
-            Refusal::Suspended => GatewayError::Forbidden("the user is suspended".into()),
-            Refusal::Deleted => GatewayError::Forbidden("the user is deleted".into()),
-            Refusal::IpNotAllowed => {
-                GatewayError::Forbidden("the client IP is not in the user's whitelist".into())
-            }
-        }
+        GatewayError::Denied(match refusal {
+            Refusal::Expired => Denied::ExpiredKey,
+            Refusal::Suspended => Denied::UserSuspended,
+            Refusal::Deleted => Denied::UserDeleted,
+            Refusal::IpNotAllowed => Denied::IpNotAllowed,
+        })
     }
 }
 
@@ -73,6 +75,7 @@ impl Authenticator {
             hasher,
             legacy,
             inflight: Mutex::new(HashMap::new()),
+            attempts: Attempts::default(),
         }
     }
 
@@ -178,8 +181,15 @@ impl Authenticator {
         }
         let hash: Arc<str> = row.hash.as_str().into();
         if self.cache.proven_hash(&fp).as_deref() != Some(&*hash) {
+            // An unproven secret: bcrypt, within this key id's attempts.
+            if !self.attempts.begin(&row.id) {
+                return Err(GatewayError::Denied(Denied::KeyLockedOut));
+            }
             match self.hasher.verify(parsed.secret, hash.clone()).await {
-                Ok(true) => self.cache.prove(fp, hash),
+                Ok(true) => {
+                    self.attempts.proven(&row.id);
+                    self.cache.prove(fp, hash)
+                }
                 Ok(false) => {
                     self.cache.reject(fp);
                     return Err(INVALID);

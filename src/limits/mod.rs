@@ -53,6 +53,16 @@ pub struct Admission {
     pub entry: Arc<Entry>,
 }
 
+/// Which levels an admission takes.
+#[derive(Clone, Copy, Debug)]
+pub struct Scope {
+    /// The IP token was spent already (before a key verification): the IP level is not taken
+    /// again, and this is where it stood (for the headers).
+    pub ip_spent: Option<Option<rules::Standing>>,
+    /// The request counts against the monthly quotas (the image endpoints).
+    pub metered: bool,
+}
+
 /// A refused request: the error and the headers that still tell the client where it stands.
 pub struct Refusal {
     pub error: GatewayError,
@@ -202,14 +212,14 @@ impl Limits {
         config: &Config,
         ip: IpAddr,
         consume: bool,
-    ) -> Result<(), Refusal> {
+    ) -> Result<Option<rules::Standing>, Refusal> {
         let Some(rule) = rules::ip_rule(config, ip) else {
-            return Ok(());
+            return Ok(None);
         };
         let now = Utc::now().timestamp() as u64;
         let decision = self.decide(&[rule], consume).await;
         match decision.rejected {
-            None => Ok(()),
+            None => Ok(decision.standing(Kind::Ip).copied()),
             Some(kind) => {
                 self.violation(ANONYMOUS, kind);
                 Err(Refusal {
@@ -220,7 +230,7 @@ impl Limits {
         }
     }
 
-    /// Check and consume every level for an authenticated request to `endpoint`.
+    /// Check and consume every level of `scope` for an authenticated request to `endpoint`.
     pub async fn admit(
         &self,
         config: &Config,
@@ -228,25 +238,26 @@ impl Limits {
         identity: &Identity,
         endpoint: &str,
         ip: IpAddr,
+        scope: Scope,
     ) -> Result<Admission, Refusal> {
         let limits = UserLimits::of(config, identity);
         let now_at = Utc::now();
         let now = now_at.timestamp() as u64;
         let period = Period::containing(now_at, limits.reset_day);
         let entry = self.usage.entry(store, &identity.user_id, &period).await?;
-        let rules = rules::request_rules(config, &limits, &entry, endpoint, ip, now);
+        let rules = rules::request_rules(config, &limits, &entry, endpoint, ip, now, scope);
         // Quotas that only a later step could enforce are checked first, so a request they
         // refuse consumes nothing.
         let bandwidth = limits.monthly_bandwidth_bytes;
         let mut exhausted = None;
-        if bandwidth > 0 && entry.bandwidth() >= bandwidth {
+        if scope.metered && bandwidth > 0 && entry.bandwidth() >= bandwidth {
             exhausted = Some(exceeded(
                 Quota::Bandwidth,
                 entry.bandwidth(),
                 bandwidth,
                 &period,
             ));
-        } else if endpoint == UPLOAD && limits.storage_bytes > 0 {
+        } else if scope.metered && endpoint == UPLOAD && limits.storage_bytes > 0 {
             let stored = images::stored_bytes(store, &identity.user_id).await?;
             if stored >= limits.storage_bytes {
                 exhausted = Some(exceeded(
@@ -264,7 +275,10 @@ impl Limits {
                 headers: headers::render(&decision, now),
             });
         }
-        let decision = self.decide(&rules, true).await;
+        let mut decision = self.decide(&rules, true).await;
+        if let Some(Some(ip)) = scope.ip_spent {
+            decision.standings.insert(0, ip);
+        }
         let headers = headers::render(&decision, now);
         match decision.rejected {
             None => {
@@ -427,6 +441,11 @@ impl Limits {
 mod tests {
     use super::*;
 
+    const METERED: Scope = Scope {
+        ip_spent: None,
+        metered: true,
+    };
+
     fn identity() -> Identity {
         Identity::plain("u1", "k1")
     }
@@ -449,7 +468,7 @@ mod tests {
             for limits in [&old, &new] {
                 for _ in 0..5 {
                     let admitted = limits
-                        .admit(&config, &store, &who, "/api/v1/convert", ip)
+                        .admit(&config, &store, &who, "/api/v1/convert", ip, METERED)
                         .await;
                     assert!(admitted.is_ok(), "round {round}");
                 }

@@ -257,12 +257,28 @@ fn window(kind: Kind, key: String, limit: u64, secs: u64, now: u64) -> Rule {
     }
 }
 
+/// The client's IP bucket: its IPv4 address (IPv4-mapped IPv6 included), or its IPv6
+/// network of `v6_prefix` bits.
+pub fn ip_bucket(ip: IpAddr, v6_prefix: u8) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let prefix = v6_prefix.min(128);
+                let net = ipnet::Ipv6Net::new(v6, prefix).map_or(v6, |n| n.trunc().addr());
+                format!("{net}/{prefix}")
+            }
+        },
+    }
+}
+
 /// The IP level alone (checked before an expensive key verification, and for requests that
 /// fail authentication).
 pub fn ip_rule(config: &Config, ip: IpAddr) -> Option<Rule> {
     config.rate_limits.ip_level.as_ref().map(|l| Rule {
         kind: Kind::Ip,
-        key: format!("ip:{ip}"),
+        key: format!("ip:{}", ip_bucket(ip, l.ipv6_prefix)),
         limit: u64::from(l.burst),
         shape: Shape::Bucket {
             per_minute: u64::from(l.requests_per_minute),
@@ -279,9 +295,13 @@ pub fn request_rules(
     endpoint: &str,
     ip: IpAddr,
     now: u64,
+    scope: super::Scope,
 ) -> Vec<Rule> {
     let (user_id, period) = (entry.user_id.as_str(), &entry.period);
-    let mut rules: Vec<Rule> = ip_rule(config, ip).into_iter().collect();
+    let mut rules: Vec<Rule> = ip_rule(config, ip)
+        .filter(|_| scope.ip_spent.is_none())
+        .into_iter()
+        .collect();
     if let Some(n) = limits.per_minute {
         rules.push(window(
             Kind::UserMinute,
@@ -304,7 +324,7 @@ pub fn request_rules(
         let n = u64::from(api.requests_per_minute);
         rules.push(window(Kind::Api, format!("api:{endpoint}"), n, 60, now));
     }
-    if limits.monthly_requests > 0 {
+    if scope.metered && limits.monthly_requests > 0 {
         rules.push(Rule {
             kind: Kind::Requests,
             key: requests_key(user_id, period),
@@ -327,4 +347,23 @@ pub fn bandwidth_key(user_id: &str, period: &Period) -> String {
 /// The counter of a user's requests in a period.
 pub fn requests_key(user_id: &str, period: &Period) -> String {
     format!("qr:{user_id}:{}", period.id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ip_bucket;
+
+    #[test]
+    fn ipv6_clients_share_their_network_bucket() {
+        let bucket = |ip: &str, prefix| ip_bucket(ip.parse().unwrap(), prefix);
+        assert_eq!(bucket("203.0.113.7", 64), "203.0.113.7");
+        assert_eq!(bucket("::ffff:203.0.113.7", 64), "203.0.113.7");
+        assert_eq!(bucket("2001:db8:1:2:aaaa::1", 64), "2001:db8:1:2::/64");
+        assert_eq!(
+            bucket("2001:db8:1:2:ffff:ffff:ffff:ffff", 64),
+            "2001:db8:1:2::/64"
+        );
+        assert_eq!(bucket("2001:db8:1:2::1", 48), "2001:db8:1::/48");
+        assert_eq!(bucket("2001:db8::1", 128), "2001:db8::1/128");
+    }
 }

@@ -9,6 +9,7 @@ pub mod fault;
 pub mod route;
 pub mod stages;
 
+use crate::access::{self, Access, Asked, Denied};
 use crate::error::{GatewayError, GatewayResult};
 use crate::respond::Answer;
 use crate::state::AppState;
@@ -22,6 +23,7 @@ use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
 use pingora::upstreams::peer::HttpPeer;
 use route::Route;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,132 +53,113 @@ impl Gateway {
         Gateway { state }
     }
 
-    /// The ordered stages of a request.
+    /// A request, top to bottom: resolve the route, admit it, run its endpoint.
     async fn handle(&self, session: &mut Session, ctx: &mut Ctx) -> GatewayResult<Next> {
-        ctx.client_ip = Some(stages::auth::client_ip(&self.state, session));
+        let ip = stages::auth::client_ip(&self.state, session);
+        ctx.client_ip = Some(ip);
+        ctx.route = self.resolve(session, ctx, ip).await?;
+        self.admit(session, ctx, ip).await?;
+        self.endpoint(session, ctx, ip).await
+    }
+
+    /// The route; a path no route serves is a 404 that spends an IP token.
+    async fn resolve(&self, session: &Session, ctx: &mut Ctx, ip: IpAddr) -> GatewayResult<Route> {
         let req = session.req_header();
-        let query = req.uri.query().unwrap_or("").to_string();
-        ctx.route = route::resolve(&req.method, req.uri.path())?;
-        match ctx.route.clone() {
-            Route::Health => Ok(Next::Answer(health::health(&self.state).await)),
-            Route::Ready => Ok(Next::Answer(
-                health::ready(&self.state, &ctx.request_id).await,
-            )),
-            Route::Source(id) => stages::source::serve(&self.state, &id, &query)
-                .await
-                .map(Next::Answer),
-            Route::Upload | Route::Convert => {
-                let (caller, ip) = self.caller(session, ctx).await?;
-                let admission =
-                    stages::limit::admit(&self.state, &caller, ctx.route.template(), ip)
-                        .await
-                        .map_err(|r| ctx.refused(r))?;
-                ctx.limit_headers = admission.headers.clone();
-                let admission = ctx.admission.insert(admission);
-                ctx.job = if ctx.route == Route::Upload {
-                    let wanted = stages::upload::wanted(&self.state, session)?;
-                    let allowance = self
-                        .state
-                        .limits
-                        .upload_cap(&self.state.store, admission, wanted)
-                        .await?;
-                    let job = stages::upload::receive(
-                        &self.state,
-                        session,
-                        &caller.user_id,
-                        &query,
-                        allowance.cap.as_ref(),
-                    )
+        match route::resolve(&req.method, req.uri.path()) {
+            Err(e @ GatewayError::NotFound(_)) => {
+                Err(ctx.refused(access::spend_ip(&self.state, ip, e).await))
+            }
+            other => other,
+        }
+    }
+
+    /// The route's access class, through the one admission step both listeners share.
+    async fn admit(&self, session: &Session, ctx: &mut Ctx, ip: IpAddr) -> GatewayResult<()> {
+        let access = ctx.route.access();
+        let asked = Asked {
+            key: stages::auth::api_key(session),
+            ip,
+            endpoint: ctx.route.template(),
+            action: None,
+        };
+        let admitted = access::admit(&self.state, access, asked, &mut ctx.caller).await;
+        if let Some(admission) = admitted.map_err(|r| ctx.refused(r))? {
+            ctx.limit_headers = admission.headers.clone();
+            if access == Access::Metered {
+                ctx.admission = Some(admission);
+            }
+        }
+        Ok(())
+    }
+
+    /// The admitted request's endpoint.
+    async fn endpoint(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        ip: IpAddr,
+    ) -> GatewayResult<Next> {
+        let state = &self.state;
+        let query = session.req_header().uri.query().unwrap_or("").to_string();
+        let answer = match ctx.route.clone() {
+            Route::Health => health::health(state),
+            Route::Ready => health::ready(state, &ctx.request_id),
+            Route::Source(id) => match stages::source::serve(state, &id, &query).await {
+                Err(e @ GatewayError::Denied(_)) => {
+                    return Err(ctx.refused(access::spend_ip(state, ip, e).await))
+                }
+                other => other?,
+            },
+            Route::Upload => {
+                let admission = ctx.admission.as_ref().ok_or_else(unadmitted)?;
+                let wanted = stages::upload::wanted(state, session)?;
+                let allowance = state
+                    .limits
+                    .upload_cap(&state.store, admission, wanted)
                     .await?;
-                    // The row is committed: its bytes count as stored from here on.
-                    allowance.release().await;
-                    self.state
-                        .limits
-                        .record_upload(&self.state.store, admission)
-                        .await;
-                    job
-                } else {
-                    stages::convert::prepare(&self.state, &caller.user_id, &query).await?
-                };
-                Ok(Next::Proxy)
+                let user = &admission.entry.user_id;
+                ctx.job =
+                    stages::upload::receive(state, session, user, &query, allowance.cap.as_ref())
+                        .await?;
+                // The row is committed: its bytes count as stored from here on.
+                allowance.release().await;
+                state.limits.record_upload(&state.store, admission).await;
+                return Ok(Next::Proxy);
+            }
+            Route::Convert => {
+                let user = &caller(ctx)?.user_id;
+                ctx.job = stages::convert::prepare(state, user, &query).await?;
+                return Ok(Next::Proxy);
             }
             Route::Quota(id) => {
-                let (caller, _) = self.caller(session, ctx).await?;
+                let caller = caller(ctx)?;
                 if caller.user_id != id {
-                    return Err(GatewayError::Forbidden(
-                        "only your own quota is readable here; operators use the admin listener"
-                            .into(),
-                    ));
+                    return Err(Denied::NotOwnQuota.into());
                 }
-                let limits = crate::limits::rules::UserLimits::of(&self.state.config(), &caller);
-                let report = self
-                    .state
-                    .limits
-                    .report(&self.state.store, &id, &limits)
-                    .await?;
-                Ok(Next::Answer(Answer::json(http::StatusCode::OK, &report)))
+                let limits = crate::limits::rules::UserLimits::of(&state.config(), &caller);
+                let report = state.limits.report(&state.store, &id, &limits).await?;
+                Answer::json(http::StatusCode::OK, &report)
             }
-            Route::Images | Route::DeleteImage(_) => {
-                let (caller, ip) = self.caller(session, ctx).await?;
-                let admission =
-                    stages::limit::admit(&self.state, &caller, ctx.route.template(), ip)
-                        .await
-                        .map_err(|r| ctx.refused(r))?;
-                ctx.limit_headers = admission.headers;
-                let answer = match &ctx.route {
-                    Route::DeleteImage(id) => {
-                        stages::images::delete(&self.state, &caller.user_id, id).await?
-                    }
-                    _ => stages::images::list(&self.state, &caller.user_id).await?,
-                };
-                Ok(Next::Answer(answer))
+            Route::Images => stages::images::list(state, &caller(ctx)?.user_id).await?,
+            Route::DeleteImage(id) => {
+                stages::images::delete(state, &caller(ctx)?.user_id, &id).await?
             }
-            Route::Unknown => Err(GatewayError::NotFound("no such route".into())),
-        }
-    }
-
-    /// The authenticated caller and its address (kept in `ctx` for logs and headers).
-    async fn caller(
-        &self,
-        session: &Session,
-        ctx: &mut Ctx,
-    ) -> GatewayResult<(Arc<crate::identity::Identity>, std::net::IpAddr)> {
-        let ip = ctx
-            .client_ip
-            .unwrap_or_else(|| stages::auth::client_ip(&self.state, session));
-        let caller = stages::limit::authenticate(&self.state, session, ip)
-            .await
-            .map_err(|r| ctx.refused(r))?;
-        ctx.caller = Some(caller.clone());
-        Ok((caller, ip))
-    }
-
-    /// Refusals operators watch for, as `event` lines: `auth_failure`, `ip_blocked`,
-    /// `rate_limited`, `quota_exceeded`. Never the key, only its public id when known.
-    fn security_event(&self, ctx: &Ctx, err: &GatewayError) {
-        let event = match err {
-            GatewayError::Unauthorized(_) => "auth_failure",
-            GatewayError::Forbidden(m) if m.contains("whitelist") => "ip_blocked",
-            GatewayError::Forbidden(_) => "auth_failure",
-            GatewayError::RateLimited { .. } => "rate_limited",
-            GatewayError::QuotaExceeded { .. } => "quota_exceeded",
-            _ => return,
+            Route::Unknown => return Err(GatewayError::NotFound("no such route".into())),
         };
-        let mut line = serde_json::json!({
-            "event": event,
-            "request_id": ctx.request_id,
-            "endpoint": ctx.route.template(),
-            "client_ip": ctx.client_ip.map(|ip| ip.to_string()),
-            "user_id": ctx.caller.as_ref().map(|c| c.user_id.as_str()),
-            "key_id": ctx.caller.as_ref().map(|c| c.key_id.as_str()),
-            "reason": err.to_string(),
+        Ok(Next::Answer(answer))
+    }
+
+    /// Refusals operators watch for, as `event` lines named by the refusal's type:
+    /// `auth_failure`, `auth_lockout`, `ip_blocked`, `access_denied`, `rate_limited`,
+    /// `quota_exceeded`. Never the key, only its public id when known.
+    fn security_event(&self, ctx: &Ctx, err: &GatewayError) {
+        security_event(&self.state, err, |line| {
+            line["request_id"] = ctx.request_id.as_str().into();
+            line["endpoint"] = ctx.route.template().into();
+            line["client_ip"] = ctx.client_ip.map(|ip| ip.to_string()).into();
+            line["user_id"] = ctx.caller.as_ref().map(|c| c.user_id.as_str()).into();
+            line["key_id"] = ctx.caller.as_ref().map(|c| c.key_id.as_str()).into();
         });
-        if let (Some(details), Some(map)) = (err.details(), line.as_object_mut()) {
-            if let Some(extra) = details.as_object() {
-                map.extend(extra.clone());
-            }
-        }
-        log::warn!("{line}");
     }
 
     /// Count the finished request in the metrics.
@@ -218,6 +201,48 @@ impl Gateway {
             }
         }
     }
+}
+
+/// The admitted caller (every route past admission but the open ones has one).
+fn caller(ctx: &Ctx) -> GatewayResult<Arc<crate::identity::Identity>> {
+    ctx.caller.clone().ok_or_else(unadmitted)
+}
+
+fn unadmitted() -> GatewayError {
+    GatewayError::Internal("the route ran without its admission".into())
+}
+
+/// Log a refusal's security event (and count an access refusal); `fill` adds the request's
+/// fields. Shared by both listeners.
+pub fn security_event(
+    state: &AppState,
+    err: &GatewayError,
+    fill: impl FnOnce(&mut serde_json::Value),
+) {
+    let event = match err {
+        GatewayError::Denied(denied) => {
+            state
+                .metrics
+                .access_denied
+                .with_label_values(&[denied.reason()])
+                .inc();
+            denied.event()
+        }
+        GatewayError::RateLimited { .. } => "rate_limited",
+        GatewayError::QuotaExceeded { .. } => "quota_exceeded",
+        _ => return,
+    };
+    let mut line = serde_json::json!({"event": event, "reason": err.to_string()});
+    if let GatewayError::Denied(denied) = err {
+        line["denied"] = denied.reason().into();
+    }
+    fill(&mut line);
+    if let (Some(details), Some(map)) = (err.details(), line.as_object_mut()) {
+        if let Some(extra) = details.as_object() {
+            map.extend(extra.clone());
+        }
+    }
+    log::warn!("{line}");
 }
 
 /// A 429 of imgproxy's own (its queue is full), not a source's 429 passed through.

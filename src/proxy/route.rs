@@ -1,6 +1,7 @@
 //! Which public endpoint a request is for. Route templates (never raw paths) name endpoints in
 //! logs and metrics.
 
+use crate::access::Access;
 use crate::error::{GatewayError, GatewayResult};
 use crate::storage::token::SOURCE_PREFIX;
 use http::Method;
@@ -40,6 +41,20 @@ impl Route {
     /// Routes that go to a backend (and need a key).
     pub fn is_image(&self) -> bool {
         matches!(self, Route::Upload | Route::Convert)
+    }
+
+    /// What the route needs before its handler runs.
+    pub fn access(&self) -> Access {
+        match self {
+            Route::Health | Route::Ready => Access::Open,
+            Route::Source(_) => Access::Signed,
+            Route::Quota(_) => Access::Key,
+            Route::Upload | Route::Convert | Route::Images | Route::DeleteImage(_) => {
+                Access::Metered
+            }
+            // Never admitted: `resolve` answers 404 (spending an IP token) first.
+            Route::Unknown => Access::Signed,
+        }
     }
 }
 

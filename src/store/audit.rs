@@ -6,12 +6,19 @@ use entity::audit_log::{ActiveModel, Column, Entity, Model};
 use sea_orm::ActiveValue::{NotSet, Set};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
+/// The ids of the request behind a change: the gateway's own, and the client's.
+#[derive(Clone, Debug, Default)]
+pub struct RequestIds {
+    pub gateway: String,
+    pub client: Option<String>,
+}
+
 pub struct Entry<'a> {
     pub actor: &'a str,
     pub action: &'a str,
     pub target: &'a str,
     pub detail: serde_json::Value,
-    pub request_id: Option<&'a str>,
+    pub request: Option<&'a RequestIds>,
 }
 
 pub async fn append(store: &Store, entry: Entry<'_>) -> GatewayResult<()> {
@@ -22,7 +29,8 @@ pub async fn append(store: &Store, entry: Entry<'_>) -> GatewayResult<()> {
         action: Set(entry.action.to_string()),
         target: Set(entry.target.to_string()),
         detail: Set(entry.detail.to_string()),
-        request_id: Set(entry.request_id.map(str::to_string)),
+        request_id: Set(entry.request.map(|r| r.gateway.clone())),
+        client_request_id: Set(entry.request.and_then(|r| r.client.clone())),
     };
     store
         .call(|db| async move { Entity::insert(row).exec(db).await.map(|_| ()) })

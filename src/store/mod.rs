@@ -17,12 +17,16 @@ use sea_orm::{
     EntityTrait,
 };
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
 pub struct Store {
     config: DatabaseConfig,
     db: OnceLock<DatabaseConnection>,
+    /// Whether the database answered last: set by each ping, cleared at once by any call
+    /// that finds it unavailable (health and readiness read this, never the database).
+    up: AtomicBool,
 }
 
 impl Store {
@@ -30,6 +34,7 @@ impl Store {
         Store {
             config,
             db: OnceLock::new(),
+            up: AtomicBool::new(false),
         }
     }
 
@@ -74,22 +79,34 @@ impl Store {
                     serde_json::json!({"event": "database_error", "error": e.to_string()})
                 );
                 if is_unavailable(&e) {
+                    self.up.store(false, Ordering::Relaxed);
                     Err(GatewayError::NotReady("the database is unavailable".into()))
                 } else {
                     Err(GatewayError::Internal("database error".into()))
                 }
             }
-            Err(_) => Err(GatewayError::NotReady(
-                "the database did not answer in time".into(),
-            )),
+            Err(_) => {
+                self.up.store(false, Ordering::Relaxed);
+                Err(GatewayError::NotReady(
+                    "the database did not answer in time".into(),
+                ))
+            }
         }
     }
 
-    /// Whether the database answers a trivial query now.
+    /// Whether the database answers a trivial query now (remembered for `is_up`).
     pub async fn ping(&self) -> bool {
-        self.call(|db| async move { db.execute_unprepared("SELECT 1").await.map(|_| ()) })
+        let up = self
+            .call(|db| async move { db.execute_unprepared("SELECT 1").await.map(|_| ()) })
             .await
-            .is_ok()
+            .is_ok();
+        self.up.store(up, Ordering::Relaxed);
+        up
+    }
+
+    /// The database as of the last ping or failed call, without asking it.
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
     }
 }
 

@@ -24,7 +24,7 @@ pub struct RequireTls13;
 
 /// Largest ClientHello reassembled from its records; a longer one is refused. Real ones are a
 /// few hundred bytes (a few KiB with post-quantum key shares).
-const MAX_HELLO: usize = 32 * 1024;
+pub const MAX_HELLO: usize = 32 * 1024;
 
 #[async_trait]
 impl PreTlsProcess for RequireTls13 {

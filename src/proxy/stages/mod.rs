@@ -3,6 +3,5 @@
 pub mod auth;
 pub mod convert;
 pub mod images;
-pub mod limit;
 pub mod source;
 pub mod upload;

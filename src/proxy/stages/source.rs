@@ -1,5 +1,6 @@
 //! `GET /internal/v1/source/{id}?exp&sig`: backends fetch an upload's original here.
 
+use crate::access::Denied;
 use crate::error::{GatewayError, GatewayResult};
 use crate::respond::Answer;
 use crate::state::{unix_now, AppState};
@@ -18,14 +19,10 @@ pub async fn serve(state: &AppState, id: &str, query: &str) -> GatewayResult<Ans
         }
     }
     let (Some(expires), Some(sig)) = (expires, sig) else {
-        return Err(GatewayError::Forbidden(
-            "missing or malformed source signature".into(),
-        ));
+        return Err(Denied::SourceSignature.into());
     };
     if !is_image_id(id) || !state.source_signer.verify(id, expires, &sig, unix_now()) {
-        return Err(GatewayError::Forbidden(
-            "invalid or expired source signature".into(),
-        ));
+        return Err(Denied::SourceSignature.into());
     }
     let bytes = state
         .images
