@@ -38,6 +38,7 @@ pub fn run(config: &Config, command: Managed) -> Result<(), String> {
             auth: &auth,
             bus: &bus,
             actor: "cli",
+            admin: true,
             request: None,
         };
         let output = execute(&manager, command).await.map_err(|e| e.to_string());
@@ -107,6 +108,7 @@ async fn execute(
                     Rotation {
                         grace_seconds,
                         key_id,
+                        expires_in_seconds: None,
                     },
                 )
                 .await?;

@@ -56,6 +56,7 @@ pub async fn run(
         auth: &state.auth,
         bus: &state.bus,
         actor: &caller.user_id,
+        admin: caller.role == crate::identity::model::Role::Admin,
         request: Some(request),
     };
     let ok = |value: serde_json::Value| Ok(Answer::json(StatusCode::OK, &value));

@@ -3,7 +3,7 @@
 //! and one key.
 
 use super::hasher::Hasher;
-use super::key::{legacy_lookup_id, LEGACY_USER};
+use super::key::{is_legacy_lookup_id, legacy_lookup_id, LEGACY_USER};
 use super::model::{Role, Status};
 use super::record::User;
 use crate::config::LegacyConfig;
@@ -70,7 +70,12 @@ pub async fn legacy_user(
 async fn retire_replaced_keys(store: &Store, current: &str) -> GatewayResult<()> {
     let now = Utc::now();
     for old in keys::of_user(store, LEGACY_USER).await? {
-        let replaced = old.label == LEGACY_LABEL && old.id != current && old.revoked_at.is_none();
+        // Only keys this bootstrap made from an earlier `legacy.api_key` (their ids derive
+        // from it); a key issued by rotating the legacy key is the user's, and stays.
+        let replaced = old.label == LEGACY_LABEL
+            && is_legacy_lookup_id(&old.id)
+            && old.id != current
+            && old.revoked_at.is_none();
         if replaced && keys::revoke(store, LEGACY_USER, Some(&old.id), now).await? > 0 {
             note(
                 store,

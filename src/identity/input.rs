@@ -61,8 +61,13 @@ pub struct Rotation {
     pub grace_seconds: Option<u64>,
     /// Which key to rotate; by default the live key labelled `primary`, else the only live key.
     pub key_id: Option<String>,
+    /// Admins only: the new key's own lifetime. Unset, the new key expires when the old one
+    /// would have (never, if it had no expiry).
+    pub expires_in_seconds: Option<u64>,
 }
 
+/// Longest key lifetime one can ask for (ten years).
+pub const MAX_EXPIRES_IN_SECONDS: u64 = 10 * 365 * 24 * 3600;
 pub const MAX_GRACE_SECONDS: u64 = 30 * 24 * 3600;
 pub const DEFAULT_GRACE_SECONDS: u64 = 24 * 3600;
 
@@ -268,14 +273,20 @@ impl NewKey {
             "expires_in_seconds",
             self.expires_in_seconds,
             1,
-            10 * 365 * 24 * 3600,
+            MAX_EXPIRES_IN_SECONDS,
         )
     }
 }
 
 impl Rotation {
     pub fn validate(&self) -> GatewayResult<()> {
-        check_range("grace_seconds", self.grace_seconds, 0, MAX_GRACE_SECONDS)
+        check_range("grace_seconds", self.grace_seconds, 0, MAX_GRACE_SECONDS)?;
+        check_range(
+            "expires_in_seconds",
+            self.expires_in_seconds,
+            1,
+            MAX_EXPIRES_IN_SECONDS,
+        )
     }
 }
 

@@ -84,6 +84,13 @@ pub fn valid_user_id(id: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
+/// Whether `id` is of the form `legacy_lookup_id` makes (generated ids are 12 alphanumerics;
+/// these are `legacy` and 8 hex digits, 14 characters).
+pub fn is_legacy_lookup_id(id: &str) -> bool {
+    id.strip_prefix(LEGACY_LOOKUP_PREFIX)
+        .is_some_and(|hex| hex.len() == 8 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 pub fn legacy_lookup_id(key: &str) -> String {
     let digest = Sha256::digest(key.as_bytes());
     format!("{LEGACY_LOOKUP_PREFIX}{}", hex::encode(&digest[..4]))

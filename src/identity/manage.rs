@@ -11,6 +11,7 @@ use super::record::{format_time, IssuedKey, KeyInfo, User};
 use super::verify::Authenticator;
 use crate::error::{GatewayError, GatewayResult};
 use crate::store::audit::{self, RequestIds};
+use crate::store::keys::{KeyCaps, OverCap};
 use crate::store::{keys, users, Store};
 use chrono::{DateTime, Duration, Utc};
 use entity::api_keys;
@@ -18,6 +19,8 @@ use serde_json::json;
 
 /// Live keys one user may hold at once.
 pub const MAX_LIVE_KEYS: usize = 10;
+/// Keys one user may be issued (created or rotated) per hour.
+pub const MAX_KEYS_PER_HOUR: u64 = 20;
 pub const DEFAULT_LABEL: &str = "primary";
 
 pub struct Manager<'a> {
@@ -26,6 +29,9 @@ pub struct Manager<'a> {
     pub bus: &'a Bus,
     /// Who makes the change: a user id, or `cli`.
     pub actor: &'a str,
+    /// The actor is an admin (or the operator at the CLI): may give a rotated key a lifetime
+    /// of its own.
+    pub admin: bool,
     pub request: Option<&'a RequestIds>,
 }
 
@@ -163,17 +169,7 @@ impl Manager<'_> {
     pub async fn create_key(&self, user_id: &str, new: NewKey) -> GatewayResult<IssuedKey> {
         new.validate()?;
         self.live_user(user_id).await?;
-        let live = self
-            .list_keys(user_id)
-            .await?
-            .iter()
-            .filter(|k| k.live())
-            .count();
-        if live >= MAX_LIVE_KEYS {
-            return Err(GatewayError::Conflict(format!(
-                "user `{user_id}` already has {MAX_LIVE_KEYS} live keys; revoke one first"
-            )));
-        }
+        let _issuing = self.auth.issuing.lock(user_id).await;
         let expires_at = new
             .expires_in_seconds
             .map(|s| Utc::now() + Duration::seconds(s as i64));
@@ -191,20 +187,22 @@ impl Manager<'_> {
     }
 
     /// A new key with the old one's label; the old one lives until its grace period ends.
+    /// The new key never outlives the old one unless an admin gives it its own lifetime.
     pub async fn rotate_key(&self, user_id: &str, rotation: Rotation) -> GatewayResult<Rotated> {
         rotation.validate()?;
+        if rotation.expires_in_seconds.is_some() && !self.admin {
+            return Err(GatewayError::Forbidden(
+                "only an admin may give a rotated key a lifetime of its own".into(),
+            ));
+        }
         self.live_user(user_id).await?;
+        let _issuing = self.auth.issuing.lock(user_id).await;
         let live: Vec<KeyInfo> = self
             .list_keys(user_id)
             .await?
             .into_iter()
             .filter(KeyInfo::live)
             .collect();
-        if live.len() >= MAX_LIVE_KEYS {
-            return Err(GatewayError::Conflict(format!(
-                "user `{user_id}` already has {MAX_LIVE_KEYS} live keys (rotated keys count until their grace ends)"
-            )));
-        }
         let old = match &rotation.key_id {
             Some(id) => live.iter().find(|k| &k.id == id).ok_or_else(|| {
                 GatewayError::invalid("key_id", format!("`{id}` is not a live key of this user"))
@@ -217,7 +215,11 @@ impl Manager<'_> {
         let now = Utc::now();
         let until = (now + Duration::seconds(grace as i64))
             .min(old.expires_at.unwrap_or(DateTime::<Utc>::MAX_UTC));
-        let new = self.issue(user_id, &old.label, None).await?;
+        let expires_at = match rotation.expires_in_seconds {
+            Some(s) => Some(now + Duration::seconds(s as i64)),
+            None => old.expires_at,
+        };
+        let new = self.issue(user_id, &old.label, expires_at).await?;
         keys::expire(self.store, &old.id, until).await?;
         self.record(
             "key.rotate",
@@ -255,45 +257,52 @@ impl Manager<'_> {
         Ok(KeyInfo::from_row(row, now))
     }
 
-    /// Hash a fresh secret and store it; a lookup id collision (one in 62^12) draws again.
+    /// Hash a fresh secret and store it, within the user's live-key cap and hourly issuance
+    /// limit (the caller holds the user's issuing lock).
     async fn issue(
         &self,
         user_id: &str,
         label: &str,
         expires_at: Option<DateTime<Utc>>,
     ) -> GatewayResult<IssuedKey> {
-        for _ in 0..3 {
-            let new = key::generate(user_id);
-            let hash = self
-                .auth
-                .hasher()
-                .hash(&new.secret)
-                .await
-                .map_err(GatewayError::from)?;
-            let row = api_keys::Model {
-                id: new.lookup_id.clone(),
-                user_id: user_id.to_string(),
+        let new = key::generate(user_id);
+        let hash = self
+            .auth
+            .hasher()
+            .hash(&new.secret)
+            .await
+            .map_err(GatewayError::from)?;
+        let now = Utc::now();
+        let row = api_keys::Model {
+            id: new.lookup_id.clone(),
+            user_id: user_id.to_string(),
+            label: label.to_string(),
+            hash,
+            created_at: now,
+            expires_at,
+            revoked_at: None,
+            last_used_at: None,
+        };
+        let caps = KeyCaps {
+            live: MAX_LIVE_KEYS as u64,
+            per_hour: MAX_KEYS_PER_HOUR,
+        };
+        match keys::insert_capped(self.store, row, caps, now).await? {
+            Ok(()) => Ok(IssuedKey {
+                id: new.lookup_id,
+                key: new.key,
                 label: label.to_string(),
-                hash,
-                created_at: Utc::now(),
+                created_at: now,
                 expires_at,
-                revoked_at: None,
-                last_used_at: None,
-            };
-            let created_at = row.created_at;
-            if keys::insert_new(self.store, row).await? {
-                return Ok(IssuedKey {
-                    id: new.lookup_id,
-                    key: new.key,
-                    label: label.to_string(),
-                    created_at,
-                    expires_at,
-                });
-            }
+            }),
+            Err(OverCap::Live(_)) => Err(GatewayError::Conflict(format!(
+                "user `{user_id}` already has {MAX_LIVE_KEYS} live keys (rotated keys count until their grace ends); revoke one first"
+            ))),
+            Err(OverCap::Recent(oldest)) => Err(GatewayError::RateLimited {
+                limit_type: "key_issuance",
+                retry_after: (oldest + Duration::hours(1) - now).num_seconds().max(1) as u64,
+            }),
         }
-        Err(GatewayError::Internal(
-            "could not draw an unused key id".into(),
-        ))
     }
 
     /// Audit the change and make every instance forget what it invalidates.

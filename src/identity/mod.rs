@@ -7,6 +7,7 @@ pub mod bus;
 pub mod cache;
 pub mod hasher;
 pub mod input;
+pub mod issuing;
 pub mod key;
 pub mod manage;
 pub mod model;

@@ -6,6 +6,7 @@
 use super::attempts::Attempts;
 use super::cache::{CacheLimits, Change, KeyCache};
 use super::hasher::Hasher;
+use super::issuing::UserLocks;
 use super::key::{self, Fingerprint, ParsedKey};
 use super::record::User;
 use super::snapshot::{Identity, Refusal};
@@ -28,6 +29,8 @@ pub struct Authenticator {
     inflight: Inflight,
     /// bcrypt verifications per key id.
     attempts: Attempts,
+    /// Key issuance, one at a time per user.
+    pub issuing: UserLocks,
 }
 
 const MISSING: GatewayError = GatewayError::Denied(Denied::MissingKey);
@@ -76,6 +79,7 @@ impl Authenticator {
             legacy,
             inflight: Mutex::new(HashMap::new()),
             attempts: Attempts::default(),
+            issuing: UserLocks::default(),
         }
     }
 

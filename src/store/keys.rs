@@ -5,7 +5,10 @@ use crate::error::GatewayResult;
 use chrono::{DateTime, Utc};
 use entity::api_keys::{ActiveModel, Column, Entity, Model};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, ExprTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, Statement, TransactionTrait,
+};
 
 pub async fn find(store: &Store, id: &str) -> GatewayResult<Option<Model>> {
     let id = id.to_string();
@@ -31,6 +34,85 @@ pub async fn of_user(store: &Store, user_id: &str) -> GatewayResult<Vec<Model>> 
 /// Insert `row` unless its id is taken; whether this call created it.
 pub async fn insert_new(store: &Store, row: Model) -> GatewayResult<bool> {
     super::insert_if_absent(store, ActiveModel::from(row), Column::Id).await
+}
+
+/// How many keys a user may have, checked as the key is inserted.
+#[derive(Clone, Copy, Debug)]
+pub struct KeyCaps {
+    /// Live keys (not revoked, not expired).
+    pub live: u64,
+    /// Keys issued (created or rotated) in the last hour.
+    pub per_hour: u64,
+}
+
+/// Why a key was not inserted.
+#[derive(Debug, PartialEq, Eq)]
+pub enum OverCap {
+    Live(u64),
+    /// Issued in the last hour; the oldest of them was issued at this time.
+    Recent(DateTime<Utc>),
+}
+
+/// Insert `row` if its user stays within `caps`. Exact under concurrency when the caller
+/// holds the user's issuing lock (one process); on PostgreSQL the counts and the insert also
+/// run in one transaction behind a lock on the user's row, so instances cannot race.
+pub async fn insert_capped(
+    store: &Store,
+    row: Model,
+    caps: KeyCaps,
+    now: DateTime<Utc>,
+) -> GatewayResult<Result<(), OverCap>> {
+    if store.driver() != crate::config::DatabaseDriver::Postgres {
+        // SQLite: one process (embedded mode), serialized by the caller's lock; no
+        // transaction, whose read-then-write could fail against a concurrent writer.
+        return store
+            .call(|db| async move { insert_within(db, row, caps, now).await })
+            .await;
+    }
+    store
+        .call(|db| async move {
+            let txn = db.begin().await?;
+            txn.execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT id FROM users WHERE id = $1 FOR UPDATE",
+                [row.user_id.clone().into()],
+            ))
+            .await?;
+            let outcome = insert_within(&txn, row, caps, now).await?;
+            txn.commit().await?;
+            Ok(outcome)
+        })
+        .await
+}
+
+async fn insert_within<C: ConnectionTrait>(
+    conn: &C,
+    row: Model,
+    caps: KeyCaps,
+    now: DateTime<Utc>,
+) -> Result<Result<(), OverCap>, sea_orm::DbErr> {
+    let mine = || Entity::find().filter(Column::UserId.eq(row.user_id.clone()));
+    let live = mine()
+        .filter(Column::RevokedAt.is_null())
+        .filter(Column::ExpiresAt.is_null().or(Column::ExpiresAt.gt(now)))
+        .count(conn)
+        .await?;
+    if live >= caps.live {
+        return Ok(Err(OverCap::Live(live)));
+    }
+    let recent = mine()
+        .filter(Column::CreatedAt.gt(now - chrono::Duration::hours(1)))
+        .order_by_asc(Column::CreatedAt)
+        .all(conn)
+        .await?;
+    if let Some(oldest) = recent
+        .first()
+        .filter(|_| recent.len() as u64 >= caps.per_hour)
+    {
+        return Ok(Err(OverCap::Recent(oldest.created_at)));
+    }
+    Entity::insert(ActiveModel::from(row)).exec(conn).await?;
+    Ok(Ok(()))
 }
 
 /// Revoke live keys of `user_id` now: the one with id `key`, or all of them; how many.
