@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use imgproxy_gateway::cli::{Cli, Command};
-use imgproxy_gateway::config::{load_file, Config};
+use imgproxy_gateway::config::{exposure, load_file, Config};
 use imgproxy_gateway::identity::bootstrap;
 use imgproxy_gateway::manage_cli::{self, Managed};
 use imgproxy_gateway::{app, dev, logging, oneshot, state, store};
@@ -17,15 +17,28 @@ fn fail(message: impl std::fmt::Display) -> ExitCode {
 }
 
 /// Apply pending migrations and turn the legacy key into a user, on a short-lived runtime,
-/// before any service starts.
-fn migrate(config: &Config) -> Result<(), String> {
+/// before any service starts. Whether the configured legacy key still works (a rotation may
+/// have retired it).
+fn migrate(config: &Config) -> Result<bool, String> {
     oneshot::block_on(async {
         let store = store::open_migrated(&config.database).await?;
         let auth = state::authenticator(config);
         let legacy = bootstrap::legacy_user(&store, auth.hasher(), &config.legacy).await;
+        let live = bootstrap::legacy_key_live(&store, &config.legacy).await;
         store.close().await;
-        legacy.map_err(|e| format!("legacy key: {e}"))
+        legacy.map_err(|e| format!("legacy key: {e}"))?;
+        Ok(live)
     })?
+}
+
+/// Log what the configuration exposes (the published legacy key on an open listener).
+fn warn_exposure(config: &Config) {
+    for warning in exposure::warnings(config) {
+        log::warn!(
+            "{}",
+            serde_json::json!({"event": "insecure_default", "warning": warning})
+        );
+    }
 }
 
 fn serve(config: Config, path: Option<&std::path::Path>, upgrade: bool) -> ExitCode {
@@ -34,8 +47,10 @@ fn serve(config: Config, path: Option<&std::path::Path>, upgrade: bool) -> ExitC
         &config.observability.log_level,
         &config.observability.log_format,
     );
-    if let Err(e) = migrate(&config) {
-        return fail(e);
+    match migrate(&config) {
+        Ok(legacy_live) if legacy_live && !dev_mode => warn_exposure(&config),
+        Ok(_) => {}
+        Err(e) => return fail(e),
     }
     let built = match app::build(config, path.map(|p| p.to_path_buf()), upgrade) {
         Ok(built) => built,
@@ -83,7 +98,7 @@ fn main() -> ExitCode {
         }
         Some(Command::Migrate) => match load_file(&cli.run.config) {
             Ok(config) => match migrate(&config) {
-                Ok(()) => {
+                Ok(_) => {
                     println!(
                         "migrations applied to {}",
                         imgproxy_gateway::config::redacted(&config.database.dsn)
@@ -98,6 +113,9 @@ fn main() -> ExitCode {
         Some(Command::Key(command)) => manage(&cli.run.config, Managed::Key(command)),
         Some(Command::CheckConfig { file }) => match load_file(&file) {
             Ok(config) => {
+                for warning in exposure::warnings(&config) {
+                    eprintln!("warning: {warning}");
+                }
                 println!(
                     "{}: ok ({} backends, database {:?}, public port {}, admin {})",
                     file.display(),

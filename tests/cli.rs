@@ -79,6 +79,64 @@ fn invalid_configurations_name_the_key() {
     assert!(text.contains("public port 8181"), "{text}");
 }
 
+/// Issue 10, item 7: the published legacy key on a listener others can reach is named, at
+/// start and by check-config; a legacy key of the wrong shape is refused.
+#[test]
+fn the_published_legacy_key_on_an_open_admin_listener_is_a_warning() {
+    let two = "backends:\n  - url: http://127.0.0.1:1\n  - url: http://127.0.0.1:2\n";
+    let closed = format!("{two}server:\n  host: 127.0.0.1\nadmin:\n  listen: 127.0.0.1:9090\n");
+    let (ok, text) = check_config(&closed, &[]);
+    assert!(ok && !text.contains("warning"), "{text}");
+    let open = format!("{two}server:\n  host: 127.0.0.1\nadmin:\n  listen: 0.0.0.0:9090\n");
+    let (ok, text) = check_config(&open, &[]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("warning: legacy.api_key is the published default and admin.listen (0.0.0.0:9090) is not on loopback"),
+        "{text}"
+    );
+    let (ok, text) = check_config(&open, &[("GATEWAY__LEGACY__API_KEY", "Zq8hV2mKp4Lr9sTx")]);
+    assert!(ok && !text.contains("warning"), "{text}");
+    let (ok, text) = check_config(&open, &[("GATEWAY__LEGACY__API_KEY", "change-me")]);
+    assert!(!ok);
+    assert!(
+        text.contains("legacy.api_key: must be 16 to 128 letters and digits"),
+        "{text}"
+    );
+}
+
+/// The image does not publish the admin listener, and compose's balancer replaces any
+/// `X-Forwarded-For` a client sends and is the only address the gateways trust for it.
+#[test]
+fn the_shipped_deployment_keeps_the_admin_listener_and_client_addresses_closed() {
+    let read = |name: &str| {
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/").to_string() + name)
+            .unwrap()
+    };
+    let docker = read("Dockerfile");
+    let instructions: Vec<&str> = docker
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .collect();
+    assert!(
+        instructions
+            .iter()
+            .all(|l| !l.contains("9090") || l.contains("127.0.0.1:9090")),
+        "the Dockerfile exposes the admin listener: {instructions:?}"
+    );
+    let haproxy = read("conf/haproxy.cfg");
+    assert!(haproxy.contains("mode http"), "{haproxy}");
+    assert!(
+        haproxy.contains("http-request set-header X-Forwarded-For %[src]"),
+        "{haproxy}"
+    );
+    let compose = read("conf/docker-compose.yml");
+    assert!(compose.contains("GATEWAY__SERVER__TRUSTED_PROXIES: \"[172.28.0.2/32]\""));
+    assert!(compose.contains("ipv4_address: 172.28.0.2"));
+    assert!(!compose.contains("172.16.0.0/12"));
+    assert!(compose.contains("IMGPROXY_ALLOW_PRIVATE_SOURCE_ADDRESSES: \"false\""));
+    assert!(!compose.contains("IMGPROXY_ALLOW_PRIVATE_SOURCE_ADDRESSES: \"true\""));
+}
+
 #[test]
 fn help_lists_the_commands() {
     let out = Command::new(BIN).arg("--help").output().unwrap();

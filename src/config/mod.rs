@@ -1,6 +1,7 @@
 //! Configuration: schema, loading with environment overrides, validation.
 
 pub mod duration;
+pub mod exposure;
 mod load;
 pub mod redact;
 pub mod reload;

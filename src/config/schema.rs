@@ -412,7 +412,7 @@ impl Default for LegacyConfig {
     fn default() -> Self {
         LegacyConfig {
             enabled: true,
-            api_key: "a8e77f84e2729dc6728889d4be31b123".into(),
+            api_key: super::exposure::PUBLISHED_LEGACY_KEY.into(),
         }
     }
 }

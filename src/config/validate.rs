@@ -67,6 +67,7 @@ pub fn validate(c: &Config) -> Check {
     validate_upstream(c)?;
     validate_database(c)?;
     validate_limits(c)?;
+    validate_legacy(c)?;
     validate_imgproxy(c)?;
     validate_storage(c)?;
     validate_observability(c)?;
@@ -303,6 +304,20 @@ fn validate_limits(c: &Config) -> Check {
                 format!("`{url}` must use http or https"),
             );
         }
+    }
+    Ok(())
+}
+
+/// The legacy key is matched by shape before any lookup (alphanumeric, its configured length).
+fn validate_legacy(c: &Config) -> Check {
+    let key = &c.legacy.api_key;
+    if c.legacy.enabled
+        && !((16..=128).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_alphanumeric()))
+    {
+        return fail(
+            "legacy.api_key",
+            "must be 16 to 128 letters and digits (the single-user program's key)",
+        );
     }
     Ok(())
 }

@@ -66,6 +66,21 @@ pub async fn legacy_user(
     Ok(())
 }
 
+/// Whether the configured legacy key would be accepted now (enabled, neither revoked nor
+/// expired, e.g. by a rotation). Unknown (a database error) counts as live.
+pub async fn legacy_key_live(store: &Store, legacy: &LegacyConfig) -> bool {
+    if !legacy.enabled {
+        return false;
+    }
+    match keys::find(store, &legacy_lookup_id(&legacy.api_key)).await {
+        Ok(Some(row)) => {
+            row.revoked_at.is_none() && row.expires_at.is_none_or(|at| at > Utc::now())
+        }
+        Ok(None) => false,
+        Err(_) => true,
+    }
+}
+
 /// An operator who changes `legacy.api_key` expects the previous value to stop working.
 async fn retire_replaced_keys(store: &Store, current: &str) -> GatewayResult<()> {
     let now = Utc::now();
