@@ -43,6 +43,8 @@ pub enum GatewayError {
     #[error("the upload exceeds the limit of {limit_mb} MiB")]
     PayloadTooLarge { limit_mb: u64 },
     #[error("{0}")]
+    HeadersTooLarge(String),
+    #[error("{0}")]
     InvalidImage(String),
     #[error("{0}")]
     BackendFailed(String),
@@ -103,6 +105,7 @@ impl GatewayError {
             MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             InvalidImage(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             BackendFailed(_) => StatusCode::BAD_GATEWAY,
             NoHealthyBackend | NotReady(_) | AuthBusy | BackendBusy => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -134,6 +137,7 @@ impl GatewayError {
             MethodNotAllowed { .. } => "method_not_allowed",
             PayloadTooLarge { .. } => "payload_too_large",
             InvalidImage(_) => "invalid_image",
+            HeadersTooLarge(_) => "headers_too_large",
             BackendFailed(_) => "bad_gateway",
             NoHealthyBackend => "no_healthy_backend",
             NotReady(_) => "not_ready",

@@ -68,6 +68,7 @@ impl AdminApp {
         let state = &self.state;
         let ip = request.client_ip;
         let req = session.req_header();
+        crate::proxy::route::check_request(req)?;
         let route = match routes::resolve(&req.method, req.uri.path()) {
             Err(e @ GatewayError::NotFound(_)) => {
                 return Err(request.refused(access::spend_ip(state, ip, e).await))

@@ -65,6 +65,7 @@ impl Gateway {
     /// The route; a path no route serves is a 404 that spends an IP token.
     async fn resolve(&self, session: &Session, ctx: &mut Ctx, ip: IpAddr) -> GatewayResult<Route> {
         let req = session.req_header();
+        route::check_request(req)?;
         match route::resolve(&req.method, req.uri.path()) {
             Err(e @ GatewayError::NotFound(_)) => {
                 Err(ctx.refused(access::spend_ip(&self.state, ip, e).await))

@@ -110,6 +110,34 @@ fn allow(method: &Method, allowed: &'static str, route: Route) -> GatewayResult<
     check_method(method, allowed).map(|()| route)
 }
 
+/// Largest request header section (names and values) either listener reads, and largest
+/// single value; nginx's defaults are of the same order.
+const MAX_HEADER_BYTES: usize = 32 * 1024;
+const MAX_HEADER_VALUE: usize = 8 * 1024;
+
+/// 431 for a header section past the bounds, 400 for a path with control characters: checked
+/// first on both listeners, before any route or key is looked at.
+pub fn check_request(req: &http::request::Parts) -> GatewayResult<()> {
+    let mut total = 0;
+    for (name, value) in &req.headers {
+        let size = name.as_str().len() + value.len();
+        total += size;
+        if value.len() > MAX_HEADER_VALUE || total > MAX_HEADER_BYTES {
+            return Err(GatewayError::HeadersTooLarge(format!(
+                "request headers must be at most {} KiB, each value at most {} KiB",
+                MAX_HEADER_BYTES / 1024,
+                MAX_HEADER_VALUE / 1024
+            )));
+        }
+    }
+    if req.uri.path().bytes().any(|b| b.is_ascii_control()) {
+        return Err(GatewayError::BadRequest(
+            "the path contains control characters".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Resolve `method path` (path without query) to a route.
 pub fn resolve(method: &Method, path: &str) -> GatewayResult<Route> {
     check_served(method)?;

@@ -43,11 +43,20 @@ pub struct Form<S> {
     pub content_type: &'static str,
 }
 
-/// `Content-Type: multipart/form-data; boundary=…` to its boundary.
+/// Longest boundary RFC 2046 allows.
+const MAX_BOUNDARY: usize = 70;
+
+/// `Content-Type: multipart/form-data; boundary=…` to its boundary (1–70 characters).
 pub fn boundary(content_type: &str) -> GatewayResult<String> {
-    multer::parse_boundary(content_type).map_err(|_| {
+    let boundary = multer::parse_boundary(content_type).map_err(|_| {
         GatewayError::BadRequest("Content-Type must be multipart/form-data with a boundary".into())
-    })
+    })?;
+    if boundary.is_empty() || boundary.len() > MAX_BOUNDARY {
+        return Err(GatewayError::BadRequest(format!(
+            "the multipart boundary must be 1 to {MAX_BOUNDARY} characters"
+        )));
+    }
+    Ok(boundary)
 }
 
 fn multipart_error(too_large: &GatewayError, e: multer::Error) -> GatewayError {
