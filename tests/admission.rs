@@ -140,29 +140,52 @@ async fn ipv6_clients_share_a_bucket_per_64() {
 }
 
 /// The IP token is spent before a key is verified: of 100 concurrent forged keys from one
-/// client, at most the burst reach verification (401); the rest are 429 without a bcrypt.
-/// (The guard used to only look before verifying, so a concurrent burst passed it.)
+/// client, at most the burst reach verification (401); the rest are 429 without a bcrypt. The
+/// guard used to only look before verifying, so the whole burst queued for bcrypt and a new
+/// key from another client waited past `hash_wait` (503 `auth_busy`).
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_forgeries_spend_the_ip_level_before_verification() {
-    let env = start(&ip_level(), "").await;
+    let env = start(
+        &ip_level(),
+        "  bcrypt_cost: 10\n  hash_concurrency: 1\n  hash_wait: 2s",
+    )
+    .await;
     let gw = &env.gw;
     let mut keys = Vec::new();
     for i in 0..10 {
         keys.push(create_user(gw, &format!("f-{i}"), "user", json!({})).await);
     }
+    let bystander = create_user(gw, "bystander", "user", json!({})).await;
     let url = gw.url(common::CONVERT);
-    let got = common::all_at_once((0..100).map(|i| {
-        let real = &keys[i % keys.len()];
-        // The real key id (the first 12 secret characters), a forged rest.
-        let forged = format!("{}{i:031}", &real[..real.len() - 31]);
-        client()
-            .get(&url)
-            .header("X-API-Key", forged)
-            .header("X-Forwarded-For", "198.51.100.20")
-    }))
-    .await;
+    let requests: Vec<_> = (0..100)
+        .map(|i| {
+            let real = &keys[i % keys.len()];
+            // The real key id (the first 12 secret characters), a forged rest.
+            let forged = format!("{}{i:031}", &real[..real.len() - 31]);
+            client()
+                .get(&url)
+                .header("X-API-Key", forged)
+                .header("X-Forwarded-For", "198.51.100.20")
+        })
+        .collect();
+    let burst = tokio::spawn(common::all_at_once(requests));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let r = client()
+        .get(&url)
+        .header("X-API-Key", &bystander)
+        .header("X-Forwarded-For", "198.51.100.21")
+        .send()
+        .await
+        .unwrap();
+    let bystander_status = r.status().as_u16();
+    let body = r.text().await.unwrap();
+    let got = burst.await.unwrap();
     assert!(count(&got, 401) <= BURST, "{got:?}");
     assert_eq!(count(&got, 401) + count(&got, 429), 100, "{got:?}");
+    assert_eq!(
+        bystander_status, 200,
+        "a new key from another client: {body}"
+    );
 }
 
 /// Item 4: 400 concurrent forged secrets for one key id (its user knows it) cost a few
