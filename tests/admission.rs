@@ -244,3 +244,50 @@ async fn forgeries_for_one_key_id_cannot_exhaust_bcrypt() {
         "refused without bcrypt: {locked:?}"
     );
 }
+
+/// Health and readiness cost no query: the state service pings the database once a second and
+/// they answer from that (they used to ping on every request). Counted in the statements a
+/// private PostgreSQL logs.
+#[tokio::test(flavor = "multi_thread")]
+async fn health_and_readiness_cost_no_query() {
+    let Some(pg) = tokio::task::spawn_blocking(common::servers::PrivatePostgres::start)
+        .await
+        .unwrap()
+    else {
+        return;
+    };
+    let (a, b) = common::image_stubs().await;
+    let gw = Gateway::over(&[&a, &b])
+        .database(&common::TestDb::at("postgres", &pg.dsn()))
+        .start()
+        .await;
+    let before = pg.statements("SELECT 1");
+    let started = Instant::now();
+    let mut answered = 0;
+    for _ in 0..100 {
+        for url in [
+            gw.url("/api/v1/health"),
+            gw.url("/api/v1/ready"),
+            gw.admin_url("/api/v1/ready"),
+        ] {
+            if client().get(&url).send().await.unwrap().status() == 200 {
+                answered += 1;
+            }
+        }
+    }
+    let took = started.elapsed();
+    let pings = pg.statements("SELECT 1") - before;
+    println!("300 health and readiness answers in {took:?} cost {pings} pings");
+    assert_eq!(answered, 300);
+    // The count sees the state service's own pings (so it can see a request's too).
+    let seen = common::within(Duration::from_secs(5), || async {
+        pg.statements("SELECT 1") > before + pings
+    })
+    .await;
+    assert!(seen.is_some(), "no ping logged: the count is blind");
+    assert!(
+        pings <= 30,
+        "{pings} database pings for 300 answers (the state service pings once a second; \
+         these took {took:?})"
+    );
+}

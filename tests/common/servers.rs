@@ -118,11 +118,21 @@ impl PrivatePostgres {
     /// Start (again) on the same port; returns once it accepts connections.
     pub fn up(&self) {
         let options = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c fsync=off",
+            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c fsync=off -c log_statement=all",
             self.port
         );
         let log = self.data.join("server.log");
         self.pg_ctl(&["-o", &options, "-l", log.to_str().unwrap(), "start"]);
+    }
+
+    /// Statements the server has logged so far that contain `text` (every statement is
+    /// logged).
+    pub fn statements(&self, text: &str) -> usize {
+        std::fs::read_to_string(self.data.join("server.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("statement:") && l.contains(text))
+            .count()
     }
 
     /// Stop now (`-m fast`: open connections are cut).
