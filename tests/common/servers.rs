@@ -223,3 +223,49 @@ impl Drop for SmallDisk {
             .status();
     }
 }
+
+/// `conf/haproxy.cfg`, the compose topology's balancer, as shipped but on loopback: listening
+/// on `port` and balancing to one gateway at `gateway_port`.
+pub struct Balancer {
+    pub port: u16,
+    _proc: Proc,
+    _dir: tempfile::TempDir,
+}
+
+impl Balancer {
+    pub async fn start(gateway_port: u16) -> Option<Balancer> {
+        if Command::new("haproxy").arg("-v").output().is_err() {
+            return unavailable("haproxy", "not installed (Debian package haproxy)");
+        }
+        let shipped =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/conf/haproxy.cfg"))
+                .unwrap();
+        let port = free_port();
+        let config: String = shipped
+            .lines()
+            .filter(|l| !l.contains("server gateway-2"))
+            .map(|l| {
+                l.replace("bind :8080", &format!("bind 127.0.0.1:{port}"))
+                    .replace("gateway-1:8080", &format!("127.0.0.1:{gateway_port}"))
+                    .replace("maxconn 20000", "maxconn 256")
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("haproxy.cfg");
+        std::fs::write(&file, config + "\n").unwrap();
+        let proc = Proc::spawn(
+            Command::new("haproxy")
+                .arg("-db")
+                .arg("-f")
+                .arg(&file)
+                .stdout(Stdio::null()),
+        );
+        wait_for_port(port).await;
+        Some(Balancer {
+            port,
+            _proc: proc,
+            _dir: dir,
+        })
+    }
+}
