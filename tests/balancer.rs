@@ -6,16 +6,12 @@
 mod common;
 
 use common::servers::Balancer;
-use common::stub::{Mode, Stub};
 use common::{client, create_user, Gateway};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_balancer_replaces_a_spoofed_forwarded_for() {
-    let (a, b) = (
-        Stub::start("a", Mode::Image).await,
-        Stub::start("b", Mode::Image).await,
-    );
+    let (a, b) = common::image_stubs().await;
     // The gateway trusts the balancer's address only (loopback here, 172.28.0.2 in compose).
     let gw = Gateway::over(&[&a, &b])
         .server("  trusted_proxies: [127.0.0.1/32]")

@@ -4,7 +4,6 @@
 
 mod common;
 
-use common::stub::{Mode, Stub};
 use common::{create_user, Gateway, KEY};
 use serde_json::json;
 use std::time::Duration;
@@ -82,10 +81,7 @@ fn admin_post(path: &str, body: &[u8]) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn hostile_inputs_get_their_status_and_nothing_reaches_a_backend() {
-    let (a, b) = (
-        Stub::start("a", Mode::Image).await,
-        Stub::start("b", Mode::Image).await,
-    );
+    let (a, b) = common::image_stubs().await;
     let gw = Gateway::over(&[&a, &b]).start().await;
     let fenced = create_user(
         &gw,
@@ -94,13 +90,7 @@ async fn hostile_inputs_get_their_status_and_nothing_reaches_a_backend() {
         json!({"ip_whitelist": ["10.0.0.1/32"]}),
     )
     .await;
-    let png = std::fs::read(common::fixture("video-150x103.png")).unwrap_or_else(|_| {
-        std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../shared/fixtures/video-150x103.png"
-        ))
-        .unwrap()
-    });
+    let png = std::fs::read(common::fixture("video-150x103.png")).unwrap();
     let file = |extra: &str| format!("name=\"file\"; filename=\"a.png\"{extra}");
     let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
     let long_secret = format!("imgproxy_u1_{}", "a".repeat(129));
