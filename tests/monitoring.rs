@@ -162,6 +162,9 @@ fn the_compose_gateways_have_a_valid_configuration() {
         for (key, value) in env {
             let value = match value {
                 serde_yaml::Value::String(s) if s.starts_with("change-me-hex") => "ab".repeat(32),
+                serde_yaml::Value::String(s) if s.starts_with("change-me-32") => {
+                    "Zq8hV2mK".repeat(4)
+                }
                 serde_yaml::Value::String(s) => s.clone(),
                 other => serde_yaml::to_string(other).unwrap().trim().to_string(),
             };
@@ -178,5 +181,7 @@ fn the_compose_gateways_have_a_valid_configuration() {
             text.contains("2 backends, database Postgres"),
             "{name}: {text}"
         );
+        let warnings = String::from_utf8_lossy(&out.stderr);
+        assert!(!warnings.contains("warning"), "{name}: {warnings}");
     }
 }
