@@ -38,11 +38,6 @@ impl Route {
         }
     }
 
-    /// Routes that go to a backend (and need a key).
-    pub fn is_image(&self) -> bool {
-        matches!(self, Route::Upload | Route::Convert)
-    }
-
     /// What the route needs before its handler runs.
     pub fn access(&self) -> Access {
         match self {
