@@ -1,5 +1,6 @@
 //! The management operations behind each admin route, in DESIGN §8's JSON shapes.
 
+use super::paging;
 use super::routes::AdminRoute;
 use crate::error::{GatewayError, GatewayResult};
 use crate::identity::input;
@@ -78,7 +79,7 @@ pub async fn run(
             ok(doc)
         }
         AdminRoute::Audit => {
-            let (limit, before) = audit_page(session.req_header().uri.query().unwrap_or(""))?;
+            let (limit, before) = paging::audit(session.req_header().uri.query().unwrap_or(""))?;
             let entries = audit::list(&state.store, limit, before).await?;
             let entries: Vec<_> = entries
                 .into_iter()
@@ -92,7 +93,11 @@ pub async fn run(
                 .collect();
             ok(json!({"entries": entries}))
         }
-        AdminRoute::Users => ok(json!({"users": manager.list_users().await?})),
+        AdminRoute::Users => {
+            let filter = paging::users(session.req_header().uri.query().unwrap_or(""))?;
+            let (users, next) = manager.page_users(&filter).await?;
+            ok(json!({"users": users, "next": next}))
+        }
         AdminRoute::CreateUser => {
             let (user, key) = manager.create_user(input::parse(&body)?).await?;
             created(json!({"user": user, "api_key": key}))
@@ -144,34 +149,4 @@ pub async fn quota_report(
         user.quotas.as_ref(),
     );
     state.limits.report(&state.store, id, &limits).await
-}
-
-/// `?limit=1..1000` (default 100) and `?before=<entry id>` for paging back.
-fn audit_page(query: &str) -> GatewayResult<(u64, Option<i64>)> {
-    let (mut limit, mut before) = (100, None);
-    for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
-        match name.as_ref() {
-            "limit" => {
-                limit = value
-                    .parse()
-                    .ok()
-                    .filter(|l| (1..=1000).contains(l))
-                    .ok_or_else(|| GatewayError::invalid("limit", "must be between 1 and 1000"))?
-            }
-            "before" => {
-                before = Some(
-                    value
-                        .parse()
-                        .map_err(|_| GatewayError::invalid("before", "must be an entry id"))?,
-                )
-            }
-            other => {
-                return Err(GatewayError::invalid(
-                    other.to_string(),
-                    "unknown parameter",
-                ))
-            }
-        }
-    }
-    Ok((limit, before))
 }

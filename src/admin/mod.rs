@@ -3,6 +3,7 @@
 //! allows it (DESIGN §4, §8).
 
 mod handlers;
+mod paging;
 pub mod routes;
 
 use crate::access::{self, Asked, Denied};

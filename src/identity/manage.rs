@@ -12,6 +12,7 @@ use super::verify::Authenticator;
 use crate::error::{GatewayError, GatewayResult};
 use crate::store::audit::{self, RequestIds};
 use crate::store::keys::{KeyCaps, OverCap};
+use crate::store::users::UserFilter;
 use crate::store::{keys, users, Store};
 use chrono::{DateTime, Duration, Utc};
 use entity::api_keys;
@@ -52,6 +53,25 @@ impl Manager<'_> {
             .into_iter()
             .map(|row| User::from_row(row).map_err(GatewayError::Internal))
             .collect()
+    }
+
+    /// One page of users by `filter`, and the cursor of the next page (`None` on the last).
+    pub async fn page_users(
+        &self,
+        filter: &UserFilter,
+    ) -> GatewayResult<(Vec<User>, Option<String>)> {
+        let mut rows = users::page(self.store, filter).await?;
+        let next = if rows.len() as u64 > filter.limit {
+            rows.truncate(filter.limit as usize);
+            rows.last().map(|r| r.id.clone())
+        } else {
+            None
+        };
+        let users = rows
+            .into_iter()
+            .map(|row| User::from_row(row).map_err(GatewayError::Internal))
+            .collect::<GatewayResult<Vec<_>>>()?;
+        Ok((users, next))
     }
 
     pub async fn get_user(&self, id: &str) -> GatewayResult<User> {
