@@ -63,7 +63,7 @@ pub async fn run(
     let ok = |value: serde_json::Value| Ok(Answer::json(StatusCode::OK, &value));
     let created = |value: serde_json::Value| Ok(Answer::json(StatusCode::CREATED, &value));
     match route {
-        AdminRoute::Metrics | AdminRoute::Health | AdminRoute::Ready => Err(
+        AdminRoute::Ui(_) | AdminRoute::Metrics | AdminRoute::Health | AdminRoute::Ready => Err(
             GatewayError::Internal("open routes are answered earlier".into()),
         ),
         AdminRoute::Backends => ok(json!({"backends": state.pool.statuses()})),

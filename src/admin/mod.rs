@@ -5,6 +5,7 @@
 mod handlers;
 mod paging;
 pub mod routes;
+pub mod ui;
 
 use crate::access::{self, Asked, Denied};
 use crate::error::{GatewayError, GatewayResult};
@@ -88,6 +89,7 @@ impl AdminApp {
             request.limit_headers = admission.headers;
         }
         match (&route, &request.caller) {
+            (AdminRoute::Ui(asset), _) => Ok(ui::serve(*asset)),
             (AdminRoute::Ready, _) => Ok(health::ready(state, &request.id)),
             (AdminRoute::Metrics, _) => self.metrics(session),
             (AdminRoute::Health, _) => Ok(health::health(state)),

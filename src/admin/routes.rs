@@ -1,6 +1,7 @@
 //! The admin listener's routes: path and method to an operation, the role action it needs and
 //! the user it concerns. Unknown paths are 404, known paths with another method 405.
 
+use super::ui::Asset;
 use crate::access::Access;
 use crate::error::{GatewayError, GatewayResult};
 use crate::identity::rbac::Action;
@@ -9,6 +10,8 @@ use http::Method;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AdminRoute {
+    /// The web UI's page shell and assets (no key: the page asks for one).
+    Ui(Asset),
     /// Prometheus (no key; `admin.metrics_token` as a bearer token when set).
     Metrics,
     Health,
@@ -35,7 +38,7 @@ impl AdminRoute {
     pub fn action(&self) -> Option<Action> {
         use AdminRoute::*;
         Some(match self {
-            Metrics | Health | Ready => return None,
+            Ui(_) | Metrics | Health | Ready => return None,
             Backends => Action::ReadBackends,
             MetricsJson => Action::ReadMetrics,
             Audit => Action::ReadAudit,
@@ -65,6 +68,7 @@ impl AdminRoute {
     pub fn template(&self) -> &'static str {
         use AdminRoute::*;
         match self {
+            Ui(_) => "admin:/admin",
             Metrics => "admin:/metrics",
             Health => "admin:/api/v1/health",
             Ready => "admin:/api/v1/ready",
@@ -95,7 +99,8 @@ impl AdminRoute {
             | Quota(id)
             | ResetQuota(id) => Some(id),
             // Listed one by one: a new route must decide whether it concerns a user.
-            Metrics | Health | Ready | Backends | MetricsJson | Audit | Users | CreateUser => None,
+            Ui(_) | Metrics | Health | Ready | Backends | MetricsJson | Audit | Users
+            | CreateUser => None,
         }
     }
 }
@@ -104,6 +109,9 @@ pub fn resolve(method: &Method, path: &str) -> GatewayResult<AdminRoute> {
     crate::proxy::route::check_served(method)?;
     use AdminRoute::*;
     let not_found = || GatewayError::NotFound("no such admin route".into());
+    if let Some(asset) = Asset::at(path) {
+        return check_method(method, "GET").map(|_| Ui(asset));
+    }
     if path == "/metrics" {
         return check_method(method, "GET").map(|_| Metrics);
     }

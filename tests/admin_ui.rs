@@ -1,0 +1,83 @@
+//! Issue 11 (first slice): the admin listener serves the web UI's page and assets from the
+//! binary, with a strict Content-Security-Policy, nothing inline and nothing from another
+//! origin. (The browser tests of its pages come with the rest of the issue.)
+
+mod common;
+
+use common::{client, Gateway};
+
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_ui_is_served_from_the_binary_with_strict_headers() {
+    let (a, b) = common::image_stubs().await;
+    let gw = Gateway::over(&[&a, &b]).start().await;
+    for (path, content_type) in [
+        ("/admin", "text/html; charset=utf-8"),
+        ("/admin/", "text/html; charset=utf-8"),
+        ("/admin/app.js", "text/javascript; charset=utf-8"),
+        ("/admin/style.css", "text/css; charset=utf-8"),
+    ] {
+        let r = client().get(gw.admin_url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let h = r.headers().clone();
+        assert_eq!(h["content-type"], content_type, "{path}");
+        assert_eq!(h["content-security-policy"], CSP, "{path}");
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
+        let body = r.text().await.unwrap();
+        assert!(!body.is_empty());
+        // Nothing from another origin, nothing inline.
+        assert!(
+            !body.contains("http://") && !body.contains("https://") && !body.contains("src=\"//"),
+            "{path} names another origin"
+        );
+        if path == "/admin" {
+            assert!(body.contains("<script type=\"module\" src=\"/admin/app.js\"></script>"));
+            assert_eq!(body.matches("<script").count(), 1, "one script, by src");
+            assert!(!body.contains(" style="), "no inline style");
+            assert!(!has_handler_attribute(&body), "no inline handlers");
+        }
+        if path == "/admin/app.js" {
+            assert!(body.contains("sessionStorage"));
+            assert!(!body.contains("localStorage") && !body.contains("document.cookie"));
+            assert!(!body.contains("innerHTML"), "text only, never HTML");
+        }
+    }
+    assert_eq!(
+        client()
+            .post(gw.admin_url("/admin"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        405
+    );
+    assert_eq!(
+        client()
+            .get(gw.admin_url("/admin/nothing.js"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    // The UI's login call: a key reads its own user record.
+    let key = common::create_user(&gw, "ui-user", "user", serde_json::json!({})).await;
+    let (status, user) = common::admin(&gw, "GET", "/api/v1/users/ui-user", &key, None).await;
+    assert_eq!(
+        (status, user["role"].as_str()),
+        (200, Some("user")),
+        "{user}"
+    );
+}
+
+/// Whether `html` has an attribute like `onclick=` or `onerror =`.
+fn has_handler_attribute(html: &str) -> bool {
+    let lower = html.to_lowercase();
+    lower.match_indices(" on").any(|(at, _)| {
+        let rest = &lower[at + 3..];
+        let name_len = rest.bytes().take_while(u8::is_ascii_lowercase).count();
+        name_len > 0 && rest[name_len..].trim_start().starts_with('=')
+    })
+}
