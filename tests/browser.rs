@@ -7,6 +7,7 @@
 mod common;
 
 use common::{Gateway, KEY};
+use serde_json::json;
 use std::process::Command;
 
 fn browser_available() -> Result<(), String> {
@@ -39,6 +40,20 @@ async fn the_admin_ui_in_headless_chromium() {
     }
     let (a, b) = common::image_stubs().await;
     let gw = Gateway::over(&[&a, &b]).start().await;
+    // 25 users with the legacy one: two pages of 20; one named like an attack.
+    for i in 0..23 {
+        common::create_user(&gw, &format!("b-{i:02}"), "user", json!({})).await;
+    }
+    let (status, _) = common::admin(
+        &gw,
+        "POST",
+        "/api/v1/users",
+        KEY,
+        Some(json!({"id": "xss", "name": "<img src=x onerror=alert(1)>",
+            "email": "x@example.com", "role": "user"})),
+    )
+    .await;
+    assert_eq!(status, 201);
     let shots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/browser-screenshots");
     std::fs::create_dir_all(&shots).unwrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/ui.py");
@@ -61,5 +76,5 @@ async fn the_admin_ui_in_headless_chromium() {
     );
     println!("{printed}");
     assert!(out.status.success(), "{printed}");
-    assert_eq!(printed.matches("ok: ").count(), 6, "{printed}");
+    assert_eq!(printed.matches("ok: ").count(), 8, "{printed}");
 }

@@ -75,6 +75,28 @@ def backends():
     driver.save_screenshot(f"{shots}/backends.png")
 
 
+def users_page():
+    driver.find_element(By.CSS_SELECTOR, 'a[href="#users"]').click()
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#user-rows tr")) == 20)
+    next_page = driver.find_element(By.ID, "users-next")
+    assert next_page.is_displayed(), "25 users: a next page"
+    next_page.click()
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#user-rows tr")) == 25)
+    assert not next_page.is_displayed()
+    driver.save_screenshot(f"{shots}/users.png")
+
+
+def xss_as_text():
+    field = driver.find_element(By.ID, "users-q")
+    field.clear()
+    field.send_keys("xss")
+    driver.find_element(By.CSS_SELECTOR, "#users-search button").click()
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#user-rows tr")) == 1)
+    cells = driver.find_elements(By.CSS_SELECTOR, "#user-rows tr td")
+    assert cells[1].text == "<img src=x onerror=alert(1)>", cells[1].text
+    assert not driver.find_elements(By.CSS_SELECTOR, "#user-rows img"), "markup was rendered"
+
+
 def no_other_origin():
     urls = []
     for entry in driver.get_log("performance"):
@@ -101,6 +123,8 @@ scenario("login with a wrong key", wrong_key)
 scenario("login as admin", admin_login)
 scenario("overview shows both backends", overview)
 scenario("backends page", backends)
+scenario("users page, server-side paging", users_page)
+scenario("a hostile name renders as text", xss_as_text)
 scenario("no request leaves the origin", no_other_origin)
 scenario("logout clears the key", logout)
 driver.quit()

@@ -31,7 +31,7 @@ function userOf(k) {
 }
 
 function show(page) {
-  for (const id of ["login", "overview", "backends"]) {
+  for (const id of ["login", "overview", "users", "backends"]) {
     $(id).hidden = id !== page;
   }
 }
@@ -70,22 +70,51 @@ async function overview() {
   }
 }
 
+/// A table row of text cells.
+function row(values) {
+  const tr = document.createElement("tr");
+  for (const value of values) {
+    const td = document.createElement("td");
+    td.textContent = String(value);
+    tr.append(td);
+  }
+  return tr;
+}
+
 async function backends() {
   try {
     const { backends } = await api("/api/v1/backends");
-    const rows = backends.map((b) => {
-      const tr = document.createElement("tr");
-      for (const value of [b.url, b.weight, b.healthy ? "yes" : "no", b.requests]) {
-        const td = document.createElement("td");
-        td.textContent = String(value);
-        tr.append(td);
-      }
-      return tr;
-    });
+    const rows = backends.map((b) => row([b.url, b.weight, b.healthy ? "yes" : "no", b.requests]));
     $("backend-rows").replaceChildren(...rows);
     $("backends-error").textContent = "";
   } catch (e) {
     $("backends-error").textContent = e.message;
+  }
+}
+
+const USERS_PAGE = 20;
+let usersNext = null;
+
+/// The first page of users matching the search, or (`more`) the next one.
+async function users(more) {
+  const q = $("users-q").value.trim();
+  let path = "/api/v1/users?limit=" + USERS_PAGE + "&q=" + encodeURIComponent(q);
+  if (more && usersNext) {
+    path += "&after=" + encodeURIComponent(usersNext);
+  }
+  try {
+    const page = await api(path);
+    const rows = page.users.map((u) => row([u.id, u.name, u.email, u.role, u.status]));
+    if (more) {
+      $("user-rows").append(...rows);
+    } else {
+      $("user-rows").replaceChildren(...rows);
+    }
+    usersNext = page.next;
+    $("users-next").hidden = !usersNext;
+    $("users-error").textContent = "";
+  } catch (e) {
+    $("users-error").textContent = e.message;
   }
 }
 
@@ -97,8 +126,12 @@ function route() {
     show("login");
     return;
   }
-  const page = location.hash === "#backends" ? "backends" : "overview";
+  const page = { "#backends": "backends", "#users": "users" }[location.hash] || "overview";
   show(page);
+  if (page === "users") {
+    users(false);
+    return;
+  }
   const refresh = page === "backends" ? backends : overview;
   refresh();
   timer = setInterval(refresh, 5000);
@@ -114,6 +147,11 @@ $("logout").addEventListener("click", () => {
   $("key").value = "";
   route();
 });
+$("users-search").addEventListener("submit", (event) => {
+  event.preventDefault();
+  users(false);
+});
+$("users-next").addEventListener("click", () => users(true));
 window.addEventListener("hashchange", route);
 if (key()) {
   login(key());
