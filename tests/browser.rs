@@ -58,12 +58,16 @@ async fn the_admin_ui_in_headless_chromium() {
     std::fs::create_dir_all(&shots).unwrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/ui.py");
     let base = gw.admin_url("");
+    let public = gw.url("");
+    let photo = common::fixture("board-720x477.jpg");
     let out = tokio::task::spawn_blocking(move || {
         Command::new("python3")
             .arg(script)
             .arg(base)
             .arg(KEY)
             .arg(&shots)
+            .arg(public)
+            .arg(photo)
             .output()
             .unwrap()
     })
@@ -76,5 +80,5 @@ async fn the_admin_ui_in_headless_chromium() {
     );
     println!("{printed}");
     assert!(out.status.success(), "{printed}");
-    assert_eq!(printed.matches("ok: ").count(), 8, "{printed}");
+    assert_eq!(printed.matches("ok: ").count(), 10, "{printed}");
 }

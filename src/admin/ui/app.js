@@ -7,21 +7,30 @@ function key() {
   return sessionStorage.getItem(KEY);
 }
 
-async function api(path) {
+async function api(path, method = "GET", body = undefined) {
+  const headers = { "X-API-Key": key() || "" };
+  if (body !== undefined) {
+    headers["Content-Type"] = "application/json";
+  }
   let answer;
   try {
-    answer = await fetch(path, { headers: { "X-API-Key": key() || "" } });
+    answer = await fetch(path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
   } catch (e) {
     throw new Error("the gateway cannot be reached: " + e.message);
   }
-  const body = await answer.json().catch(() => null);
+  const answered = await answer.json().catch(() => null);
   if (!answer.ok) {
-    const message = body && body.error ? body.error.message : "HTTP " + answer.status;
-    const error = new Error(message);
+    const problem = answered && answered.error;
+    const error = new Error(problem ? problem.message : "HTTP " + answer.status);
     error.status = answer.status;
+    error.field = problem ? problem.field : undefined;
     throw error;
   }
-  return body;
+  return answered;
 }
 
 /// The user a key belongs to: `imgproxy_<user>_<secret>`, or the legacy key's user.
@@ -41,6 +50,10 @@ async function login(k) {
   try {
     const user = await api("/api/v1/users/" + encodeURIComponent(userOf(k)));
     $("who").textContent = user.id + " (" + user.role + ")";
+    // Edit controls only for admins (the server refuses everyone else anyway).
+    for (const control of document.querySelectorAll(".admin-only")) {
+      control.hidden = user.role !== "admin";
+    }
     $("nav").hidden = false;
     $("login-error").textContent = "";
     route();
@@ -118,6 +131,41 @@ async function users(more) {
   }
 }
 
+const FIELDS = ["id", "name", "email", "role"];
+
+async function createUser() {
+  for (const field of FIELDS) {
+    $("err-" + field).textContent = "";
+  }
+  $("create-error").textContent = "";
+  const user = {};
+  for (const field of FIELDS) {
+    user[field] = $("new-" + field).value.trim();
+  }
+  try {
+    const created = await api("/api/v1/users", "POST", user);
+    $("new-key-value").value = created.api_key.key;
+    $("copied").textContent = "";
+    $("new-key").hidden = false;
+    $("create-user").reset();
+    users(false);
+  } catch (e) {
+    const at = e.field && FIELDS.includes(e.field) ? $("err-" + e.field) : $("create-error");
+    at.textContent = e.message;
+  }
+}
+
+async function copyKey() {
+  const field = $("new-key-value");
+  field.select();
+  try {
+    await navigator.clipboard.writeText(field.value);
+    $("copied").textContent = "Copied.";
+  } catch (e) {
+    $("copied").textContent = "Select the key and copy it (the browser refused the clipboard).";
+  }
+}
+
 let timer = null;
 
 function route() {
@@ -152,6 +200,11 @@ $("users-search").addEventListener("submit", (event) => {
   users(false);
 });
 $("users-next").addEventListener("click", () => users(true));
+$("create-user").addEventListener("submit", (event) => {
+  event.preventDefault();
+  createUser();
+});
+$("copy-key").addEventListener("click", copyKey);
 window.addEventListener("hashchange", route);
 if (key()) {
   login(key());
