@@ -40,8 +40,8 @@ async fn the_admin_ui_in_headless_chromium() {
     }
     let (a, b) = common::image_stubs().await;
     let gw = Gateway::over(&[&a, &b]).start().await;
-    // 25 users with the legacy one: two pages of 20; one named like an attack.
-    for i in 0..23 {
+    // 25 users with the legacy one and the viewer: two pages of 20; one named like an attack.
+    for i in 0..22 {
         common::create_user(&gw, &format!("b-{i:02}"), "user", json!({})).await;
     }
     let (status, _) = common::admin(
@@ -57,6 +57,7 @@ async fn the_admin_ui_in_headless_chromium() {
     let shots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/browser-screenshots");
     std::fs::create_dir_all(&shots).unwrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/ui.py");
+    let viewer = common::create_user(&gw, "b-viewer", "viewer", json!({})).await;
     let base = gw.admin_url("");
     let public = gw.url("");
     let photo = common::fixture("board-720x477.jpg");
@@ -68,6 +69,7 @@ async fn the_admin_ui_in_headless_chromium() {
             .arg(&shots)
             .arg(public)
             .arg(photo)
+            .arg(viewer)
             .output()
             .unwrap()
     })
@@ -80,5 +82,5 @@ async fn the_admin_ui_in_headless_chromium() {
     );
     println!("{printed}");
     assert!(out.status.success(), "{printed}");
-    assert_eq!(printed.matches("ok: ").count(), 10, "{printed}");
+    assert_eq!(printed.matches("ok: ").count(), 11, "{printed}");
 }

@@ -1,6 +1,6 @@
 """Drive the admin UI in headless Chromium (Selenium + Debian's chromedriver).
 
-Usage: ui.py <admin base url> <admin key> <screenshot dir> <public base url>
+Usage: ui.py <admin base url> <admin key> <screenshot dir> <public base url> <photo> <viewer key>
 Prints one line per scenario; exits 1 on the first failure, after a screenshot of the page.
 """
 import json
@@ -171,6 +171,28 @@ def logout():
     assert driver.execute_script("return sessionStorage.length") == 0
 
 
+def viewer_sees_no_edit_controls():
+    log_in(sys.argv[6])
+    wait.until(lambda d: d.find_element(By.ID, "nav").is_displayed())
+    assert text("who").endswith("(viewer)"), text("who")
+    driver.find_element(By.CSS_SELECTOR, 'a[href="#users"]').click()
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#user-rows tr")) > 0)
+    assert not driver.find_element(By.ID, "create-user").is_displayed()
+    # The same call the hidden form makes, forced from the page: the server refuses it.
+    status = driver.execute_async_script(
+        """
+        const done = arguments[arguments.length - 1];
+        fetch("/api/v1/users", {method: "POST",
+            headers: {"X-API-Key": sessionStorage.getItem("imgproxy-gateway.key"),
+                      "Content-Type": "application/json"},
+            body: JSON.stringify({id: "forced", name: "F", email: "f@example.com", role: "admin"})})
+          .then((r) => done(r.status));
+        """
+    )
+    assert status == 403, status
+    driver.save_screenshot(f"{shots}/viewer-users.png")
+
+
 scenario("login with a wrong key", wrong_key)
 scenario("login as admin", admin_login)
 scenario("overview shows both backends", overview)
@@ -181,4 +203,5 @@ scenario("a validation error shows at its field", field_error_at_its_field)
 scenario("create a user; its key, shown once, uploads", create_user_and_upload)
 scenario("no request leaves the origin", no_other_origin)
 scenario("logout clears the key", logout)
+scenario("a viewer sees no edit controls, and a forced edit is refused", viewer_sees_no_edit_controls)
 driver.quit()
