@@ -82,5 +82,5 @@ async fn the_admin_ui_in_headless_chromium() {
     );
     println!("{printed}");
     assert!(out.status.success(), "{printed}");
-    assert_eq!(printed.matches("ok: ").count(), 11, "{printed}");
+    assert_eq!(printed.matches("ok: ").count(), 12, "{printed}");
 }

@@ -91,6 +91,21 @@ async fn the_user_list_is_searched_filtered_and_paged_by_the_server(engine: Engi
     let (admins, _) = list("q=p-&role=admin").await;
     assert_eq!(admins.len(), 7, "{admins:?}");
     assert_eq!(list("status=deleted").await.0, ["p-07"]);
+    // The audit log filters on the server by actor, action and target.
+    let (status, audit) = admin(
+        gw,
+        "GET",
+        "/api/v1/audit?actor=legacy&action=user.create&target=p-05",
+        KEY,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{audit}");
+    let entries = audit["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{audit}");
+    assert_eq!(entries[0]["target"], "p-05");
+    let (status, _) = admin(gw, "GET", "/api/v1/audit?who=x", KEY, None).await;
+    assert_eq!(status, 400);
     // Bad parameters name themselves.
     for (query, field) in [
         ("limit=0", "limit"),

@@ -79,8 +79,8 @@ pub async fn run(
             ok(doc)
         }
         AdminRoute::Audit => {
-            let (limit, before) = paging::audit(session.req_header().uri.query().unwrap_or(""))?;
-            let entries = audit::list(&state.store, limit, before).await?;
+            let filter = paging::audit(session.req_header().uri.query().unwrap_or(""))?;
+            let entries = audit::list(&state.store, &filter).await?;
             let entries: Vec<_> = entries
                 .into_iter()
                 .map(|e| {

@@ -4,6 +4,7 @@
 
 use crate::error::{GatewayError, GatewayResult};
 use crate::identity::model::{Role, Status};
+use crate::store::audit::AuditFilter;
 use crate::store::users::UserFilter;
 
 /// Longest `q` (a substring of id, name or email).
@@ -62,23 +63,30 @@ pub fn users(query: &str) -> GatewayResult<UserFilter> {
     Ok(filter)
 }
 
-/// `?limit=&before=` of the audit log (default limit 100).
-pub fn audit(query: &str) -> GatewayResult<(u64, Option<i64>)> {
-    let (mut count, mut before) = (100, None);
+/// `?limit=&before=&actor=&action=&target=` of the audit log (default limit 100).
+pub fn audit(query: &str) -> GatewayResult<AuditFilter> {
+    let mut filter = AuditFilter {
+        limit: 100,
+        ..AuditFilter::default()
+    };
     for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        let exact = || Some(value.to_string()).filter(|v| !v.is_empty());
         match name.as_ref() {
-            "limit" => count = limit(&value)?,
+            "limit" => filter.limit = limit(&value)?,
             "before" => {
-                before = Some(
+                filter.before = Some(
                     value
                         .parse()
                         .map_err(|_| GatewayError::invalid("before", "must be an entry id"))?,
                 )
             }
+            "actor" => filter.actor = exact(),
+            "action" => filter.action = exact(),
+            "target" => filter.target = exact(),
             other => return Err(unknown(other)),
         }
     }
-    Ok((count, before))
+    Ok(filter)
 }
 
 #[cfg(test)]

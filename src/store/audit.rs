@@ -37,13 +37,35 @@ pub async fn append(store: &Store, entry: Entry<'_>) -> GatewayResult<()> {
         .await
 }
 
-/// Up to `limit` entries, newest first, optionally only before entry id `before`.
-pub async fn list(store: &Store, limit: u64, before: Option<i64>) -> GatewayResult<Vec<Model>> {
+/// Which entries a page of the audit log holds.
+#[derive(Clone, Debug, Default)]
+pub struct AuditFilter {
+    pub limit: u64,
+    /// Only entries older than this entry id (the previous page's last).
+    pub before: Option<i64>,
+    /// Exact actor, action and target, when given.
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub target: Option<String>,
+}
+
+/// Up to `filter.limit` entries, newest first.
+pub async fn list(store: &Store, filter: &AuditFilter) -> GatewayResult<Vec<Model>> {
+    let filter = filter.clone();
     store
         .call(|db| async move {
-            let mut query = Entity::find().order_by_desc(Column::Id).limit(limit);
-            if let Some(before) = before {
+            let mut query = Entity::find().order_by_desc(Column::Id).limit(filter.limit);
+            if let Some(before) = filter.before {
                 query = query.filter(Column::Id.lt(before));
+            }
+            for (column, value) in [
+                (Column::Actor, filter.actor),
+                (Column::Action, filter.action),
+                (Column::Target, filter.target),
+            ] {
+                if let Some(value) = value {
+                    query = query.filter(column.eq(value));
+                }
             }
             query.all(db).await
         })

@@ -149,6 +149,18 @@ def xss_as_text():
     assert not driver.find_elements(By.CSS_SELECTOR, "#user-rows img"), "markup was rendered"
 
 
+def audit_lists_the_changes():
+    driver.find_element(By.CSS_SELECTOR, 'a[href="#audit"]').click()
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#audit-rows tr")) > 0)
+    fill("audit-action", "user.create")
+    fill("audit-target", "ui-made")
+    driver.find_element(By.CSS_SELECTOR, "#audit-filter button").click()
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#audit-rows tr")) == 1)
+    cells = driver.find_elements(By.CSS_SELECTOR, "#audit-rows tr td")
+    assert [c.text for c in cells[1:4]] == ["legacy", "user.create", "ui-made"], [c.text for c in cells]
+    driver.save_screenshot(f"{shots}/audit.png")
+
+
 def no_other_origin():
     urls = []
     for entry in driver.get_log("performance"):
@@ -201,6 +213,7 @@ scenario("users page, server-side paging", users_page)
 scenario("a hostile name renders as text", xss_as_text)
 scenario("a validation error shows at its field", field_error_at_its_field)
 scenario("create a user; its key, shown once, uploads", create_user_and_upload)
+scenario("the audit page lists the changes", audit_lists_the_changes)
 scenario("no request leaves the origin", no_other_origin)
 scenario("logout clears the key", logout)
 scenario("a viewer sees no edit controls, and a forced edit is refused", viewer_sees_no_edit_controls)

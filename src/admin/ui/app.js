@@ -40,7 +40,7 @@ function userOf(k) {
 }
 
 function show(page) {
-  for (const id of ["login", "overview", "users", "backends"]) {
+  for (const id of ["login", "overview", "users", "backends", "audit"]) {
     $(id).hidden = id !== page;
   }
 }
@@ -131,6 +131,37 @@ async function users(more) {
   }
 }
 
+const AUDIT_PAGE = 50;
+let auditBefore = null;
+
+/// The newest audit entries matching the filter, or (`more`) the page before them.
+async function audit(more) {
+  let path = "/api/v1/audit?limit=" + AUDIT_PAGE;
+  for (const field of ["actor", "action", "target"]) {
+    const value = $("audit-" + field).value.trim();
+    if (value) {
+      path += "&" + field + "=" + encodeURIComponent(value);
+    }
+  }
+  if (more && auditBefore !== null) {
+    path += "&before=" + auditBefore;
+  }
+  try {
+    const { entries } = await api(path);
+    const rows = entries.map((e) => row([e.at, e.actor, e.action, e.target, e.request_id || ""]));
+    if (more) {
+      $("audit-rows").append(...rows);
+    } else {
+      $("audit-rows").replaceChildren(...rows);
+    }
+    auditBefore = entries.length ? entries[entries.length - 1].id : null;
+    $("audit-older").hidden = entries.length < AUDIT_PAGE;
+    $("audit-error").textContent = "";
+  } catch (e) {
+    $("audit-error").textContent = e.message;
+  }
+}
+
 const FIELDS = ["id", "name", "email", "role"];
 
 async function createUser() {
@@ -174,10 +205,11 @@ function route() {
     show("login");
     return;
   }
-  const page = { "#backends": "backends", "#users": "users" }[location.hash] || "overview";
+  const page =
+    { "#backends": "backends", "#users": "users", "#audit": "audit" }[location.hash] || "overview";
   show(page);
-  if (page === "users") {
-    users(false);
+  if (page === "users" || page === "audit") {
+    (page === "users" ? users : audit)(false);
     return;
   }
   const refresh = page === "backends" ? backends : overview;
@@ -205,6 +237,11 @@ $("create-user").addEventListener("submit", (event) => {
   createUser();
 });
 $("copy-key").addEventListener("click", copyKey);
+$("audit-filter").addEventListener("submit", (event) => {
+  event.preventDefault();
+  audit(false);
+});
+$("audit-older").addEventListener("click", () => audit(true));
 window.addEventListener("hashchange", route);
 if (key()) {
   login(key());
