@@ -261,8 +261,9 @@ Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {}\r\n
     let text = String::from_utf8_lossy(&answer);
     assert!(
         text.starts_with("HTTP/1.1 200"),
-        "{}",
-        &text[..text.len().min(200)]
+        "{}\n{}",
+        &text[..text.len().min(400)],
+        gw.log()
     );
     assert!(text
         .to_ascii_lowercase()
