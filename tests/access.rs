@@ -56,6 +56,7 @@ async fn every_role_on_every_management_route(engine: Engine) {
         ("GET",    "/api/v1/backends",                       None,                   [true, true,  false]),
         ("GET",    "/api/v1/audit",                          None,                   [true, true,  false]),
         ("GET",    "/api/v1/metrics",                        None,                   [true, true,  false]),
+        ("GET",    "/api/v1/config",                         None,                   [true, true,  false]),
     ];
     for (method, path, body, allowed) in table {
         for (i, (role, key)) in roles.iter().enumerate() {

@@ -81,3 +81,35 @@ fn has_handler_attribute(html: &str) -> bool {
         name_len > 0 && rest[name_len..].trim_start().starts_with('=')
     })
 }
+
+/// The configuration page's source: the running configuration with every secret replaced,
+/// and the settings that reload without a restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_effective_configuration_is_shown_without_its_secrets() {
+    let (a, b) = common::image_stubs().await;
+    let gw = Gateway::over(&[&a, &b])
+        .admin_line("  metrics_token: metrics-tok3n-123456")
+        .imgproxy("key: 0a1b2c3d4e5f\nsalt: 5f4e3d2c1b0a")
+        .start()
+        .await;
+    let (status, doc) = common::admin(&gw, "GET", "/api/v1/config", common::KEY, None).await;
+    assert_eq!(status, 200, "{doc}");
+    let text = doc.to_string();
+    for secret in ["metrics-tok3n", "0a1b2c3d4e5f", "5f4e3d2c1b0a", common::KEY] {
+        assert!(!text.contains(secret), "{secret} shown: {text}");
+    }
+    let config = &doc["config"];
+    assert_eq!(config["admin"]["metrics_token"], "***");
+    assert_eq!(config["imgproxy"]["key"], "***");
+    assert_eq!(config["legacy"]["api_key"], "***");
+    assert_eq!(config["server"]["port"], gw.port);
+    assert_eq!(config["backends"].as_array().unwrap().len(), 2);
+    let reloadable: Vec<&str> = doc["reloadable"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(reloadable.contains(&"backends") && reloadable.contains(&"rate_limits"));
+    assert!(!reloadable.contains(&"server.port"));
+}

@@ -487,6 +487,26 @@ async fn threshold_events_fire_once_each_through_the_webhook() {
         .iter()
         .all(|e| e["user_id"] == "t-user" && e["quota"] == "requests" && e["limit"] == 10));
     assert_eq!(gw.log().matches("\"event\":\"quota_threshold\"").count(), 3);
+    // The overview's list: this instance's latest events, newest first.
+    let (_, doc) = common::admin(gw, "GET", "/api/v1/metrics", common::KEY, None).await;
+    let recent = doc["quotas"]["recent_events"].as_array().unwrap();
+    let shown: Vec<_> = recent
+        .iter()
+        .map(|e| {
+            (
+                e["user_id"].as_str().unwrap(),
+                e["percent"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        [("t-user", 100), ("t-user", 90), ("t-user", 80)],
+        "{doc}"
+    );
+    assert!(recent
+        .iter()
+        .all(|e| e["at"].is_string() && e["resets_at"].is_string()));
     for percent in [80, 90, 100] {
         let series = format!(
             "quota_threshold_events_total{{percent=\"{percent}\",quota_type=\"requests\"}}"

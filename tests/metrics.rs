@@ -95,6 +95,8 @@ async fn metrics_count_what_clients_did_and_promtool_accepts_them() {
     assert!(p50 > 0.0 && p50 <= p99 && p99 <= 10.0, "{doc}");
     assert_eq!(doc["limits"]["violations"]["user_minute"], 1);
     assert_eq!(doc["limits"]["redis"], "disabled");
+    assert_eq!(doc["database"], "up");
+    assert_eq!(doc["quotas"]["recent_events"], serde_json::json!([]));
     assert_eq!(doc["backends"].as_array().unwrap().len(), 2);
     assert_eq!(
         client()

@@ -76,6 +76,8 @@ pub async fn run(
             } else {
                 state.bus.status()
             });
+            doc["database"] = json!(if state.store.is_up() { "up" } else { "down" });
+            doc["quotas"]["recent_events"] = json!(state.limits.recent_threshold_events());
             ok(doc)
         }
         AdminRoute::Audit => {
@@ -93,6 +95,10 @@ pub async fn run(
                 .collect();
             ok(json!({"entries": entries}))
         }
+        AdminRoute::Config => ok(json!({
+            "config": crate::config::redact::effective(&state.config()),
+            "reloadable": crate::config::reload::LIVE,
+        })),
         AdminRoute::Users => {
             let filter = paging::users(session.req_header().uri.query().unwrap_or(""))?;
             let (users, next) = manager.page_users(&filter).await?;

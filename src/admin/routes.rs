@@ -20,6 +20,8 @@ pub enum AdminRoute {
     /// The JSON metrics document.
     MetricsJson,
     Audit,
+    /// The effective configuration, secrets redacted, and what reloads.
+    Config,
     Users,
     CreateUser,
     User(String),
@@ -42,6 +44,7 @@ impl AdminRoute {
             Backends => Action::ReadBackends,
             MetricsJson => Action::ReadMetrics,
             Audit => Action::ReadAudit,
+            Config => Action::ReadConfig,
             Users => Action::ListUsers,
             CreateUser => Action::CreateUser,
             User(_) => Action::ReadUser,
@@ -75,6 +78,7 @@ impl AdminRoute {
             Backends => "admin:/api/v1/backends",
             MetricsJson => "admin:/api/v1/metrics",
             Audit => "admin:/api/v1/audit",
+            Config => "admin:/api/v1/config",
             Users | CreateUser => "admin:/api/v1/users",
             User(_) | UpdateUser(_) | DeleteUser(_) => "admin:/api/v1/users/{id}",
             Keys(_) | CreateKey(_) => "admin:/api/v1/users/{id}/keys",
@@ -99,7 +103,7 @@ impl AdminRoute {
             | Quota(id)
             | ResetQuota(id) => Some(id),
             // Listed one by one: a new route must decide whether it concerns a user.
-            Ui(_) | Metrics | Health | Ready | Backends | MetricsJson | Audit | Users
+            Ui(_) | Metrics | Health | Ready | Backends | MetricsJson | Audit | Config | Users
             | CreateUser => None,
         }
     }
@@ -126,6 +130,7 @@ pub fn resolve(method: &Method, path: &str) -> GatewayResult<AdminRoute> {
         ["backends"] => pick("GET").map(|_| Backends),
         ["metrics"] => pick("GET").map(|_| MetricsJson),
         ["audit"] => pick("GET").map(|_| Audit),
+        ["config"] => pick("GET").map(|_| Config),
         ["users"] => pick("GET, POST").map(|_| if is(Method::GET) { Users } else { CreateUser }),
         ["users", user] if !user.is_empty() => pick("GET, PUT, DELETE").map(|_| {
             if is(Method::GET) {

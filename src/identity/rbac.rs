@@ -19,10 +19,11 @@ pub enum Action {
     ReadBackends,
     ReadMetrics,
     ReadAudit,
+    ReadConfig,
 }
 
 impl Action {
-    pub const ALL: [Action; 14] = [
+    pub const ALL: [Action; 15] = [
         Action::ListUsers,
         Action::CreateUser,
         Action::ReadUser,
@@ -37,13 +38,21 @@ impl Action {
         Action::ReadBackends,
         Action::ReadMetrics,
         Action::ReadAudit,
+        Action::ReadConfig,
     ];
 
     pub fn is_read(self) -> bool {
         use Action::*;
         matches!(
             self,
-            ListUsers | ReadUser | ListKeys | ReadQuota | ReadBackends | ReadMetrics | ReadAudit
+            ListUsers
+                | ReadUser
+                | ListKeys
+                | ReadQuota
+                | ReadBackends
+                | ReadMetrics
+                | ReadAudit
+                | ReadConfig
         )
     }
 
@@ -72,7 +81,7 @@ mod tests {
     #[test]
     fn the_role_table() {
         #[rustfmt::skip]
-        let table: [(Action, [bool; 3], [bool; 3]); 14] = [
+        let table: [(Action, [bool; 3], [bool; 3]); 15] = [
             //            admin viewer user  (own)       admin viewer user (other's)
             (ListUsers,    [true, true,  false],        [true, true,  false]),
             (CreateUser,   [true, false, false],        [true, false, false]),
@@ -88,12 +97,14 @@ mod tests {
             (ReadBackends, [true, true,  false],        [true, true,  false]),
             (ReadMetrics,  [true, true,  false],        [true, true,  false]),
             (ReadAudit,    [true, true,  false],        [true, true,  false]),
+            (ReadConfig,   [true, true,  false],        [true, true,  false]),
         ];
         assert_eq!(table.len(), Action::ALL.len());
         for (action, own, other) in table {
             for (i, role) in Role::ALL.into_iter().enumerate() {
                 let target_own = match action {
-                    ListUsers | CreateUser | ReadBackends | ReadMetrics | ReadAudit => None,
+                    ListUsers | CreateUser | ReadBackends | ReadMetrics | ReadAudit
+                    | ReadConfig => None,
                     _ => Some("me"),
                 };
                 assert_eq!(

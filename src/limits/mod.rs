@@ -166,6 +166,11 @@ impl Limits {
         self.shared.as_ref().map_or(Ok(()), |s| s.connect())
     }
 
+    /// This instance's latest quota threshold events, newest first.
+    pub fn recent_threshold_events(&self) -> Vec<serde_json::Value> {
+        self.notifier.recent()
+    }
+
     /// Whether limits run on local fallbacks because Redis is unreachable.
     pub fn degraded(&self) -> bool {
         self.shared.as_ref().is_some_and(|s| s.degraded())

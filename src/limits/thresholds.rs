@@ -4,10 +4,15 @@
 
 use super::usage::Entry;
 use serde_json::json;
+use std::collections::VecDeque;
+use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
 pub const LEVELS: [u64; 3] = [80, 90, 100];
+
+/// How many of this instance's latest events the overview shows.
+pub const RECENT: usize = 20;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Quota {
@@ -45,18 +50,37 @@ pub fn reached(used: u64, limit: u64) -> Option<(usize, u64)> {
 
 pub struct Notifier {
     queue: Option<mpsc::Sender<serde_json::Value>>,
+    /// The latest events, newest last (at most `RECENT`); an event is rare, the lock is cheap.
+    recent: Mutex<VecDeque<serde_json::Value>>,
 }
 
 impl Notifier {
     /// Without a webhook, events are only logged.
     pub fn new(webhook: Option<String>) -> (Notifier, Option<Sender>) {
+        let recent = Mutex::new(VecDeque::with_capacity(RECENT));
         match webhook {
-            None => (Notifier { queue: None }, None),
+            None => (
+                Notifier {
+                    queue: None,
+                    recent,
+                },
+                None,
+            ),
             Some(url) => {
                 let (tx, rx) = mpsc::channel(1024);
-                (Notifier { queue: Some(tx) }, Some(Sender { url, rx }))
+                let notifier = Notifier {
+                    queue: Some(tx),
+                    recent,
+                };
+                (notifier, Some(Sender { url, rx }))
             }
         }
+    }
+
+    /// This instance's latest events, newest first.
+    pub fn recent(&self) -> Vec<serde_json::Value> {
+        let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        recent.iter().rev().cloned().collect()
     }
 
     /// Levels `used` reached that `entry` has not announced this period (now marked).
@@ -80,6 +104,15 @@ impl Notifier {
             "period_start": crate::identity::record::format_time(&entry.period.start),
             "resets_at": crate::identity::record::format_time(&entry.period.end)});
         log::warn!("{event}");
+        {
+            let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+            if recent.len() == RECENT {
+                recent.pop_front();
+            }
+            let mut shown = event.clone();
+            shown["at"] = crate::identity::record::format_time(&chrono::Utc::now()).into();
+            recent.push_back(shown);
+        }
         if let Some(queue) = &self.queue {
             if queue.try_send(event).is_err() {
                 log::warn!("{}", json!({"event": "webhook_queue_full"}));
