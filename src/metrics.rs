@@ -302,7 +302,11 @@ impl Metrics {
                 "client_error_rate": rate(classes.get("4xx").copied().unwrap_or(0)),
                 "in_flight": self.active_connections.get(),
             },
-            "latency_seconds": {"p50": quantile(0.5), "p95": quantile(0.95), "p99": quantile(0.99)},
+            "latency_seconds": {"p50": quantile(0.5), "p95": quantile(0.95), "p99": quantile(0.99),
+                // Cumulative `[upper bound, requests]` pairs and the count: a client that polls
+                // takes differences for the quantiles of the last interval.
+                "buckets": cumulative.iter().map(|(b, c)| (*b as f64 / 1e6, *c)).collect::<Vec<_>>(),
+                "count": observed},
             "limits": {
                 "violations": by_label(&self.rate_limit_violations, "limit_type"),
                 "redis_degraded": self.redis_degraded.get() == 1,

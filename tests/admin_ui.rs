@@ -12,12 +12,29 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 async fn the_ui_is_served_from_the_binary_with_strict_headers() {
     let (a, b) = common::image_stubs().await;
     let gw = Gateway::over(&[&a, &b]).start().await;
-    for (path, content_type) in [
+    let scripts = [
+        "/admin/app.js",
+        "/admin/api.js",
+        "/admin/chart.js",
+        "/admin/lists.js",
+        "/admin/overview.js",
+        "/admin/user.js",
+        "/admin/users.js",
+    ];
+    let mut served: Vec<&str> = imgproxy_gateway::admin::ui::Asset::paths().collect();
+    served.sort_unstable();
+    let mut expected = [&["/admin", "/admin/style.css"][..], &scripts[..]].concat();
+    expected.sort_unstable();
+    assert_eq!(served, expected);
+    let mut all_scripts = String::new();
+    let assets = [
         ("/admin", "text/html; charset=utf-8"),
         ("/admin/", "text/html; charset=utf-8"),
-        ("/admin/app.js", "text/javascript; charset=utf-8"),
         ("/admin/style.css", "text/css; charset=utf-8"),
-    ] {
+    ]
+    .into_iter()
+    .chain(scripts.map(|s| (s, "text/javascript; charset=utf-8")));
+    for (path, content_type) in assets {
         let r = client().get(gw.admin_url(path)).send().await.unwrap();
         assert_eq!(r.status(), 200, "{path}");
         let h = r.headers().clone();
@@ -27,9 +44,12 @@ async fn the_ui_is_served_from_the_binary_with_strict_headers() {
         assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
         let body = r.text().await.unwrap();
         assert!(!body.is_empty());
-        // Nothing from another origin, nothing inline.
+        // Nothing from another origin, nothing inline (SVG's namespace name is no address).
+        let named = body.replace("\"http://www.w3.org/2000/svg\"", "");
         assert!(
-            !body.contains("http://") && !body.contains("https://") && !body.contains("src=\"//"),
+            !named.contains("http://")
+                && !named.contains("https://")
+                && !named.contains("src=\"//"),
             "{path} names another origin"
         );
         if path == "/admin" {
@@ -38,12 +58,21 @@ async fn the_ui_is_served_from_the_binary_with_strict_headers() {
             assert!(!body.contains(" style="), "no inline style");
             assert!(!has_handler_attribute(&body), "no inline handlers");
         }
-        if path == "/admin/app.js" {
-            assert!(body.contains("sessionStorage"));
+        if path.ends_with(".js") {
             assert!(!body.contains("localStorage") && !body.contains("document.cookie"));
-            assert!(!body.contains("innerHTML"), "text only, never HTML");
+            assert!(
+                !body.contains("innerHTML") && !body.contains("outerHTML"),
+                "text only, never HTML"
+            );
+            assert!(!body.contains("insertAdjacentHTML") && !body.contains("eval("));
+            // Imports only from this origin's UI.
+            for import in body.lines().filter(|l| l.starts_with("import ")) {
+                assert!(import.contains("from \"./"), "{path}: {import}");
+            }
+            all_scripts.push_str(&body);
         }
     }
+    assert!(all_scripts.contains("sessionStorage"));
     assert_eq!(
         client()
             .post(gw.admin_url("/admin"))

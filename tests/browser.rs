@@ -1,7 +1,6 @@
-//! Issue 11 (first slice): the admin UI in a real browser. Headless Chromium, driven through
-//! Debian's chromedriver by `tests/browser/ui.py` (Selenium), against a real gateway: a wrong
-//! key is refused, the admin logs in, the overview shows both backends, the backends page lists
-//! them, no request leaves the origin, logout clears the key. Screenshots of each page land in
+//! The admin UI in a real browser. Headless Chromium, driven through Debian's chromedriver by
+//! `tests/browser/ui.py` (Selenium), against a real gateway: 23 scenarios, from a wrong key to a
+//! user that sees only its own record (the script lists them). Screenshots of each page land in
 //! `target/browser-screenshots/` (and of the failing page when a scenario fails).
 
 mod common;
@@ -40,7 +39,8 @@ async fn the_admin_ui_in_headless_chromium() {
     }
     let (a, b) = common::image_stubs().await;
     let gw = Gateway::over(&[&a, &b]).start().await;
-    // 25 users with the legacy one and the viewer: two pages of 20; one named like an attack.
+    // 26 users with the legacy one, the viewer and b-quota: two pages of 20; one named like an
+    // attack.
     for i in 0..22 {
         common::create_user(&gw, &format!("b-{i:02}"), "user", json!({})).await;
     }
@@ -58,6 +58,23 @@ async fn the_admin_ui_in_headless_chromium() {
     std::fs::create_dir_all(&shots).unwrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/ui.py");
     let viewer = common::create_user(&gw, "b-viewer", "viewer", json!({})).await;
+    let b00 = common::admin(&gw, "POST", "/api/v1/users/b-00/keys", KEY, Some(json!({})))
+        .await
+        .1["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Quota threshold events for the overview: 80, 90 and 100 % of 5 requests.
+    let spender = common::create_user(
+        &gw,
+        "b-quota",
+        "user",
+        json!({"quotas": {"monthly_requests": 5}}),
+    )
+    .await;
+    for _ in 0..5 {
+        assert_eq!(common::convert(&gw, &spender).await.status(), 200);
+    }
     let base = gw.admin_url("");
     let public = gw.url("");
     let photo = common::fixture("board-720x477.jpg");
@@ -70,6 +87,8 @@ async fn the_admin_ui_in_headless_chromium() {
             .arg(public)
             .arg(photo)
             .arg(viewer)
+            .arg(b00)
+            .arg(common::CONVERT)
             .output()
             .unwrap()
     })
@@ -82,5 +101,5 @@ async fn the_admin_ui_in_headless_chromium() {
     );
     println!("{printed}");
     assert!(out.status.success(), "{printed}");
-    assert_eq!(printed.matches("ok: ").count(), 12, "{printed}");
+    assert_eq!(printed.matches("ok: ").count(), 23, "{printed}");
 }

@@ -93,6 +93,16 @@ async fn metrics_count_what_clients_did_and_promtool_accepts_them() {
         doc["latency_seconds"]["p99"].as_f64().unwrap(),
     );
     assert!(p50 > 0.0 && p50 <= p99 && p99 <= 10.0, "{doc}");
+    // The buckets the UI's live p95 is drawn from: cumulative, ending at the count.
+    let buckets = doc["latency_seconds"]["buckets"].as_array().unwrap();
+    let counts: Vec<u64> = buckets.iter().map(|b| b[1].as_u64().unwrap()).collect();
+    assert!(counts.windows(2).all(|w| w[0] <= w[1]), "{doc}");
+    assert_eq!(buckets.last().unwrap()[0], 10.0);
+    assert_eq!(
+        counts.last(),
+        doc["latency_seconds"]["count"].as_u64().as_ref()
+    );
+    assert_eq!(doc["latency_seconds"]["count"], doc["requests"]["total"]);
     assert_eq!(doc["limits"]["violations"]["user_minute"], 1);
     assert_eq!(doc["limits"]["redis"], "disabled");
     assert_eq!(doc["database"], "up");

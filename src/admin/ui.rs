@@ -6,31 +6,42 @@ use crate::respond::Answer;
 use bytes::Bytes;
 use http::StatusCode;
 
-/// One embedded file.
+const HTML: &str = "text/html; charset=utf-8";
+const JS: &str = "text/javascript; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
+
+/// Every embedded file: its path, content type and bytes. The page is also at `/admin/`.
+const FILES: [(&str, &str, &str); 9] = [
+    ("/admin", HTML, include_str!("ui/index.html")),
+    ("/admin/style.css", CSS, include_str!("ui/style.css")),
+    ("/admin/app.js", JS, include_str!("ui/app.js")),
+    ("/admin/api.js", JS, include_str!("ui/api.js")),
+    ("/admin/chart.js", JS, include_str!("ui/chart.js")),
+    ("/admin/lists.js", JS, include_str!("ui/lists.js")),
+    ("/admin/overview.js", JS, include_str!("ui/overview.js")),
+    ("/admin/user.js", JS, include_str!("ui/user.js")),
+    ("/admin/users.js", JS, include_str!("ui/users.js")),
+];
+
+/// One embedded file (an index into `FILES`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Asset {
-    Page,
-    Script,
-    Style,
-}
+pub struct Asset(usize);
 
 impl Asset {
     /// The asset at `path`, if the UI has one there.
     pub fn at(path: &str) -> Option<Asset> {
-        match path {
-            "/admin" | "/admin/" => Some(Asset::Page),
-            "/admin/app.js" => Some(Asset::Script),
-            "/admin/style.css" => Some(Asset::Style),
-            _ => None,
-        }
+        let path = if path == "/admin/" { "/admin" } else { path };
+        FILES.iter().position(|(at, _, _)| *at == path).map(Asset)
+    }
+
+    /// Every asset's path (the tests fetch each).
+    pub fn paths() -> impl Iterator<Item = &'static str> {
+        FILES.iter().map(|(path, _, _)| *path)
     }
 
     fn content(self) -> (&'static str, &'static str) {
-        match self {
-            Asset::Page => ("text/html; charset=utf-8", include_str!("ui/index.html")),
-            Asset::Script => ("text/javascript; charset=utf-8", include_str!("ui/app.js")),
-            Asset::Style => ("text/css; charset=utf-8", include_str!("ui/style.css")),
-        }
+        let (_, content_type, body) = FILES[self.0];
+        (content_type, body)
     }
 }
 
