@@ -74,8 +74,6 @@ pub enum GatewayError {
     #[error("{0}")]
     InsufficientStorage(String),
     #[error("{0}")]
-    NotImplemented(String),
-    #[error("{0}")]
     Internal(String),
 }
 
@@ -112,7 +110,6 @@ impl GatewayError {
             }
             InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             BackendTimeout => StatusCode::GATEWAY_TIMEOUT,
-            NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -145,7 +142,6 @@ impl GatewayError {
             BackendTimeout => "gateway_timeout",
             BackendBusy => "backend_busy",
             InsufficientStorage(_) => "insufficient_storage",
-            NotImplemented(_) => "not_implemented",
             Internal(_) => "internal_error",
         }
     }

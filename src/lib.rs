@@ -18,6 +18,7 @@ pub mod logging;
 pub mod manage_cli;
 pub mod metrics;
 pub mod oneshot;
+pub mod openapi;
 pub mod proxy;
 pub mod reload;
 pub mod request_id;

@@ -142,3 +142,47 @@ async fn the_effective_configuration_is_shown_without_its_secrets() {
     assert!(reloadable.contains(&"backends") && reloadable.contains(&"rate_limits"));
     assert!(!reloadable.contains(&"server.port"));
 }
+
+/// An admin cannot lock itself out (the last admin would leave nobody to undo it); another
+/// admin can.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_admin_cannot_suspend_delete_or_demote_itself() {
+    let (a, b) = common::image_stubs().await;
+    let gw = Gateway::over(&[&a, &b]).start().await;
+    let me = "/api/v1/users/legacy";
+    for (method, body) in [
+        ("PUT", Some(serde_json::json!({"status": "suspended"}))),
+        ("PUT", Some(serde_json::json!({"role": "viewer"}))),
+        ("DELETE", None),
+    ] {
+        let (status, answer) = common::admin(&gw, method, me, common::KEY, body).await;
+        assert_eq!(status, 409, "{method} {answer}");
+        assert_eq!(answer["error"]["code"], "conflict");
+    }
+    let (status, user) = common::admin(&gw, "GET", me, common::KEY, None).await;
+    assert_eq!((status, user["status"].as_str()), (200, Some("active")));
+    // Its other fields, and another admin's changes, go through.
+    let (status, _) = common::admin(
+        &gw,
+        "PUT",
+        me,
+        common::KEY,
+        Some(serde_json::json!({"name": "Legacy admin"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let other = common::create_user(&gw, "second-admin", "admin", serde_json::json!({})).await;
+    let (status, user) = common::admin(
+        &gw,
+        "PUT",
+        me,
+        &other,
+        Some(serde_json::json!({"status": "suspended"})),
+    )
+    .await;
+    assert_eq!(
+        (status, user["status"].as_str()),
+        (200, Some("suspended")),
+        "{user}"
+    );
+}

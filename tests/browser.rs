@@ -30,12 +30,7 @@ fn browser_available() -> Result<(), String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_admin_ui_in_headless_chromium() {
     if let Err(why) = browser_available() {
-        assert!(
-            std::env::var("CI").is_err(),
-            "the browser test is required under CI: {why}"
-        );
-        eprintln!("SKIPPED: the browser test: {why}; set CI=true to make this a failure");
-        return;
+        return common::servers::unavailable("the browser test", why).unwrap_or(());
     }
     let (a, b) = common::image_stubs().await;
     let gw = Gateway::over(&[&a, &b]).start().await;

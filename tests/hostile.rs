@@ -104,7 +104,10 @@ async fn hostile_inputs_get_their_status_and_nothing_reaches_a_backend() {
         ("NUL in a header value", get("/api/v1/health", "X-A: a\0b\r\n"), 400),
         ("bare CR in a header value", get("/api/v1/health", "X-A: a\rb\r\n"), 400),
         ("garbage request line", b"GARBAGE\r\n\r\n".to_vec(), 400),
-        ("method of 5 KB", format!("{} / HTTP/1.1\r\nHost: gw\r\n\r\n", "M".repeat(5_000)).into_bytes(), 501),
+        // Any method reaches routing: no route at `/`.
+        ("method of 5 KB", format!("{} / HTTP/1.1\r\nHost: gw\r\n\r\n", "M".repeat(5_000)).into_bytes(), 404),
+        ("unknown method on a route", b"FOO /api/v1/health HTTP/1.1\r\nHost: gw\r\n\r\n".to_vec(), 405),
+        ("TRACE on a route", b"TRACE /api/v1/convert HTTP/1.1\r\nHost: gw\r\n\r\n".to_vec(), 405),
         // The request line parser passes a NUL through to a path no route has.
         ("NUL in the path", b"GET /api/v1/he\0alth HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n".to_vec(), 404),
         // Keys of every wrong shape and length.

@@ -63,9 +63,13 @@ pub async fn run(
     let ok = |value: serde_json::Value| Ok(Answer::json(StatusCode::OK, &value));
     let created = |value: serde_json::Value| Ok(Answer::json(StatusCode::CREATED, &value));
     match route {
-        AdminRoute::Ui(_) | AdminRoute::Metrics | AdminRoute::Health | AdminRoute::Ready => Err(
-            GatewayError::Internal("open routes are answered earlier".into()),
-        ),
+        AdminRoute::Ui(_)
+        | AdminRoute::Metrics
+        | AdminRoute::Health
+        | AdminRoute::Ready
+        | AdminRoute::OpenApi => Err(GatewayError::Internal(
+            "open routes are answered earlier".into(),
+        )),
         AdminRoute::Backends => ok(json!({"backends": state.pool.statuses()})),
         AdminRoute::MetricsJson => {
             let mut doc = state.metrics.summary();

@@ -93,6 +93,7 @@ impl AdminApp {
             (AdminRoute::Ready, _) => Ok(health::ready(state, &request.id)),
             (AdminRoute::Metrics, _) => self.metrics(session),
             (AdminRoute::Health, _) => Ok(health::health(state)),
+            (AdminRoute::OpenApi, _) => Ok(crate::openapi::serve()),
             (_, Some(caller)) => {
                 let caller = caller.clone();
                 handlers::run(state, session, route, &caller, &request.ids()).await

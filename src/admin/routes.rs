@@ -16,6 +16,8 @@ pub enum AdminRoute {
     Metrics,
     Health,
     Ready,
+    /// The OpenAPI document (no key).
+    OpenApi,
     Backends,
     /// The JSON metrics document.
     MetricsJson,
@@ -40,7 +42,7 @@ impl AdminRoute {
     pub fn action(&self) -> Option<Action> {
         use AdminRoute::*;
         Some(match self {
-            Ui(_) | Metrics | Health | Ready => return None,
+            Ui(_) | Metrics | Health | Ready | OpenApi => return None,
             Backends => Action::ReadBackends,
             MetricsJson => Action::ReadMetrics,
             Audit => Action::ReadAudit,
@@ -75,6 +77,7 @@ impl AdminRoute {
             Metrics => "admin:/metrics",
             Health => "admin:/api/v1/health",
             Ready => "admin:/api/v1/ready",
+            OpenApi => "admin:/api/v1/openapi.json",
             Backends => "admin:/api/v1/backends",
             MetricsJson => "admin:/api/v1/metrics",
             Audit => "admin:/api/v1/audit",
@@ -103,14 +106,13 @@ impl AdminRoute {
             | Quota(id)
             | ResetQuota(id) => Some(id),
             // Listed one by one: a new route must decide whether it concerns a user.
-            Ui(_) | Metrics | Health | Ready | Backends | MetricsJson | Audit | Config | Users
-            | CreateUser => None,
+            Ui(_) | Metrics | Health | Ready | OpenApi | Backends | MetricsJson | Audit
+            | Config | Users | CreateUser => None,
         }
     }
 }
 
 pub fn resolve(method: &Method, path: &str) -> GatewayResult<AdminRoute> {
-    crate::proxy::route::check_served(method)?;
     use AdminRoute::*;
     let not_found = || GatewayError::NotFound("no such admin route".into());
     if let Some(asset) = Asset::at(path) {
@@ -127,6 +129,7 @@ pub fn resolve(method: &Method, path: &str) -> GatewayResult<AdminRoute> {
     match parts.as_slice() {
         ["health"] => pick("GET").map(|_| Health),
         ["ready"] => pick("GET").map(|_| Ready),
+        ["openapi.json"] => pick("GET").map(|_| OpenApi),
         ["backends"] => pick("GET").map(|_| Backends),
         ["metrics"] => pick("GET").map(|_| MetricsJson),
         ["audit"] => pick("GET").map(|_| Audit),
@@ -183,7 +186,9 @@ mod tests {
             r("DELETE", "/api/v1/users/u/keys/k1").unwrap(),
             AdminRoute::RevokeKey("u".into(), "k1".into())
         );
-        assert_eq!(r("PATCH", "/api/v1/users/u").unwrap_err().status(), 501);
+        assert_eq!(r("PATCH", "/api/v1/users/u").unwrap_err().status(), 405);
+        assert_eq!(r("TRACE", "/admin").unwrap_err().status(), 405);
+        assert_eq!(r("FOO", "/api/v1/users/u").unwrap_err().status(), 405);
         assert_eq!(
             r("GET", "/api/v1/users/u/keys/rotate")
                 .unwrap_err()

@@ -6,7 +6,7 @@ use super::bus::Bus;
 use super::cache::Change;
 use super::input::{self, NewKey, NewUser, Rotation, UserPatch};
 use super::key;
-use super::model::Status;
+use super::model::{Role, Status};
 use super::record::{format_time, IssuedKey, KeyInfo, User};
 use super::verify::Authenticator;
 use crate::error::{GatewayError, GatewayResult};
@@ -124,6 +124,14 @@ impl Manager<'_> {
 
     pub async fn update_user(&self, id: &str, patch: UserPatch) -> GatewayResult<User> {
         patch.validate()?;
+        let locks_out = patch.status.is_some_and(|s| s != Status::Active)
+            || patch.role.is_some_and(|r| r != Role::Admin);
+        if id == self.actor && self.admin && locks_out {
+            // The last admin could otherwise leave nobody able to undo it.
+            return Err(GatewayError::Conflict(
+                "an admin cannot suspend, delete or demote itself; another admin can".into(),
+            ));
+        }
         let before = self.live_user(id).await?;
         let mut user = before.clone();
         if let Some(name) = patch.name {

@@ -105,6 +105,7 @@ impl Gateway {
         let answer = match ctx.route.clone() {
             Route::Health => health::health(state),
             Route::Ready => health::ready(state, &ctx.request_id),
+            Route::OpenApi => crate::openapi::serve(),
             Route::Source(id) => match stages::source::serve(state, &id, &query).await {
                 Err(e @ GatewayError::Denied(_)) => {
                     return Err(ctx.refused(access::spend_ip(state, ip, e).await))

@@ -12,6 +12,8 @@ pub enum Route {
     Unknown,
     Health,
     Ready,
+    /// This API's OpenAPI document.
+    OpenApi,
     Upload,
     Convert,
     /// A backend fetching an upload's original through a signed URL.
@@ -29,6 +31,7 @@ impl Route {
             Route::Unknown => "unknown",
             Route::Health => "/api/v1/health",
             Route::Ready => "/api/v1/ready",
+            Route::OpenApi => "/api/v1/openapi.json",
             Route::Upload => "/api/v1/upload",
             Route::Convert => "/api/v1/convert",
             Route::Source(_) => "/internal/v1/source/{id}",
@@ -41,7 +44,7 @@ impl Route {
     /// What the route needs before its handler runs.
     pub fn access(&self) -> Access {
         match self {
-            Route::Health | Route::Ready => Access::Open,
+            Route::Health | Route::Ready | Route::OpenApi => Access::Open,
             Route::Source(_) => Access::Signed,
             Route::Quota(_) => Access::Key,
             Route::Upload | Route::Convert | Route::Images | Route::DeleteImage(_) => {
@@ -53,17 +56,9 @@ impl Route {
     }
 }
 
-/// The methods any gateway route serves; every other is answered 501 before anything else.
-const SERVED: [Method; 5] = [
-    Method::GET,
-    Method::HEAD,
-    Method::POST,
-    Method::PUT,
-    Method::DELETE,
-];
-
 /// The `method` label of a metric: a served method, or `OTHER`, so no client can create
-/// series by inventing methods.
+/// series by inventing methods. Any method reaches routing: a known path answers one it does
+/// not serve 405 with `Allow` (RFC 9110 §15.5.6), whether standard (`TRACE`) or not (`FOO`).
 pub fn method_label(method: &Method) -> &'static str {
     match *method {
         Method::GET => "GET",
@@ -72,18 +67,6 @@ pub fn method_label(method: &Method) -> &'static str {
         Method::PUT => "PUT",
         Method::DELETE => "DELETE",
         _ => "OTHER",
-    }
-}
-
-/// 501 for a method no route serves (`FOO`, `TRACE`, `CONNECT`…).
-pub fn check_served(method: &Method) -> GatewayResult<()> {
-    if SERVED.contains(method) {
-        Ok(())
-    } else {
-        Err(GatewayError::NotImplemented(format!(
-            "method {} is not served here",
-            crate::imgproxy::params::clip(method.as_str())
-        )))
     }
 }
 
@@ -135,10 +118,10 @@ pub fn check_request(req: &http::request::Parts) -> GatewayResult<()> {
 
 /// Resolve `method path` (path without query) to a route.
 pub fn resolve(method: &Method, path: &str) -> GatewayResult<Route> {
-    check_served(method)?;
     match path {
         "/api/v1/health" => allow(method, "GET", Route::Health),
         "/api/v1/ready" => allow(method, "GET", Route::Ready),
+        "/api/v1/openapi.json" => allow(method, "GET", Route::OpenApi),
         "/api/v1/upload" => allow(method, "POST", Route::Upload),
         "/api/v1/convert" => allow(method, "GET", Route::Convert),
         "/api/v1/images" => allow(method, "GET", Route::Images),

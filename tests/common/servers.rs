@@ -11,7 +11,7 @@ fn under_ci() -> bool {
 }
 
 /// Fail under CI, skip with a note elsewhere.
-fn unavailable<T>(what: &str, why: impl std::fmt::Display) -> Option<T> {
+pub fn unavailable<T>(what: &str, why: impl std::fmt::Display) -> Option<T> {
     if under_ci() {
         panic!("{what} is required under CI: {why}");
     }
