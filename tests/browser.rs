@@ -1,5 +1,5 @@
 //! The admin UI in a real browser. Headless Chromium, driven through Debian's chromedriver by
-//! `tests/browser/ui.py` (Selenium), against a real gateway: 23 scenarios, from a wrong key to a
+//! `tests/browser/ui.py` (Selenium), against a real gateway: 25 scenarios, from a wrong key to a
 //! user that sees only its own record (the script lists them). Screenshots of each page land in
 //! `target/browser-screenshots/` (and of the failing page when a scenario fails).
 
@@ -96,5 +96,5 @@ async fn the_admin_ui_in_headless_chromium() {
     );
     println!("{printed}");
     assert!(out.status.success(), "{printed}");
-    assert_eq!(printed.matches("ok: ").count(), 23, "{printed}");
+    assert_eq!(printed.matches("ok: ").count(), 25, "{printed}");
 }

@@ -13,6 +13,7 @@ import urllib.request
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -165,10 +166,7 @@ keys = {}
 
 
 def user_page():
-    fill("users-q", "ui-made")
-    driver.find_element(By.CSS_SELECTOR, "#users-search button").click()
-    wait.until(lambda d: [r[0] for r in cells("user-rows")] == ["ui-made"])
-    driver.find_element(By.LINK_TEXT, "ui-made").click()
+    open_user_from_list("ui-made")
     wait.until(lambda d: text("user-title") == "User ui-made" and len(rows("key-rows")) == 1)
     assert driver.find_element(By.ID, "u-name").get_attribute("value") == "Made in the UI"
     assert text("u-status") == "active"
@@ -207,6 +205,14 @@ def save_with_a_server_error_then_success():
     driver.execute_script("window.scrollTo(0, 0)")
     driver.save_screenshot(f"{shots}/user-page.png")
     driver.set_window_size(1280, 800)
+
+
+def open_user_from_list(user_id):
+    """Searches the users list for `user_id` and follows its link."""
+    fill("users-q", user_id)
+    driver.find_element(By.CSS_SELECTOR, "#users-search button").click()
+    wait.until(lambda d: [r[0] for r in cells("user-rows")] == [user_id])
+    driver.find_element(By.LINK_TEXT, user_id).click()
 
 
 def api_get(path, with_key=None):
@@ -338,6 +344,39 @@ def live_charts_and_threshold_events():
     driver.save_screenshot(f"{shots}/overview.png")
 
 
+def network_errors_show_a_message():
+    driver.execute_cdp_cmd("Network.enable", {})
+    driver.execute_cdp_cmd("Network.emulateNetworkConditions",
+                           {"offline": True, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
+    try:
+        go("backends")
+        wait.until(lambda d: "cannot be reached" in text("backends-error"))
+        assert driver.find_element(By.ID, "backends").is_displayed()
+        driver.save_screenshot(f"{shots}/offline.png")
+    finally:
+        driver.execute_cdp_cmd("Network.emulateNetworkConditions",
+                               {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
+    wait_long.until(lambda d: text("backends-error") == "" and len(rows("backend-rows")) == 2)
+
+
+def keyboard_navigation():
+    # A fresh load without a fragment (a fragment would move the Tab starting point).
+    driver.get(base + "/admin")
+    wait.until(lambda d: d.find_element(By.ID, "nav").is_displayed() and d.find_element(By.ID, "overview").is_displayed())
+    # From the top of a fresh page, the first Tab reaches the first page link.
+    driver.find_element(By.TAG_NAME, "body").send_keys(Keys.TAB)
+    focused = driver.switch_to.active_element
+    assert (focused.get_attribute("href") or "").endswith("#overview"), focused.get_attribute("outerHTML")
+    ActionChains(driver).send_keys(Keys.TAB).perform()
+    assert (driver.switch_to.active_element.get_attribute("href") or "").endswith("#users")
+    ActionChains(driver).send_keys(Keys.ENTER).perform()
+    wait.until(lambda d: d.find_element(By.ID, "users").is_displayed())
+    focus = driver.execute_script(
+        "const e = document.activeElement;"
+        "return [e.outerHTML.slice(0, 80), e.matches(':focus-visible'), getComputedStyle(e).outlineStyle]")
+    assert focus[0].startswith('<h2 id="users-title"') and focus[2] != "none", focus
+
+
 def labels_dark_mode_and_phone_width():
     unlabelled = driver.execute_script(
         "return [...document.querySelectorAll('input, select, textarea')]"
@@ -401,7 +440,7 @@ def viewer_sees_no_edit_controls():
     )
     assert status == 403, status
     driver.save_screenshot(f"{shots}/viewer-users.png")
-    driver.find_element(By.LINK_TEXT, "ui-made").click()
+    open_user_from_list("ui-made")
     wait.until(lambda d: text("user-title") == "User ui-made" and len(rows("key-rows")) == 2)
     assert driver.find_element(By.ID, "u-name").get_attribute("disabled") == "true"
     for hidden in ("quota-reset", "key-form", "rotate-form", "u-delete"):
@@ -454,6 +493,8 @@ scenario("the audit page lists the changes", audit_lists_the_changes)
 scenario("the configuration page shows no secret", configuration_page)
 scenario("live charts and quota threshold events", live_charts_and_threshold_events)
 scenario("labels, dark mode and phone width", labels_dark_mode_and_phone_width)
+scenario("a network error shows a message, not a blank page", network_errors_show_a_message)
+scenario("keyboard: Tab reaches the pages, Enter opens one, focus is visible", keyboard_navigation)
 scenario("no request leaves the origin", no_other_origin)
 scenario("logout clears the key", logout)
 scenario("a viewer sees no edit controls, and a forced edit is refused", viewer_sees_no_edit_controls)

@@ -11,9 +11,19 @@ const PAGES = ["login", "overview", "users", "user", "backends", "audit", "confi
 let caller = null;
 let timer = null;
 
+let moved = false;
+
 function show(page) {
   for (const id of PAGES) {
     $(id).hidden = id !== page;
+  }
+  // After a move to another page, its heading takes the focus, so keyboard and screen reader
+  // users land on it (the browser would leave it on the page's body).
+  if (moved) {
+    const heading = $(page).querySelector("h2");
+    heading.tabIndex = -1;
+    heading.focus({ preventScroll: true });
+    moved = false;
   }
   for (const link of $("nav").querySelectorAll("a")) {
     const current = link.getAttribute("href") === "#" + page || (page === "user" && link.getAttribute("href") === "#users");
@@ -117,7 +127,10 @@ $("quota-reset").addEventListener("click", user.resetQuota);
 for (const button of document.querySelectorAll("button.copy")) {
   button.addEventListener("click", () => copyFrom(button.dataset.panel));
 }
-window.addEventListener("hashchange", route);
+window.addEventListener("hashchange", () => {
+  moved = true;
+  route();
+});
 if (key()) {
   login(key());
 } else {
