@@ -50,6 +50,8 @@ async fn the_admin_ui_in_headless_chromium() {
     .await;
     assert_eq!(status, 201);
     let shots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/browser-screenshots");
+    // This run's screenshots only (a failure's is named `failed-<scenario>.png`).
+    let _ = std::fs::remove_dir_all(&shots);
     std::fs::create_dir_all(&shots).unwrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/ui.py");
     let viewer = common::create_user(&gw, "b-viewer", "viewer", json!({})).await;

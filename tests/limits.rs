@@ -324,7 +324,13 @@ async fn parallel_uploads_never_store_more_than_the_storage_quota() {
             .unwrap();
         assert_eq!(r.status(), 200);
     }
-    let again = common::parallel_uploads(&[gw], &key, 4, &photo).await;
+    // One after another: uploads that overlap may count one another twice for a moment (an
+    // upload's row is committed before its reservation is given back), which errs on the side
+    // of refusing (`limits::reservations`), so parallel ones could not show this.
+    let mut again = Vec::new();
+    for _ in 0..4 {
+        again.extend(common::parallel_uploads(&[gw], &key, 1, &photo).await);
+    }
     assert!(again.iter().all(|(s, _)| *s == 200), "{again:?}");
 }
 

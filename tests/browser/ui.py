@@ -5,6 +5,7 @@ Usage: ui.py <admin base url> <admin key> <screenshot dir> <public base url> <ph
 Prints one line per scenario; exits 1 on the first failure, after a screenshot of the page.
 """
 import json
+import re
 import sys
 import threading
 import time
@@ -63,7 +64,7 @@ def scenario(name, run):
         run()
         print(f"ok: {name}")
     except Exception as e:  # noqa: BLE001 - any failure is reported with a screenshot
-        path = f"{shots}/{name.replace(' ', '_')}.png"
+        path = f"{shots}/failed-{re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-')}.png"
         driver.save_screenshot(path)
         print(f"FAILED: {name}: {type(e).__name__}: {e} (screenshot {path})")
         driver.quit()
