@@ -5,9 +5,9 @@ use crate::admin::AdminApp;
 use crate::config::Config;
 use crate::identity::Change;
 use crate::proxy::Gateway;
-use crate::reload::{self, Reloader};
+use crate::reloader::{self, Reloader};
 use crate::state::AppState;
-use crate::{store, tls};
+use crate::{db, tls};
 use async_trait::async_trait;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{ExecutionPhase, Server, ShutdownWatch};
@@ -35,7 +35,7 @@ impl BackgroundService for StateService {
         ready: ServiceReadyNotifier,
     ) {
         // Before anything else: a SIGHUP without a handler would end the process.
-        let hangups = reload::hangups();
+        let hangups = reloader::hangups();
         if !connect(&self.state, &mut shutdown).await {
             return;
         }
@@ -51,7 +51,7 @@ impl BackgroundService for StateService {
 async fn connect(state: &AppState, shutdown: &mut ShutdownWatch) -> bool {
     let mut delay = Duration::from_millis(200);
     loop {
-        match store::connect(&state.config().database).await {
+        match db::connect(&state.config().database).await {
             Ok(db) => {
                 state.store.install(db);
                 state.store.ping().await;
@@ -218,7 +218,7 @@ async fn flush_usage(state: &AppState, mut shutdown: ShutdownWatch) {
 
 async fn flush_once(state: &AppState) {
     let used = state.auth.take_used();
-    if let Err(e) = store::keys::touch(&state.store, used, chrono::Utc::now()).await {
+    if let Err(e) = db::keys::touch(&state.store, used, chrono::Utc::now()).await {
         log::warn!(
             "{}",
             serde_json::json!({"event": "last_used_flush_failed", "error": e.to_string()})

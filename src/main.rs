@@ -5,7 +5,7 @@ use imgproxy_gateway::cli::{Cli, Command};
 use imgproxy_gateway::config::{exposure, load_file, Config};
 use imgproxy_gateway::identity::bootstrap;
 use imgproxy_gateway::manage_cli::{self, Managed};
-use imgproxy_gateway::{app, dev, logging, oneshot, state, store};
+use imgproxy_gateway::{app, db, dev_mode, logging, oneshot, state};
 use std::process::ExitCode;
 
 #[global_allocator]
@@ -21,7 +21,7 @@ fn fail(message: impl std::fmt::Display) -> ExitCode {
 /// have retired it).
 fn migrate(config: &Config) -> Result<bool, String> {
     oneshot::block_on(async {
-        let store = store::open_migrated(&config.database).await?;
+        let store = db::open_migrated(&config.database).await?;
         let auth = state::authenticator(config);
         let legacy = bootstrap::legacy_user(&store, auth.hasher(), &config.legacy).await;
         let live = bootstrap::legacy_key_live(&store, &config.legacy).await;
@@ -58,10 +58,10 @@ fn serve(config: Config, path: Option<&std::path::Path>, upgrade: bool) -> ExitC
     };
     let mut server = built.server;
     if dev_mode {
-        if let Err(e) = dev::add_backends(&mut server, &built.state.config()) {
+        if let Err(e) = dev_mode::add_backends(&mut server, &built.state.config()) {
             return fail(e);
         }
-        println!("{}", dev::banner(&built.state.config()));
+        println!("{}", dev_mode::banner(&built.state.config()));
     }
     server.run_forever()
 }
@@ -85,13 +85,13 @@ fn main() -> ExitCode {
             Ok(config) => serve(config, Some(&cli.run.config), cli.run.upgrade),
             Err(e) => fail(format!("{}: {e}", cli.run.config.display())),
         },
-        Some(Command::Dev(args)) => match dev::dev_config(&args) {
+        Some(Command::Dev(args)) => match dev_mode::dev_config(&args) {
             Ok(config) => serve(config, None, cli.run.upgrade),
             Err(e) => fail(e),
         },
         Some(Command::DevBackend(args)) => {
             logging::init("info", "json");
-            match dev::run_backend(args) {
+            match dev_mode::run_backend(args) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(e),
             }

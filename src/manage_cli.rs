@@ -10,7 +10,7 @@ use crate::identity::manage::Manager;
 use crate::identity::model::{Role, Status};
 use crate::identity::record::format_time;
 use crate::state::authenticator;
-use crate::{oneshot, store};
+use crate::{db, oneshot};
 use serde_json::json;
 use std::time::Duration;
 
@@ -22,7 +22,7 @@ pub enum Managed {
 /// Run one command; the result is printed as JSON.
 pub fn run(config: &Config, command: Managed) -> Result<(), String> {
     oneshot::block_on(async {
-        let store = store::open_migrated(&config.database).await?;
+        let store = db::open_migrated(&config.database).await?;
         let auth = authenticator(config);
         let bus = Bus::new(
             config.redis.url.clone(),

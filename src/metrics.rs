@@ -1,5 +1,5 @@
-//! Prometheus metrics (DESIGN §10), exposed at `GET /metrics` on the admin listener. Series are
-//! found by their label values (hashed, no string allocated for an existing series); backend
+//! Prometheus metrics (README, "Prometheus"), exposed at `GET /metrics` on the admin listener.
+//! Series are found by their label values (hashed, no string allocated for an existing series); backend
 //! health and process figures are read when Prometheus scrapes.
 
 use prometheus::{
@@ -37,7 +37,7 @@ pub struct Metrics {
     pub active_connections: IntGauge,
     pub memory_usage: IntGauge,
     pub cpu_usage: prometheus::Gauge,
-    /// A gauge that only grows: DESIGN's name has no `_total`, which promtool requires of a
+    /// A gauge that only grows: the product's name for it has no `_total`, which promtool requires of a
     /// counter (recorded in `docs/decisions.md`).
     pub rate_limit_violations: IntGaugeVec,
     pub quota_usage: IntGaugeVec,

@@ -2,6 +2,7 @@
 
 use crate::client_ip::TrustedProxies;
 use crate::config::{Config, SourceMode};
+use crate::db::Store;
 use crate::drain::Drain;
 use crate::identity::bus::Bus;
 use crate::identity::cache::CacheLimits;
@@ -11,9 +12,8 @@ use crate::imgproxy::resolve::SourceResolver;
 use crate::imgproxy::{Format, Signer};
 use crate::limits::{thresholds, Limits};
 use crate::metrics::Metrics;
-use crate::storage::{ImageStore, SourceSigner};
-use crate::store::Store;
 use crate::tls::Certificates;
+use crate::uploads::{ImageStore, SourceSigner};
 use crate::upstream::Pool;
 use arc_swap::ArcSwap;
 use rand::RngCore;
@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub struct AppState {
-    /// The configuration in effect (a reload swaps it; see `config::reload`).
+    /// The configuration in effect (a reload swaps it; see `config::live`).
     config: ArcSwap<Config>,
     pub pool: Pool,
     pub store: Store,

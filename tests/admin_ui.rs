@@ -1,6 +1,7 @@
-//! Issue 11 (first slice): the admin listener serves the web UI's page and assets from the
-//! binary, with a strict Content-Security-Policy, nothing inline and nothing from another
-//! origin. (The browser tests of its pages come with the rest of the issue.)
+//! The admin UI's server side: the page and assets served from the binary with a strict
+//! Content-Security-Policy, nothing inline and nothing from another origin; the configuration
+//! page's source with no secret in it; an admin that cannot lock itself out. `tests/browser.rs`
+//! drives the pages in a real browser.
 
 mod common;
 

@@ -1,5 +1,5 @@
-//! `GET /metrics`: the DESIGN §10 names and labels, values that follow what clients did, and an
-//! exposition a real `promtool check metrics` accepts.
+//! `GET /metrics`: the documented names and labels (README, "Prometheus"), values that follow
+//! what clients did, and an exposition a real `promtool check metrics` accepts.
 
 mod common;
 

@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use imgproxy_gateway::error::GatewayError;
 use imgproxy_gateway::imgproxy::{Format, ImageParams};
-use imgproxy_gateway::storage::form::{self, BodyError, FileLimit, MemorySink};
+use imgproxy_gateway::uploads::form::{self, BodyError, FileLimit, MemorySink};
 use libfuzzer_sys::fuzz_target;
 
 const LIMIT: u64 = 4096;

@@ -1,7 +1,8 @@
-//! The management operations behind each admin route, in DESIGN §8's JSON shapes.
+//! The management operations behind each admin route, in the JSON shapes of docs/openapi.json.
 
 use super::paging;
 use super::routes::AdminRoute;
+use crate::db::audit::{self, RequestIds};
 use crate::error::{GatewayError, GatewayResult};
 use crate::identity::input;
 use crate::identity::manage::Manager;
@@ -10,7 +11,6 @@ use crate::identity::{Change, Identity};
 use crate::limits::rules::UserLimits;
 use crate::respond::Answer;
 use crate::state::AppState;
-use crate::store::audit::{self, RequestIds};
 use http::StatusCode;
 use pingora::protocols::http::ServerSession;
 use serde_json::json;
@@ -101,7 +101,7 @@ pub async fn run(
         }
         AdminRoute::Config => ok(json!({
             "config": crate::config::redact::effective(&state.config()),
-            "reloadable": crate::config::reload::LIVE,
+            "reloadable": crate::config::live::LIVE,
         })),
         AdminRoute::Users => {
             let filter = paging::users(session.req_header().uri.query().unwrap_or(""))?;
@@ -146,7 +146,7 @@ pub async fn run(
     }
 }
 
-/// The usage document of user `id` (DESIGN §8), with its effective limits.
+/// The usage document of user `id` (`QuotaReport` in docs/openapi.json), with its effective limits.
 pub async fn quota_report(
     state: &AppState,
     manager: &Manager<'_>,

@@ -1,6 +1,6 @@
 //! The admin listener (default 127.0.0.1:9090): a second Pingora service in the same server.
 //! Health and readiness need no key; every other route needs the key of a user whose role
-//! allows it (DESIGN §4, §8).
+//! allows it (`identity::rbac`).
 
 mod handlers;
 mod paging;
@@ -8,6 +8,7 @@ pub mod routes;
 pub mod ui;
 
 use crate::access::{self, Asked, Denied};
+use crate::db::audit::RequestIds;
 use crate::error::{GatewayError, GatewayResult};
 use crate::identity::Identity;
 use crate::limits::headers::Headers;
@@ -15,7 +16,6 @@ use crate::limits::Refusal;
 use crate::proxy::stages::auth;
 use crate::respond::{to_http_response, Answer};
 use crate::state::AppState;
-use crate::store::audit::RequestIds;
 use crate::{health, request_id};
 use async_trait::async_trait;
 use http::Response;

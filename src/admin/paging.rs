@@ -2,10 +2,10 @@
 //! cursor, so ten thousand users page as fast as ten) and `GET /api/v1/audit`. Every unknown
 //! or malformed parameter is a 400 naming it.
 
+use crate::db::audit::AuditFilter;
+use crate::db::users::UserFilter;
 use crate::error::{GatewayError, GatewayResult};
 use crate::identity::model::{Role, Status};
-use crate::store::audit::AuditFilter;
-use crate::store::users::UserFilter;
 
 /// Longest `q` (a substring of id, name or email).
 const MAX_QUERY: usize = 200;

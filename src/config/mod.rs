@@ -2,9 +2,9 @@
 
 pub mod duration;
 pub mod exposure;
+pub mod live;
 mod load;
 pub mod redact;
-pub mod reload;
 mod schema;
 mod validate;
 

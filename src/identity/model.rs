@@ -1,5 +1,5 @@
 //! What a user is: role, status, network restriction and per-user overrides, with the JSON
-//! shapes of DESIGN §8.
+//! shapes of docs/openapi.json.
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};

@@ -1,5 +1,5 @@
-//! Roles (DESIGN §4): `admin` may do everything, `viewer` may read everything, `user` may read
-//! its own record, key metadata and quota, and rotate its own keys.
+//! Roles (README, "Users, keys and roles"): `admin` may do everything, `viewer` may read
+//! everything, `user` may read its own record, key metadata and quota, and rotate its own keys.
 
 use super::model::Role;
 

@@ -1,5 +1,5 @@
 //! Typed users and key metadata: conversion from and to database rows, and the JSON shapes of
-//! DESIGN §8 (fields may be added, never renamed).
+//! docs/openapi.json (fields may be added, never renamed).
 
 use super::model::{QuotaOverride, RateLimitOverride, Role, Status, Whitelist};
 use super::snapshot::Identity;

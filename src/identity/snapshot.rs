@@ -24,7 +24,7 @@ pub struct Identity {
 
 /// Why a verified key may still not be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+pub enum Unusable {
     Expired,
     Suspended,
     Deleted,
@@ -76,17 +76,17 @@ impl Identity {
     }
 
     /// Whether this key may make a request from `client` at `now`.
-    pub fn admit(&self, client: IpAddr, now: u64) -> Result<(), Refusal> {
+    pub fn admit(&self, client: IpAddr, now: u64) -> Result<(), Unusable> {
         if self.expired(now) {
-            return Err(Refusal::Expired);
+            return Err(Unusable::Expired);
         }
         match self.status {
             Status::Active => {}
-            Status::Suspended => return Err(Refusal::Suspended),
-            Status::Deleted => return Err(Refusal::Deleted),
+            Status::Suspended => return Err(Unusable::Suspended),
+            Status::Deleted => return Err(Unusable::Deleted),
         }
         if !self.whitelist.allows(client) {
-            return Err(Refusal::IpNotAllowed);
+            return Err(Unusable::IpNotAllowed);
         }
         Ok(())
     }
@@ -130,22 +130,22 @@ mod tests {
         assert_eq!(with(Status::Active, &[], None).admit(ip, 5), Ok(()));
         let expiring = with(Status::Active, &[], Some(100));
         assert_eq!(expiring.admit(ip, 99), Ok(()));
-        assert_eq!(expiring.admit(ip, 100), Err(Refusal::Expired));
+        assert_eq!(expiring.admit(ip, 100), Err(Unusable::Expired));
         assert_eq!(
             with(Status::Suspended, &[], None).admit(ip, 5),
-            Err(Refusal::Suspended)
+            Err(Unusable::Suspended)
         );
         assert_eq!(
             with(Status::Deleted, &[], None).admit(ip, 5),
-            Err(Refusal::Deleted)
+            Err(Unusable::Deleted)
         );
         let fenced = with(Status::Active, &["10.0.0.0/8"], None);
         assert_eq!(fenced.admit(ip, 5), Ok(()));
-        assert_eq!(fenced.admit(elsewhere, 5), Err(Refusal::IpNotAllowed));
+        assert_eq!(fenced.admit(elsewhere, 5), Err(Unusable::IpNotAllowed));
         // An expired key is refused as such even for a suspended user elsewhere.
         assert_eq!(
             with(Status::Suspended, &["10.0.0.0/8"], Some(1)).admit(elsewhere, 5),
-            Err(Refusal::Expired)
+            Err(Unusable::Expired)
         );
     }
 }

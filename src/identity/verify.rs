@@ -9,11 +9,11 @@ use super::hasher::Hasher;
 use super::issuing::UserLocks;
 use super::key::{self, Fingerprint, ParsedKey};
 use super::record::User;
-use super::snapshot::{Identity, Refusal};
+use super::snapshot::{Identity, Unusable};
 use crate::access::Denied;
+use crate::db::{keys, users, Store};
 use crate::error::{GatewayError, GatewayResult};
 use crate::state::unix_now;
-use crate::store::{keys, users, Store};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -38,13 +38,13 @@ const MALFORMED: GatewayError = GatewayError::Denied(Denied::MalformedKey);
 const INVALID: GatewayError = GatewayError::Denied(Denied::InvalidKey);
 const EXPIRED: GatewayError = GatewayError::Denied(Denied::ExpiredKey);
 
-impl From<Refusal> for GatewayError {
-    fn from(refusal: Refusal) -> GatewayError {
+impl From<Unusable> for GatewayError {
+    fn from(refusal: Unusable) -> GatewayError {
         GatewayError::Denied(match refusal {
-            Refusal::Expired => Denied::ExpiredKey,
-            Refusal::Suspended => Denied::UserSuspended,
-            Refusal::Deleted => Denied::UserDeleted,
-            Refusal::IpNotAllowed => Denied::IpNotAllowed,
+            Unusable::Expired => Denied::ExpiredKey,
+            Unusable::Suspended => Denied::UserSuspended,
+            Unusable::Deleted => Denied::UserDeleted,
+            Unusable::IpNotAllowed => Denied::IpNotAllowed,
         })
     }
 }

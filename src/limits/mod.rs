@@ -1,44 +1,38 @@
 //! Rate limits (429) and quotas (402): the rules of a request, checked and consumed all or
 //! nothing, the usage they count, and the headers and reports that show it.
 
+pub mod counters;
 pub mod headers;
 pub mod local;
 pub mod period;
 mod persist;
+pub mod reservations;
 pub mod rules;
 pub mod shared;
-pub mod storage;
 pub mod thresholds;
 pub mod usage;
 
 use crate::config::Config;
+use crate::db::{images, Store};
 use crate::error::{GatewayError, GatewayResult};
 use crate::identity::record::format_time;
 use crate::identity::Identity;
 use crate::metrics::Metrics;
-use crate::store::{images, usage as usage_rows, Store};
 use chrono::Utc;
+use counters::Counters;
 use headers::Headers;
-use local::LocalLimiter;
 use period::Period;
-use rules::{Decision, Kind, Rule, Shape, UserLimits};
-use serde_json::json;
+use rules::{Decision, Kind, Rule, UserLimits};
 use shared::Shared;
 use std::net::IpAddr;
 use std::sync::Arc;
 use thresholds::{Notifier, Quota};
 use usage::{Entry, UsageBook};
 
+/// The policy of rate limits and quotas (which rules a request meets, quota pre-checks,
+/// thresholds, reports); the counters behind it are embedded or clustered (`counters`).
 pub struct Limits {
-    local: LocalLimiter,
-    /// Redis, in shared mode.
-    shared: Option<Arc<Shared>>,
-    /// Bytes uploads in flight have reserved against storage quotas.
-    reserved: Arc<storage::Ledger>,
-    /// Each rate limit is divided by this while Redis is unreachable.
-    expected_instances: u64,
-    /// Quota counts admitted locally while Redis was unreachable, added to Redis when it returns.
-    owed: std::sync::Mutex<std::collections::HashMap<String, (u64, u64, u64)>>,
+    counters: Counters,
     usage: UsageBook,
     notifier: Notifier,
     metrics: Arc<Metrics>,
@@ -87,7 +81,7 @@ pub struct UploadCap {
 /// What an upload may store, and the storage it holds meanwhile.
 pub struct UploadAllowance {
     pub cap: Option<UploadCap>,
-    pub reservation: Option<storage::Reservation>,
+    pub reservation: Option<reservations::Reservation>,
 }
 
 impl UploadAllowance {
@@ -141,19 +135,20 @@ fn rate_limited(decision: &Decision, kind: Kind, now: u64) -> GatewayError {
 
 impl Limits {
     pub fn new(config: &Config, notifier: Notifier, metrics: Arc<Metrics>) -> Limits {
-        Limits {
-            local: LocalLimiter::default(),
-            shared: config.redis.url.clone().map(|url| {
-                Arc::new(Shared::new(
-                    url,
+        let counters = match &config.redis.url {
+            None => Counters::embedded(),
+            Some(url) => Counters::clustered(
+                Shared::new(
+                    url.clone(),
                     config.redis.key_prefix.clone(),
                     config.redis.timeout(),
                     metrics.redis_degraded.clone(),
-                ))
-            }),
-            reserved: Arc::default(),
-            expected_instances: config.redis.expected_instances,
-            owed: Default::default(),
+                ),
+                config.redis.expected_instances,
+            ),
+        };
+        Limits {
+            counters,
             usage: UsageBook::default(),
             notifier,
             metrics,
@@ -163,7 +158,7 @@ impl Limits {
 
     /// Connect to Redis (shared mode) on the calling, long-lived runtime.
     pub fn connect(&self) -> Result<(), String> {
-        self.shared.as_ref().map_or(Ok(()), |s| s.connect())
+        self.counters.connect()
     }
 
     /// This instance's latest quota threshold events, newest first.
@@ -173,41 +168,11 @@ impl Limits {
 
     /// Whether limits run on local fallbacks because Redis is unreachable.
     pub fn degraded(&self) -> bool {
-        self.shared.as_ref().is_some_and(|s| s.degraded())
+        self.counters.degraded()
     }
 
-    /// One decision over `rules`: in Redis when shared and reachable, else in process (at each
-    /// rate limit's share of `expected_instances` when Redis should be there but is not).
     async fn decide(&self, rules: &[Rule], consume: bool) -> Decision {
-        let Some(shared) = &self.shared else {
-            return self.local_decision(rules, consume, 1);
-        };
-        if let Some(decision) = shared.check(rules, consume).await {
-            return decision;
-        }
-        let decision = self.local_decision(rules, consume, self.expected_instances);
-        if consume && decision.admitted() {
-            for rule in rules {
-                if let Shape::Period { end, seed, .. } = rule.shape {
-                    self.owe(rule.key.clone(), 1, seed, end);
-                }
-            }
-        }
-        decision
-    }
-
-    /// Remember `count` to add to Redis counter `key` once it answers again.
-    fn owe(&self, key: String, count: u64, seed: u64, end: u64) {
-        let mut owed = self.owed.lock().unwrap_or_else(|p| p.into_inner());
-        owed.entry(key).or_insert((0, seed, end)).0 += count;
-    }
-
-    fn local_decision(&self, rules: &[Rule], consume: bool, divisor: u64) -> Decision {
-        if consume {
-            self.local.check(rules, now_ms(), divisor)
-        } else {
-            self.local.peek(rules, now_ms(), divisor)
-        }
+        self.counters.decide(rules, consume).await
     }
 
     /// The IP level alone: `consume: false` only looks (before an expensive verification),
@@ -349,8 +314,7 @@ impl Limits {
             }
             // Reserve first, read the stored bytes after (see `storage`).
             let bytes = wanted.min(limit - stored);
-            let (held, reserved) =
-                storage::reserve(&self.reserved, self.shared.as_ref(), &entry.user_id, bytes).await;
+            let (held, reserved) = self.counters.reserve(&entry.user_id, bytes).await;
             let stored = images::stored_bytes(store, &entry.user_id).await?;
             let used = stored + reserved - bytes;
             if stored + reserved > limit {
@@ -377,13 +341,10 @@ impl Limits {
     pub async fn record_bandwidth(&self, admission: &Admission, bytes: u64) {
         let entry = &admission.entry;
         let (before, mut after) = entry.add_bandwidth(bytes);
-        if let Some(shared) = &self.shared {
-            let key = rules::bandwidth_key(&entry.user_id, &entry.period);
-            let expires = entry.period.end.timestamp() as u64 + shared::PERIOD_GRACE;
-            match shared.settle(&key, bytes, before, expires).await {
-                Some(total) => after = entry.observe_bandwidth(total),
-                None => self.owe(key, bytes, before, entry.period.end.timestamp() as u64),
-            }
+        let key = || rules::bandwidth_key(&entry.user_id, &entry.period);
+        let end = entry.period.end.timestamp() as u64;
+        if let Some(total) = self.counters.add_to_quota(key, bytes, before, end).await {
+            after = entry.observe_bandwidth(total);
         }
         self.announce(
             entry,
@@ -421,12 +382,10 @@ impl Limits {
     /// instances by a Redis claim (when Redis cannot answer, this instance sends anyway).
     async fn announce(&self, entry: &Entry, quota: Quota, used: u64, limit: u64) {
         for percent in self.notifier.newly_reached(entry, quota, used, limit) {
-            if let Some(shared) = &self.shared {
-                let claim = claim_key(entry, quota, percent);
-                let expires = entry.period.end.timestamp() as u64 + shared::PERIOD_GRACE;
-                if shared.claim(&claim, expires).await == Some(false) {
-                    continue;
-                }
+            let claim = claim_key(entry, quota, percent);
+            let expires = entry.period.end.timestamp() as u64 + shared::PERIOD_GRACE;
+            if !self.counters.claim_once(&claim, expires).await {
+                continue;
             }
             self.notifier.send(entry, quota, percent, used, limit);
             self.metrics
@@ -438,7 +397,7 @@ impl Limits {
 
     /// Forget ended windows and idle buckets.
     pub fn sweep(&self) {
-        self.local.sweep(now_ms());
+        self.counters.local().sweep(now_ms());
     }
 }
 
@@ -462,7 +421,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::default();
         config.database.dsn = format!("sqlite://{}/t.db?mode=rwc", dir.path().display());
-        let store = crate::store::open_migrated(&config.database).await.unwrap();
+        let store = crate::db::open_migrated(&config.database).await.unwrap();
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         let (old, new) = (
             Limits::new(&config, Notifier::new(None).0, Arc::default()),

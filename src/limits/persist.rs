@@ -2,20 +2,32 @@
 //! it to the database (and, in shared mode, settling with Redis what was counted during an
 //! outage).
 
-use super::*;
+use super::period::Period;
+use super::rules::{self, UserLimits};
+use super::thresholds::{self, Quota};
+use super::usage::Entry;
+use super::{claim_key, Limits};
+use crate::db::usage::{self as usage_rows, Write};
+use crate::db::{images, Store};
+use crate::error::GatewayResult;
+use crate::identity::record::format_time;
+use chrono::Utc;
+use serde_json::json;
+use std::sync::Arc;
 
 impl Limits {
     fn requests_used(&self, entry: &Entry) -> u64 {
-        self.local
+        self.counters
+            .local()
             .value(&rules::requests_key(&entry.user_id, &entry.period))
             .unwrap_or(entry.requests_seed())
     }
 
     /// Bring entries up to the shared totals (shared mode; no-op otherwise).
     async fn refresh(&self, entries: &[Arc<Entry>]) {
-        let Some(shared) = &self.shared else {
+        if matches!(self.counters.usage_writes(), Write::Increments) {
             return;
-        };
+        }
         let keys: Vec<String> = entries
             .iter()
             .flat_map(|e| {
@@ -25,11 +37,11 @@ impl Limits {
                 ]
             })
             .collect();
-        if let Some(values) = shared.values(&keys).await {
+        if let Some(values) = self.counters.shared_totals(&keys).await {
             for (entry, pair) in entries.iter().zip(values.chunks(2)) {
                 if let Some(requests) = pair[0] {
                     entry.observe_requests(requests);
-                    self.local.raise(
+                    self.counters.local().raise(
                         &rules::requests_key(&entry.user_id, &entry.period),
                         requests,
                         entry.period.end.timestamp() as u64,
@@ -42,7 +54,7 @@ impl Limits {
         }
     }
 
-    /// DESIGN §8's quota document for `user_id` with effective `limits`.
+    /// The quota document (`QuotaReport` in docs/openapi.json) for `user_id` with effective `limits`.
     pub async fn report(
         &self,
         store: &Store,
@@ -84,23 +96,15 @@ impl Limits {
         for e in self.usage.of_user(user_id).into_iter().chain([entry]) {
             e.reset();
             let end = e.period.end.timestamp() as u64;
-            let requests = rules::requests_key(&e.user_id, &e.period);
-            self.local.set(&requests, 0, end);
-            if let Some(shared) = &self.shared {
-                let unavailable = || GatewayError::NotReady("Redis did not take the reset".into());
-                let bandwidth = rules::bandwidth_key(&e.user_id, &e.period);
-                for key in [requests, bandwidth] {
-                    shared
-                        .set(&key, 0, end + shared::PERIOD_GRACE)
-                        .await
-                        .ok_or_else(unavailable)?;
-                }
-                let claims: Vec<String> = [Quota::Requests, Quota::Bandwidth, Quota::Storage]
-                    .into_iter()
-                    .flat_map(|q| thresholds::LEVELS.map(|pct| claim_key(&e, q, pct)))
-                    .collect();
-                shared.delete(&claims).await.ok_or_else(unavailable)?;
-            }
+            let counters = [
+                rules::requests_key(&e.user_id, &e.period),
+                rules::bandwidth_key(&e.user_id, &e.period),
+            ];
+            let claims: Vec<String> = [Quota::Requests, Quota::Bandwidth, Quota::Storage]
+                .into_iter()
+                .flat_map(|q| thresholds::LEVELS.map(|pct| claim_key(&e, q, pct)))
+                .collect();
+            self.counters.reset(&counters, &claims, end).await?;
             let zero = entity::usage::Model {
                 user_id: e.user_id.clone(),
                 period_start: e.period.start,
@@ -119,7 +123,8 @@ impl Limits {
         for e in self.usage.of_user(user_id) {
             e.reset();
             let end = e.period.end.timestamp() as u64;
-            self.local
+            self.counters
+                .local()
                 .set(&rules::requests_key(&e.user_id, &e.period), 0, end);
         }
     }
@@ -129,17 +134,17 @@ impl Limits {
     /// the shared totals.
     pub async fn flush(&self, store: &Store) -> GatewayResult<()> {
         let _writing = self.writing.lock().await;
-        self.settle_owed().await;
+        self.counters.settle_owed().await;
         self.refresh(&self.usage.dirty()).await;
         let taken = self.usage.take_dirty(Utc::now(), |e| self.requests_used(e));
         if taken.is_empty() {
             return Ok(());
         }
-        let (how, rows) = if self.shared.is_some() {
-            let rows = taken.iter().map(|(_, row)| row.clone()).collect();
-            (usage_rows::Write::Totals, rows)
+        let how = self.counters.usage_writes();
+        let rows = if matches!(how, Write::Totals) {
+            taken.iter().map(|(_, row)| row.clone()).collect()
         } else {
-            let rows = taken
+            taken
                 .iter()
                 .map(|(entry, row)| {
                     let (requests, bandwidth) =
@@ -150,8 +155,7 @@ impl Limits {
                         ..row.clone()
                     }
                 })
-                .collect();
-            (usage_rows::Write::Increments, rows)
+                .collect()
         };
         for (entry, row) in &taken {
             for (quota, value) in [
@@ -190,7 +194,7 @@ impl Limits {
     /// process loaded the rows), so the usage this process admits by and reports is the
     /// stored total. Callers hold `writing`, so no write of this process is half seen.
     async fn absorb_stored(&self, store: &Store, entries: &[Arc<Entry>]) -> GatewayResult<()> {
-        if self.shared.is_some() || entries.is_empty() {
+        if matches!(self.counters.usage_writes(), Write::Totals) || entries.is_empty() {
             return Ok(());
         }
         let by_key: std::collections::HashMap<(&str, i64), &Arc<Entry>> = entries
@@ -211,7 +215,7 @@ impl Limits {
                 row.bandwidth_bytes.max(0) as u64,
             );
             if requests > 0 {
-                self.local.add(
+                self.counters.local().add(
                     &rules::requests_key(&entry.user_id, &entry.period),
                     requests,
                     entry.requests_seed(),
@@ -221,35 +225,5 @@ impl Limits {
             entry.take_in(requests, bandwidth);
         }
         Ok(())
-    }
-
-    /// Add quota counts admitted during an outage to Redis once it answers again.
-    async fn settle_owed(&self) {
-        let Some(shared) = &self.shared else {
-            return;
-        };
-        if shared.degraded() {
-            return;
-        }
-        let owed: Vec<(String, (u64, u64, u64))> = self
-            .owed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain()
-            .collect();
-        for (key, (count, seed, end)) in owed {
-            if shared
-                .settle(&key, count, seed, end + shared::PERIOD_GRACE)
-                .await
-                .is_none()
-            {
-                self.owe(key, count, seed, end);
-            } else {
-                log::info!(
-                    "{}",
-                    json!({"event": "usage_reconciled", "key": key, "requests": count})
-                );
-            }
-        }
     }
 }

@@ -156,7 +156,12 @@ impl Shared {
     /// Check (and, with `consume`, take) every rule in one round trip; `None` when Redis
     /// cannot answer and the caller must decide locally.
     pub async fn check(&self, rules: &[Rule], consume: bool) -> Option<Decision> {
-        let now = now_ms();
+        self.check_at(rules, consume, now_ms()).await
+    }
+
+    /// `check` as of `now` (Unix ms): the parity test runs the same vectors through both
+    /// engines at the same instants.
+    pub async fn check_at(&self, rules: &[Rule], consume: bool, now: u64) -> Option<Decision> {
         let keys: Vec<String> = rules
             .iter()
             .map(|r| format!("{}{}", self.prefix, r.key))

@@ -4,8 +4,8 @@
 //! so the number that admits requests is the number reported and stored.
 
 use super::period::Period;
+use crate::db::{usage, Store};
 use crate::error::GatewayResult;
-use crate::store::{usage, Store};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};

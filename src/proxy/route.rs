@@ -3,7 +3,7 @@
 
 use crate::access::Access;
 use crate::error::{GatewayError, GatewayResult};
-use crate::storage::token::SOURCE_PREFIX;
+use crate::uploads::token::SOURCE_PREFIX;
 use http::Method;
 
 #[derive(Clone, Debug, PartialEq, Eq, Default)]

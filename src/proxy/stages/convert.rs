@@ -1,12 +1,12 @@
 //! `GET /api/v1/convert?url=…|image_id=…&format&width&height&quality` → an imgproxy job.
 
+use crate::db::images;
 use crate::error::{GatewayError, GatewayResult};
 use crate::imgproxy::{self, source, ImageParams};
 use crate::proxy::backend_error::SourceKind;
 use crate::proxy::ctx::Job;
 use crate::state::{unix_now, AppState};
-use crate::storage::is_image_id;
-use crate::store::images;
+use crate::uploads::is_image_id;
 
 /// What the query names as the source.
 #[derive(Debug, PartialEq, Eq)]

@@ -2,11 +2,11 @@
 //! removes the file and its row, which frees storage quota. Another user's image is 404, as if
 //! it did not exist.
 
+use crate::db::images;
 use crate::error::{GatewayError, GatewayResult};
 use crate::identity::record::format_time;
 use crate::respond::Answer;
 use crate::state::AppState;
-use crate::store::images;
 use http::StatusCode;
 use serde_json::json;
 

@@ -4,7 +4,7 @@ use crate::access::Denied;
 use crate::error::{GatewayError, GatewayResult};
 use crate::respond::Answer;
 use crate::state::{unix_now, AppState};
-use crate::storage::{is_image_id, sniff};
+use crate::uploads::{is_image_id, sniff};
 use bytes::Bytes;
 use http::StatusCode;
 

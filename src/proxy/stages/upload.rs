@@ -2,15 +2,15 @@
 //! enforced from Content-Length when present and while streaming otherwise, then hand the
 //! stored original to a backend. Nothing is left on disk when the upload fails.
 
+use crate::db::images;
 use crate::error::{GatewayError, GatewayResult};
 use crate::imgproxy::{self, ImageParams};
 use crate::limits::UploadCap;
 use crate::proxy::backend_error::SourceKind;
 use crate::proxy::ctx::Job;
 use crate::state::{unix_now, AppState};
-use crate::storage::form::{self, BodyError, FileLimit};
-use crate::storage::{self, new_image_id};
-use crate::store::images;
+use crate::uploads::form::{self, BodyError, FileLimit};
+use crate::uploads::{self, new_image_id};
 use bytes::Bytes;
 use futures_util::stream::{self, Stream};
 use pingora::prelude::Session;
@@ -161,7 +161,7 @@ pub async fn receive(
     }));
     let id = new_image_id();
     let body = body_stream(session, max + ENVELOPE);
-    let open = || async { state.images.create(&id).await.map_err(storage::write_error) };
+    let open = || async { state.images.create(&id).await.map_err(uploads::write_error) };
     let form = form::read(
         body,
         boundary,
@@ -171,7 +171,7 @@ pub async fn receive(
         open,
     )
     .await?;
-    let size = form.file.commit().await.map_err(storage::write_error)?;
+    let size = form.file.commit().await.map_err(uploads::write_error)?;
     if let Err(e) = images::insert(&state.store, &id, caller, form.content_type, size).await {
         let _ = state.images.delete(&id).await;
         return Err(e);

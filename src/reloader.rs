@@ -3,13 +3,13 @@
 //! The file is loaded and validated like at start. If anything is wrong (bad YAML, a value out of
 //! range, a backend that does not resolve, an unreadable certificate), the running
 //! configuration stays in effect and the log says why. Otherwise the reloadable settings apply
-//! at once (see `config::reload`), and settings that need a restart are named in the log.
+//! at once (see `config::live`), and settings that need a restart are named in the log.
 //!
 //! A change of the file is acted on once two checks a second apart read the same bytes, so a
 //! file still being written is not half applied. SIGHUP reloads at once. The work (file reads,
 //! name resolution of backends) runs off the async threads.
 
-use crate::config::{load_str, reload, validate, Config};
+use crate::config::{live, load_str, validate, Config};
 use crate::state::AppState;
 use crate::{logging, tls};
 use pingora::server::ShutdownWatch;
@@ -159,8 +159,8 @@ impl Reloader {
 
 /// Put the reloadable settings of `file` in effect; nothing changes unless all of them can.
 /// Blocking: reads certificate files and resolves backend names.
-fn apply(state: &AppState, file: &Config) -> Result<reload::Plan, String> {
-    let plan = reload::plan(&state.config(), file, state.tls.is_some());
+fn apply(state: &AppState, file: &Config) -> Result<live::Plan, String> {
+    let plan = live::plan(&state.config(), file, state.tls.is_some());
     let next = &plan.config;
     // The file was valid on its own; the running settings it is merged with must agree too.
     validate(next).map_err(|e| e.to_string())?;

@@ -2,7 +2,7 @@
 
 use crate::cli::{DevArgs, DevBackendArgs};
 use crate::config::{load_str, Config};
-use crate::devbackend::{DevBackend, DevBackendOptions};
+use crate::dev_imgproxy::{DevBackend, DevBackendOptions};
 use crate::imgproxy::address::AddressPolicy;
 use pingora::server::Server;
 use pingora::services::listening::Service;

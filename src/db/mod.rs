@@ -254,7 +254,7 @@ mod tests {
         let store = Store::new(config.clone());
         store.install(migrate(&config).await.unwrap());
         assert!(store.ping().await);
-        let id = crate::storage::new_image_id();
+        let id = crate::uploads::new_image_id();
         images::insert(&store, &id, "legacy", "image/jpeg", 42)
             .await
             .unwrap();
