@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod oneshot;
 pub mod openapi;
 pub mod proxy;
+pub mod redis;
 pub mod reloader;
 pub mod request_id;
 pub mod respond;

@@ -4,10 +4,9 @@
 //! so a reconnect clears the whole cache.
 
 use super::cache::Change;
+use crate::redis::builder;
 use fred::clients::{Client, SubscriberClient};
 use fred::interfaces::{ClientLike, EventInterface, PubsubInterface};
-use fred::types::config::{Config as FredConfig, ReconnectPolicy};
-use fred::types::Builder;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -19,20 +18,6 @@ pub struct Bus {
     channel: String,
     timeout: Duration,
     publisher: OnceLock<Client>,
-}
-
-fn builder(url: &str, timeout: Duration) -> Result<Builder, String> {
-    let config = FredConfig::from_url(url).map_err(|e| format!("redis.url: {e}"))?;
-    let mut builder = Builder::from_config(config);
-    builder
-        .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2))
-        .with_connection_config(|c| {
-            c.connection_timeout = timeout.max(Duration::from_millis(500));
-        })
-        .with_performance_config(|p| {
-            p.default_command_timeout = timeout;
-        });
-    Ok(builder)
 }
 
 impl Bus {

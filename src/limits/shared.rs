@@ -7,7 +7,6 @@ use super::rules::{Decision, Rule, Shape};
 use fred::clients::Client;
 use fred::interfaces::{ClientLike, KeysInterface};
 use fred::types::scripts::Script;
-use fred::types::Builder;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -75,17 +74,9 @@ impl Shared {
 
     /// Connect on the calling runtime (the state service's, which lives as long as the process).
     pub fn connect(&self) -> Result<(), String> {
-        let config = fred::types::config::Config::from_url(&self.url)
-            .map_err(|e| format!("redis.url: {e}"))?;
-        let mut builder = Builder::from_config(config);
-        builder
-            .set_policy(fred::types::config::ReconnectPolicy::new_constant(0, 250))
-            .with_connection_config(|c| {
-                c.connection_timeout = Duration::from_millis(500);
-                c.max_command_attempts = 1;
-            })
-            .with_performance_config(|p| p.default_command_timeout = self.timeout);
-        let client = builder.build().map_err(|e| format!("redis: {e}"))?;
+        let client = crate::redis::builder(&self.url, self.timeout)?
+            .build()
+            .map_err(|e| format!("redis: {e}"))?;
         client.connect();
         let _ = self.client.set(client);
         Ok(())
