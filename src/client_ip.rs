@@ -2,7 +2,7 @@
 //! the `X-Forwarded-For` hop right of the last trusted proxy. A header from an untrusted peer is
 //! never believed.
 
-use crate::identity::model::{canonical, parse_net};
+use crate::identity::model::canonical;
 use ipnet::IpNet;
 use std::net::IpAddr;
 
@@ -13,8 +13,8 @@ pub struct TrustedProxies(Vec<IpNet>);
 
 impl TrustedProxies {
     /// Entries are validated with the configuration; unparsable ones are skipped here.
-    pub fn new(entries: &[String]) -> TrustedProxies {
-        TrustedProxies(entries.iter().filter_map(|e| parse_net(e)).collect())
+    pub fn new(entries: &[crate::config::Network]) -> TrustedProxies {
+        TrustedProxies(entries.iter().map(|n| n.0).collect())
     }
 
     fn trusts(&self, ip: IpAddr) -> bool {
@@ -65,8 +65,11 @@ mod tests {
     }
 
     fn resolve(trusted: &[&str], peer: &str, xff: &[&str]) -> IpAddr {
-        let proxies =
-            TrustedProxies::new(&trusted.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let nets: Vec<_> = trusted
+            .iter()
+            .map(|s| crate::config::Network::parse(s).unwrap())
+            .collect();
+        let proxies = TrustedProxies::new(&nets);
         proxies.client_ip(ip(peer), xff.iter().map(|s| s.as_bytes()))
     }
 

@@ -112,8 +112,8 @@ pub fn add_backends(server: &mut Server, config: &Config) -> Result<(), String> 
             .trim_end_matches('/')
             .to_string();
         let options = DevBackendOptions {
-            key: config.imgproxy.key.clone(),
-            salt: config.imgproxy.salt.clone(),
+            key: config.imgproxy.key.as_ref().map(|k| k.to_hex()),
+            salt: config.imgproxy.salt.as_ref().map(|s| s.to_hex()),
             signature_size: config.imgproxy.signature_size,
             local_root: Some(config.storage.dir.clone().into()),
             // The gateway's upload source (storage.source_base_url) is on loopback here, which

@@ -1,28 +1,18 @@
 //! Log lines: JSON objects (one per line) by default, or plain text. Messages that are already
 //! JSON objects are merged into the line rather than quoted.
 
+use crate::config::{LogFormat, LogLevel};
 use std::io::Write;
 
-/// `DEBUG`, `INFO`, `WARN` (or `WARNING`), `ERROR`, in any case.
-pub fn parse_level(level: &str) -> Option<log::LevelFilter> {
-    level
-        .to_ascii_lowercase()
-        .replace("warning", "warn")
-        .parse()
-        .ok()
-}
-
 /// Change the level of a running process (configuration reload).
-pub fn set_level(level: &str) {
-    if let Some(filter) = parse_level(level) {
-        log::set_max_level(filter);
-    }
+pub fn set_level(level: LogLevel) {
+    log::set_max_level(level.0);
 }
 
 /// Install the logger. The logger itself passes every level; the level in effect is the
 /// `log` crate's maximum, so a reload can raise or lower it.
-pub fn init(level: &str, format: &str) {
-    let json = format == "json";
+pub fn init(level: LogLevel, format: LogFormat) {
+    let json = format == LogFormat::Json;
     let mut builder = env_logger::Builder::new();
     builder.filter_level(log::LevelFilter::Trace);
     // sqlx logs every statement at INFO; pingora is chatty at INFO about its own life cycle.

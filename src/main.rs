@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use imgproxy_gateway::cli::{Cli, Command};
-use imgproxy_gateway::config::{exposure, load_file, Config};
+use imgproxy_gateway::config::{exposure, load_file, Config, LogFormat, LogLevel};
 use imgproxy_gateway::identity::bootstrap;
 use imgproxy_gateway::manage_cli::{self, Managed};
 use imgproxy_gateway::{app, db, dev_mode, logging, oneshot, state};
@@ -44,8 +44,8 @@ fn warn_exposure(config: &Config) {
 fn serve(config: Config, path: Option<&std::path::Path>, upgrade: bool) -> ExitCode {
     let dev_mode = path.is_none();
     logging::init(
-        &config.observability.log_level,
-        &config.observability.log_format,
+        config.observability.log_level,
+        config.observability.log_format,
     );
     match migrate(&config) {
         Ok(legacy_live) if legacy_live && !dev_mode => warn_exposure(&config),
@@ -71,7 +71,10 @@ fn manage(config: &std::path::Path, command: Managed) -> ExitCode {
         Ok(config) => config,
         Err(e) => return fail(format!("{}: {e}", config.display())),
     };
-    logging::init("warn", &config.observability.log_format);
+    logging::init(
+        LogLevel(log::LevelFilter::Warn),
+        config.observability.log_format,
+    );
     match manage_cli::run(&config, command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(e),
@@ -90,7 +93,7 @@ fn main() -> ExitCode {
             Err(e) => fail(e),
         },
         Some(Command::DevBackend(args)) => {
-            logging::init("info", "json");
+            logging::init(LogLevel(log::LevelFilter::Info), LogFormat::Json);
             match dev_mode::run_backend(args) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(e),

@@ -146,7 +146,7 @@ impl Reloader {
                             "message": "these settings keep their running value until the gateway restarts"})
                     );
                 }
-                logging::set_level(&plan.config.observability.log_level);
+                logging::set_level(plan.config.observability.log_level);
             }
             Err(error) => log::error!(
                 "{}",

@@ -9,7 +9,7 @@ use crate::identity::cache::CacheLimits;
 use crate::identity::hasher::Hasher;
 use crate::identity::Authenticator;
 use crate::imgproxy::resolve::SourceResolver;
-use crate::imgproxy::{Format, Signer};
+use crate::imgproxy::Signer;
 use crate::limits::{thresholds, Limits};
 use crate::metrics::Metrics;
 use crate::tls::Certificates;
@@ -28,7 +28,6 @@ pub struct AppState {
     pub images: ImageStore,
     pub signer: Signer,
     pub source_signer: SourceSigner,
-    pub default_format: Format,
     pub auth: Arc<Authenticator>,
     pub bus: Bus,
     pub trusted_proxies: TrustedProxies,
@@ -62,16 +61,15 @@ pub fn authenticator(config: &Config) -> Authenticator {
 impl AppState {
     pub fn build(config: Config) -> Result<AppState, String> {
         let pool = Pool::build(&config)?;
-        let signer = Signer::from_hex(
-            config.imgproxy.key.as_deref(),
-            config.imgproxy.salt.as_deref(),
-            config.imgproxy.signature_size,
-        )
-        .map_err(|e| format!("imgproxy.{e}"))?;
-        let secret = match &config.storage.source_secret {
-            Some(hex_secret) => {
-                hex::decode(hex_secret).map_err(|e| format!("storage.source_secret: {e}"))?
+        let signer = match (&config.imgproxy.key, &config.imgproxy.salt) {
+            (Some(key), Some(salt)) => {
+                Signer::new(key.bytes(), salt.bytes(), config.imgproxy.signature_size)
             }
+            // Validation refuses one without the other.
+            _ => Signer::insecure(),
+        };
+        let secret = match &config.storage.source_secret {
+            Some(secret) => secret.bytes().to_vec(),
             None => {
                 let mut secret = vec![0u8; 32];
                 rand::thread_rng().fill_bytes(&mut secret);
@@ -80,13 +78,11 @@ impl AppState {
         };
         let images = ImageStore::open(&config.storage.dir)
             .map_err(|e| format!("storage.dir: cannot use `{}`: {e}", config.storage.dir))?;
-        let default_format = Format::parse(&config.imgproxy.default_format)
-            .ok_or("imgproxy.default_format: unknown format")?;
         let (notifier, webhook) = thresholds::Notifier::new(config.quotas.webhook_url.clone());
         let metrics = Arc::new(Metrics::new());
         let tls = match (&config.tls.cert, &config.tls.key) {
             (Some(cert), Some(key)) if config.tls.enabled => {
-                Some(Certificates::load(cert, key, &config.tls.min_version)?)
+                Some(Certificates::load(cert, key, config.tls.min_version)?)
             }
             _ => None,
         };
@@ -99,7 +95,6 @@ impl AppState {
             images,
             signer,
             source_signer: SourceSigner::new(&secret),
-            default_format,
             auth: Arc::new(authenticator(&config)),
             bus: Bus::new(
                 config.redis.url.clone(),

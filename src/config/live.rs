@@ -40,7 +40,7 @@ impl Plan {
 /// the certificate can be swapped (otherwise `tls.*` needs a restart like any listener change).
 pub fn plan(running: &Config, file: &Config, tls_live: bool) -> Plan {
     let mut next = running.clone();
-    next.observability.log_level = file.observability.log_level.clone();
+    next.observability.log_level = file.observability.log_level;
     next.rate_limits = file.rate_limits.clone();
     let (q, f) = (&mut next.quotas, &file.quotas);
     q.monthly_requests = f.monthly_requests;
@@ -153,7 +153,10 @@ rate_limits:\n  user_level:\n    requests_per_minute: 3\n    requests_per_hour: 
         );
         assert_eq!(plan.config.server.port, 8080);
         assert_eq!(plan.config.backends[0].weight, 7);
-        assert_eq!(plan.config.observability.log_format, "json");
+        assert_eq!(
+            plan.config.observability.log_format,
+            super::super::LogFormat::Json
+        );
         assert!(plan.changes("backends"));
         assert!(!plan.changes("health_check"));
     }

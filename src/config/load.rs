@@ -198,6 +198,68 @@ backends:
         assert!(err.message.contains("no unit"), "{err}");
     }
 
+    /// Typed values are parsed while the file is read; each bad one is named by its key, from
+    /// the file and from the environment alike.
+    #[test]
+    fn typed_values_are_named_when_bad() {
+        for (yaml, key, says) in [
+            (
+                "observability:\n  log_format: xml\n",
+                "observability.log_format",
+                "`xml` is not json or text",
+            ),
+            (
+                "observability:\n  log_level: loud\n",
+                "observability.log_level",
+                "`loud` is not DEBUG",
+            ),
+            (
+                "tls:\n  min_version: 1.4\n",
+                "tls.min_version",
+                "`1.4` is not 1.2 or 1.3",
+            ),
+            (
+                "imgproxy:\n  default_format: gif\n",
+                "imgproxy.default_format",
+                "`gif` is not one of",
+            ),
+            (
+                "imgproxy:\n  key: zz\n  salt: aa\n",
+                "imgproxy.key",
+                "hexadecimal",
+            ),
+            (
+                "storage:\n  source_secret: ''\n",
+                "storage.source_secret",
+                "hexadecimal",
+            ),
+            (
+                "server:\n  trusted_proxies: [10.0.0.0/8, nope]\n",
+                "server.trusted_proxies[1]",
+                "`nope`",
+            ),
+        ] {
+            let err = load_str(&format!("{TWO_BACKENDS}{yaml}"), env(&[])).unwrap_err();
+            assert_eq!(err.key, key, "{yaml}");
+            assert!(err.message.contains(says), "{yaml}: {err}");
+        }
+        let err = load_str(TWO_BACKENDS, env(&[("GATEWAY__TLS__MIN_VERSION", "1.1")])).unwrap_err();
+        assert_eq!(err.key, "tls.min_version");
+        let config = load_str(
+            TWO_BACKENDS,
+            env(&[
+                ("GATEWAY__TLS__MIN_VERSION", "1.2"),
+                ("GATEWAY__IMGPROXY__DEFAULT_FORMAT", "JPG"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.tls.min_version, crate::config::TlsVersion::V1_2);
+        assert_eq!(
+            config.imgproxy.default_format,
+            crate::imgproxy::Format::Jpeg
+        );
+    }
+
     #[test]
     fn env_override_of_missing_list_item_is_an_error() {
         let err =

@@ -7,9 +7,11 @@ mod load;
 pub mod redact;
 mod schema;
 mod validate;
+pub mod values;
 
 pub use duration::Span;
 pub use load::{load_file, load_str, ConfigError};
 pub use redact::redacted;
 pub use schema::*;
-pub use validate::{backend_url, validate, OUTPUT_FORMATS};
+pub use validate::{backend_url, validate};
+pub use values::{HexSecret, LogFormat, LogLevel, Network, TlsVersion};

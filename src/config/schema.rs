@@ -2,6 +2,8 @@
 //! backend list is a valid configuration; unknown keys are rejected.
 
 use super::duration::Span;
+use super::values::{HexSecret, LogFormat, LogLevel, Network, TlsVersion};
+use crate::imgproxy::params::Format;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -37,7 +39,7 @@ pub struct ServerConfig {
     /// Worker threads of the proxy service; 0 means one per core.
     pub threads: usize,
     /// Peers whose `X-Forwarded-For` is believed (CIDRs or addresses).
-    pub trusted_proxies: Vec<String>,
+    pub trusted_proxies: Vec<Network>,
     /// How long keep-alive connections may idle between requests.
     pub keepalive_timeout: Span,
     /// Seconds the old process keeps serving after a graceful upgrade or shutdown starts.
@@ -278,8 +280,8 @@ impl Default for QuotasConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct ImgproxyConfig {
     /// Hex key and salt of imgproxy's URL signature; both unset means `insecure` URLs.
-    pub key: Option<String>,
-    pub salt: Option<String>,
+    pub key: Option<HexSecret>,
+    pub salt: Option<HexSecret>,
     /// Bytes of the HMAC kept in the signature (imgproxy's `IMGPROXY_SIGNATURE_SIZE`).
     pub signature_size: usize,
     /// Allow convert sources on loopback addresses (`127/8`, `::1`, `localhost`).
@@ -296,7 +298,7 @@ pub struct ImgproxyConfig {
     pub source_resolve_timeout: Span,
     pub max_source_url_length: usize,
     /// Format of the answer when the client names none.
-    pub default_format: String,
+    pub default_format: Format,
     /// `Cache-Control` of image answers. Unset: `private` with imgproxy's own `max-age`, so
     /// no shared cache (CDN, corporate proxy) serves an authenticated image to anyone else.
     pub cache_control: Option<String>,
@@ -314,7 +316,7 @@ impl Default for ImgproxyConfig {
             source_hosts: Default::default(),
             source_resolve_timeout: Span::secs(2),
             max_source_url_length: 2048,
-            default_format: "webp".into(),
+            default_format: Format::Webp,
             cache_control: None,
         }
     }
@@ -341,7 +343,7 @@ pub struct StorageConfig {
     pub source_url_ttl: Span,
     /// Hex secret that signs source URLs; must be the same on every instance.
     /// Unset: a random secret per process (fine for a single instance).
-    pub source_secret: Option<String>,
+    pub source_secret: Option<HexSecret>,
 }
 
 impl Default for StorageConfig {
@@ -361,16 +363,16 @@ impl Default for StorageConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct ObservabilityConfig {
     /// error, warn, info, debug or trace.
-    pub log_level: String,
+    pub log_level: LogLevel,
     /// `json` (one object per line) or `text`.
-    pub log_format: String,
+    pub log_format: LogFormat,
 }
 
 impl Default for ObservabilityConfig {
     fn default() -> Self {
         ObservabilityConfig {
-            log_level: "info".into(),
-            log_format: "json".into(),
+            log_level: LogLevel(log::LevelFilter::Info),
+            log_format: LogFormat::Json,
         }
     }
 }
@@ -383,7 +385,7 @@ pub struct TlsConfig {
     pub cert: Option<String>,
     pub key: Option<String>,
     /// `"1.3"` (default: a TLS 1.2 client is refused) or `"1.2"`.
-    pub min_version: String,
+    pub min_version: TlsVersion,
     /// Serve the admin listener over TLS too, with the same certificate.
     pub admin: bool,
 }
@@ -394,7 +396,7 @@ impl Default for TlsConfig {
             enabled: false,
             cert: None,
             key: None,
-            min_version: "1.3".into(),
+            min_version: TlsVersion::V1_3,
             admin: false,
         }
     }

@@ -13,6 +13,21 @@ pub enum Format {
     Avif,
 }
 
+impl<'de> serde::Deserialize<'de> for Format {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Format::parse(&text).ok_or_else(|| {
+            serde::de::Error::custom(format!("`{text}` is not one of webp, png, jpeg, jpg, avif"))
+        })
+    }
+}
+
+impl serde::Serialize for Format {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
 impl Format {
     pub fn parse(text: &str) -> Option<Format> {
         match text.to_ascii_lowercase().as_str() {
@@ -21,6 +36,16 @@ impl Format {
             "jpeg" | "jpg" => Some(Format::Jpeg),
             "avif" => Some(Format::Avif),
             _ => None,
+        }
+    }
+
+    /// Its name in the configuration and in `?format=`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Webp => "webp",
+            Format::Png => "png",
+            Format::Jpeg => "jpeg",
+            Format::Avif => "avif",
         }
     }
 

@@ -4,6 +4,7 @@
 
 pub mod hello;
 
+use crate::config::TlsVersion;
 use arc_swap::ArcSwap;
 use pingora::listeners::tls::TlsSettings;
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -49,10 +50,14 @@ pub fn read(cert: &str, key: &str) -> Result<CertifiedKey, String> {
 }
 
 impl Certificates {
-    pub fn load(cert: &str, key: &str, min_version: &str) -> Result<Arc<Certificates>, String> {
+    pub fn load(
+        cert: &str,
+        key: &str,
+        min_version: TlsVersion,
+    ) -> Result<Arc<Certificates>, String> {
         Ok(Arc::new(Certificates {
             current: ArcSwap::from_pointee(read(cert, key)?),
-            tls13_only: min_version == "1.3",
+            tls13_only: min_version == TlsVersion::V1_3,
         }))
     }
 

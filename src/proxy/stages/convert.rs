@@ -53,7 +53,7 @@ pub fn parse_query(query: &str, params: &mut ImageParams) -> GatewayResult<Sourc
 }
 
 pub async fn prepare(state: &AppState, caller: &str, query: &str) -> GatewayResult<Job> {
-    let mut params = ImageParams::new(state.default_format);
+    let mut params = ImageParams::new(state.config().imgproxy.default_format);
     let (source, kind) = match parse_query(query, &mut params)? {
         Source::Url(raw) => {
             let config = state.config().clone();

@@ -141,7 +141,7 @@ pub async fn receive(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let boundary = form::boundary(content_type)?;
-    let mut params = ImageParams::new(state.default_format);
+    let mut params = ImageParams::new(state.config().imgproxy.default_format);
     apply_query(query, &mut params)?;
     if expects_continue(session) {
         // The request passed every check that needs no body: let the client send it now
