@@ -4,6 +4,7 @@
 use crate::admin::AdminApp;
 use crate::config::Config;
 use crate::identity::Change;
+use crate::listen::{Listener, Listeners};
 use crate::proxy::Gateway;
 use crate::reloader::{self, Reloader};
 use crate::state::AppState;
@@ -40,6 +41,11 @@ impl BackgroundService for StateService {
             return;
         }
         ready.notify_ready();
+        let state = Arc::clone(&self.state);
+        tokio::spawn(async move {
+            let tls = state.tls.is_some();
+            crate::listen::announce(&state.listeners, tls).await;
+        });
         write_pid(&self.state.config().server.pid_file);
         self.run(hangups, shutdown).await;
         finish(&self.state).await;
@@ -262,14 +268,26 @@ pub fn build(
     config_path: Option<std::path::PathBuf>,
     upgrade: bool,
 ) -> Result<Built, String> {
+    let mut config = config;
     let public_addr = if config.server.host.contains(':') {
         format!("[{}]:{}", config.server.host, config.server.port)
     } else {
         format!("{}:{}", config.server.host, config.server.port)
     };
-    let admin_addr = config.admin.listen.clone();
+    let listeners = Listeners {
+        public: Listener::new("server.port", &public_addr)?,
+        admin: Listener::new("admin.listen", &config.admin.listen)?,
+    };
+    // The running configuration holds the ports in use (a 0 asked the kernel for one).
+    config.server.port = listeners.public.addr.port();
+    config.admin.listen = listeners.admin.text();
+    let (public_addr, admin_addr) = (listeners.public.text(), listeners.admin.text());
+    let (public_options, admin_options) = (
+        listeners.public.socket_options(),
+        listeners.admin.socket_options(),
+    );
     let admin_tls = config.tls.admin;
-    let state = Arc::new(AppState::build(config)?);
+    let state = Arc::new(AppState::build(config, listeners)?);
     let opt = Opt {
         upgrade,
         daemon: false,
@@ -303,19 +321,31 @@ pub fn build(
         "proxy",
     );
     match &state.tls {
-        Some(certs) => tls::listen(&mut proxy, &public_addr, certs),
-        None => proxy.add_tcp(&public_addr),
+        Some(certs) => tls::listen(&mut proxy, &public_addr, public_options, certs),
+        None => add_tcp(&mut proxy, &public_addr, public_options),
     }
     let proxy_handle = server.add_service(proxy);
     proxy_handle.add_dependency(&state_handle);
 
     let mut admin = Service::new("admin".into(), AdminApp::new(Arc::clone(&state)));
     match &state.tls {
-        Some(certs) if admin_tls => tls::listen(&mut admin, &admin_addr, certs),
-        _ => admin.add_tcp(&admin_addr),
+        Some(certs) if admin_tls => tls::listen(&mut admin, &admin_addr, admin_options, certs),
+        _ => add_tcp(&mut admin, &admin_addr, admin_options),
     }
     let admin_handle = server.add_service(admin);
     admin_handle.add_dependency(&state_handle);
 
     Ok(Built { server, state })
+}
+
+/// A plain TCP endpoint on `addr`, with the socket options a reserved port needs.
+fn add_tcp<A>(
+    service: &mut pingora::services::listening::Service<A>,
+    addr: &str,
+    options: Option<pingora::listeners::TcpSocketOptions>,
+) {
+    match options {
+        Some(options) => service.add_tcp_with_settings(addr, options),
+        None => service.add_tcp(addr),
+    }
 }

@@ -15,6 +15,7 @@ pub mod health;
 pub mod identity;
 pub mod imgproxy;
 pub mod limits;
+pub mod listen;
 pub mod logging;
 pub mod manage_cli;
 pub mod metrics;

@@ -11,6 +11,7 @@ use crate::identity::Authenticator;
 use crate::imgproxy::resolve::SourceResolver;
 use crate::imgproxy::Signer;
 use crate::limits::{thresholds, Limits};
+use crate::listen::Listeners;
 use crate::metrics::Metrics;
 use crate::tls::Certificates;
 use crate::uploads::{ImageStore, SourceSigner};
@@ -37,6 +38,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The quota webhook sender, taken by the state service that runs it.
     pub webhook: std::sync::Mutex<Option<thresholds::Sender>>,
+    /// Where the listeners are (the ports in use, also when the configuration said 0).
+    pub listeners: Listeners,
     pub started: Instant,
     /// Set once the process is handing over or stopping: answers then close their connection.
     pub drain: Drain,
@@ -59,7 +62,7 @@ pub fn authenticator(config: &Config) -> Authenticator {
 }
 
 impl AppState {
-    pub fn build(config: Config) -> Result<AppState, String> {
+    pub fn build(config: Config, listeners: Listeners) -> Result<AppState, String> {
         let pool = Pool::build(&config)?;
         let signer = match (&config.imgproxy.key, &config.imgproxy.salt) {
             (Some(key), Some(salt)) => {
@@ -103,6 +106,7 @@ impl AppState {
             ),
             trusted_proxies: TrustedProxies::new(&config.server.trusted_proxies),
             resolver: SourceResolver::default(),
+            listeners,
             started: Instant::now(),
             drain: Drain::default(),
             tls,
@@ -127,12 +131,22 @@ impl AppState {
             SourceMode::Local => format!("local:///{id}"),
             SourceMode::Http => format!(
                 "{}{}",
-                self.config().storage.source_base_url.trim_end_matches('/'),
+                self.source_base_url().trim_end_matches('/'),
                 self.source_signer.path(
                     id,
                     now_unix + self.config().storage.source_url_ttl.get().as_secs()
                 )
             ),
+        }
+    }
+}
+
+impl AppState {
+    /// `storage.source_base_url`, or the public listener's own address.
+    fn source_base_url(&self) -> String {
+        match &self.config().storage.source_base_url {
+            Some(url) => url.clone(),
+            None => self.listeners.public_base_url(self.tls.is_some()),
         }
     }
 }

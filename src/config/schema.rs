@@ -338,7 +338,8 @@ pub struct StorageConfig {
     pub max_upload_mb: u64,
     pub source: SourceMode,
     /// How backends reach this gateway's public listener, e.g. `http://10.0.0.5:8080`.
-    pub source_base_url: String,
+    /// Unset: the public listener's own address (`127.0.0.1` for an unspecified host).
+    pub source_base_url: Option<String>,
     /// Lifetime of a signed source URL.
     pub source_url_ttl: Span,
     /// Hex secret that signs source URLs; must be the same on every instance.
@@ -352,7 +353,7 @@ impl Default for StorageConfig {
             dir: "data/images".into(),
             max_upload_mb: 20,
             source: SourceMode::Http,
-            source_base_url: "http://127.0.0.1:8080".into(),
+            source_base_url: None,
             source_url_ttl: Span::secs(300),
             source_secret: None,
         }

@@ -101,7 +101,7 @@ fn validate_auth(c: &Config) -> Check {
 }
 
 fn validate_server(c: &Config) -> Check {
-    in_range("server.port", c.server.port, 1, u16::MAX)?;
+    // 0 asks the kernel for a free port (`listening` logs the one it gave).
     socket_addr(
         "server.host",
         &format!("{}:{}", c.server.host, c.server.port),
@@ -359,13 +359,9 @@ fn validate_storage(c: &Config) -> Check {
         return fail("storage.dir", "must not be empty");
     }
     in_range("storage.max_upload_mb", s.max_upload_mb, 1, 4096)?;
-    if s.source == SourceMode::Http {
-        let url = url::Url::parse(&s.source_base_url).map_err(|e| {
-            ConfigError::new(
-                "storage.source_base_url",
-                format!("`{}`: {e}", s.source_base_url),
-            )
-        })?;
+    if let (SourceMode::Http, Some(base)) = (s.source, &s.source_base_url) {
+        let url = url::Url::parse(base)
+            .map_err(|e| ConfigError::new("storage.source_base_url", format!("`{base}`: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
             return fail(
                 "storage.source_base_url",

@@ -21,9 +21,10 @@ pub struct Certificates {
 pub fn listen<A>(
     service: &mut pingora::services::listening::Service<A>,
     addr: &str,
+    options: Option<pingora::listeners::TcpSocketOptions>,
     certs: &Arc<Certificates>,
 ) {
-    service.add_tls_with_settings(addr, None, certs.settings());
+    service.add_tls_with_settings(addr, options, certs.settings());
     if certs.tls13_only {
         service
             .endpoints()

@@ -189,8 +189,6 @@ impl GatewayBuilder {
 
     pub async fn start(self) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let admin_port = free_port();
         let d = dir.path().display();
         let backends: String = self
             .backends
@@ -205,10 +203,10 @@ impl GatewayBuilder {
             .database
             .unwrap_or(("sqlite", format!("sqlite://{d}/gateway.db?mode=rwc")));
         let config = format!(
-            "server:\n  host: 127.0.0.1\n  port: {port}\n  threads: 2\n  pid_file: {d}/gw.pid\n  upgrade_sock: {d}/upgrade.sock\n{}\
-admin:\n  listen: 127.0.0.1:{admin_port}\n{}\
+            "server:\n  host: 127.0.0.1\n  port: 0\n  threads: 2\n  pid_file: {d}/gw.pid\n  upgrade_sock: {d}/upgrade.sock\n{}\
+admin:\n  listen: 127.0.0.1:0\n{}\
 database:\n  driver: {driver}\n  dsn: {dsn}\n{}\
-storage:\n  dir: {}\n  source_base_url: http://127.0.0.1:{port}\n\
+storage:\n  dir: {}\n\
 auth:\n{}\n\
 imgproxy:\n  source_hosts:\n    example.com: [{PUBLIC_SOURCE}]\n    img.example.com: [{PUBLIC_SOURCE}]\n{}{}\
 backends:\n{backends}{}",
@@ -223,6 +221,8 @@ backends:\n{backends}{}",
         );
         std::fs::write(dir.path().join("gateway.yaml"), config).unwrap();
         let proc = Gateway::spawn(dir.path());
+        // Port 0: the gateway says which ports it got.
+        let (port, admin_port) = listening(dir.path()).await;
         let gateway = Gateway {
             port,
             admin_port,
@@ -233,6 +233,30 @@ backends:\n{backends}{}",
         };
         gateway.wait_healthy().await;
         gateway
+    }
+}
+
+/// The ports of the gateway in `dir`, from its `listening` event (it listens on port 0).
+async fn listening(dir: &Path) -> (u16, u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let port = |line: &Value, key: &str| {
+        let addr: std::net::SocketAddr = line[key].as_str().unwrap().parse().unwrap();
+        addr.port()
+    };
+    loop {
+        let log = std::fs::read_to_string(dir.join("gateway.log")).unwrap_or_default();
+        let event = log
+            .lines()
+            .filter(|l| l.contains("\"event\":\"listening\""))
+            .find_map(|l| serde_json::from_str::<Value>(l).ok());
+        if let Some(line) = event {
+            return (port(&line, "public"), port(&line, "admin"));
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the gateway never said where it listens; log:\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -275,6 +299,7 @@ impl Gateway {
     /// The first step of an upgrade: a new process (`-u`) with this configuration, waiting on
     /// the upgrade socket for the running one's listeners. Returns once it waits there.
     pub async fn spawn_successor(&self) -> Proc {
+        self.pin_ports();
         let socket = self.dir.path().join("upgrade.sock");
         let _ = std::fs::remove_file(&socket);
         let successor = Self::spawn_with(self.dir.path(), &["-u"]);
@@ -308,9 +333,27 @@ impl Gateway {
 
     /// Stop (SIGKILL) and start again with the same configuration and ports.
     pub async fn restart(&mut self) {
+        self.pin_ports();
         self.proc.kill();
         self.proc = Gateway::spawn(self.dir.path());
         self.wait_healthy().await;
+    }
+
+    /// Write the ports this gateway got into its configuration, so that a restart or an
+    /// upgrade's successor listens where it did (an upgrade hands listeners over by address).
+    fn pin_ports(&self) {
+        let path = self.config_path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let pinned = text
+            .replacen("\n  port: 0\n", &format!("\n  port: {}\n", self.port), 1)
+            .replacen(
+                "\n  listen: 127.0.0.1:0\n",
+                &format!("\n  listen: 127.0.0.1:{}\n", self.admin_port),
+                1,
+            );
+        if pinned != text {
+            std::fs::write(path, pinned).unwrap();
+        }
     }
 
     pub fn config_path(&self) -> PathBuf {

@@ -1,0 +1,127 @@
+//! Where the two listeners are. A port of 0 (`server.port: 0`, `admin.listen: 127.0.0.1:0`)
+//! asks the kernel for a free port, which is reserved at once: a socket bound there with
+//! SO_REUSEPORT that never listens, so it accepts nothing and no other program can take the
+//! port before the listener binds beside it. Once both listeners accept connections the
+//! reservations go, and one `listening` event names the real addresses (what tests and
+//! scripts read instead of guessing a free port).
+
+use pingora::listeners::TcpSocketOptions;
+use socket2::{Domain, Socket, Type};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// The public and the admin listener.
+pub struct Listeners {
+    pub public: Listener,
+    pub admin: Listener,
+}
+
+impl Listeners {
+    /// `http(s)://host:port` of the public listener as a backend on this host reaches it.
+    pub fn public_base_url(&self, tls: bool) -> String {
+        let scheme = if tls { "https" } else { "http" };
+        let mut addr = self.public.addr;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        format!("{scheme}://{addr}")
+    }
+}
+
+pub struct Listener {
+    pub addr: SocketAddr,
+    /// Holds a port the kernel chose until the listener is up.
+    reservation: Mutex<Option<Socket>>,
+}
+
+impl Listener {
+    /// The listener for `text` (`host:port`, `[v6]:port`), reserving a port of 0.
+    pub fn new(key: &str, text: &str) -> Result<Listener, String> {
+        let addr = text
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut all| all.next())
+            .ok_or_else(|| format!("{key}: `{text}` is not an address to listen on"))?;
+        if addr.port() != 0 {
+            return Ok(Listener {
+                addr,
+                reservation: Mutex::new(None),
+            });
+        }
+        let reserve = || -> std::io::Result<(SocketAddr, Socket)> {
+            let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+            socket.set_reuse_address(true)?;
+            socket.set_reuse_port(true)?;
+            socket.bind(&addr.into())?;
+            let bound = socket.local_addr()?.as_socket().unwrap_or(addr);
+            Ok((bound, socket))
+        };
+        let (addr, socket) = reserve().map_err(|e| format!("{key}: cannot reserve a port: {e}"))?;
+        Ok(Listener {
+            addr,
+            reservation: Mutex::new(Some(socket)),
+        })
+    }
+
+    /// The address as Pingora binds it (and as an upgrade hands it over).
+    pub fn text(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Socket options the listener needs to bind beside its reservation.
+    pub fn socket_options(&self) -> Option<TcpSocketOptions> {
+        let reserved = self
+            .reservation
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some();
+        reserved.then(|| {
+            let mut options = TcpSocketOptions::default();
+            options.so_reuseport = Some(true);
+            options
+        })
+    }
+
+    fn release(&self) {
+        self.reservation
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+    }
+}
+
+/// Whether a socket listens on `addr`'s port (a reservation does not: it never calls listen).
+/// Linux's socket tables; elsewhere a connection attempt.
+fn listening(addr: SocketAddr) -> bool {
+    let wanted = format!(":{:04X} ", addr.port());
+    let tables = ["/proc/net/tcp", "/proc/net/tcp6"].map(std::fs::read_to_string);
+    if tables.iter().all(Result::is_err) {
+        return std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok();
+    }
+    tables.iter().flatten().any(|table| {
+        table.lines().skip(1).any(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // `local_address` is the second field, the state (0A: LISTEN) the fourth.
+            fields.len() > 3 && format!("{} ", fields[1]).ends_with(&wanted) && fields[3] == "0A"
+        })
+    })
+}
+
+/// Wait until both listeners accept, release their reservations and log where they are.
+pub async fn announce(listeners: &Listeners, tls: bool) {
+    let (public, admin) = (&listeners.public, &listeners.admin);
+    for _ in 0..6000 {
+        if listening(public.addr) && listening(admin.addr) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    public.release();
+    admin.release();
+    log::info!(
+        "{}",
+        serde_json::json!({"event": "listening", "public": public.text(),
+            "admin": admin.text(), "tls": tls})
+    );
+}
