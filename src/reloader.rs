@@ -9,7 +9,8 @@
 //! file still being written is not half applied. SIGHUP reloads at once. The work (file reads,
 //! name resolution of backends) runs off the async threads.
 
-use crate::config::{live, load_str, validate, Config};
+use crate::config::live::{self, Effect};
+use crate::config::{load_str, validate, Config};
 use crate::state::AppState;
 use crate::{logging, tls};
 use pingora::server::ShutdownWatch;
@@ -146,7 +147,9 @@ impl Reloader {
                             "message": "these settings keep their running value until the gateway restarts"})
                     );
                 }
-                logging::set_level(plan.config.observability.log_level);
+                if plan.changes(Effect::LogLevel) {
+                    logging::set_level(plan.config.observability.log_level);
+                }
             }
             Err(error) => log::error!(
                 "{}",
@@ -169,7 +172,7 @@ fn apply(state: &AppState, file: &Config) -> Result<live::Plan, String> {
         (Some(_), Some(cert), Some(key)) => Some(tls::read(cert, key)?),
         _ => None,
     };
-    if plan.changes("backends") || plan.changes("health_check") {
+    if plan.changes(Effect::Pool) {
         state.pool.reload(next)?;
     }
     if let (Some(certs), Some(certificate)) = (&state.tls, certificate) {

@@ -7,18 +7,69 @@
 use super::Config;
 use serde_json::Value;
 
-/// Settings applied without a restart, as key paths (a difference at or under one applies).
-pub const LIVE: &[&str] = &[
-    "observability.log_level",
-    "rate_limits",
-    "quotas.monthly_requests",
-    "quotas.monthly_bandwidth_mb",
-    "quotas.storage_quota_mb",
-    "quotas.reset_day",
-    "backends",
-    "health_check",
-    "tls.cert",
-    "tls.key",
+/// What depends on a reloadable setting, and is rebuilt when it changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Read from the running configuration at each use: nothing to rebuild.
+    ReadAtUse,
+    /// The log level in effect.
+    LogLevel,
+    /// The backend pool (its peers, weights and health checks).
+    Pool,
+    /// The certificate served (re-read at every reload: renewing rewrites the files).
+    Certificate,
+}
+
+/// One setting a reload takes from the file: its key path, how it is taken, and what is
+/// rebuilt from it. The one list of what reloads: the plan, the effects and the admin API's
+/// `reloadable` all come from it.
+pub struct Setting {
+    pub path: &'static str,
+    pub effect: Effect,
+    take: fn(&mut Config, &Config),
+}
+
+impl serde::Serialize for Setting {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.path)
+    }
+}
+
+/// A `Setting` for the key path `$path`, the field of the same name.
+macro_rules! setting {
+    ($path:literal, $effect:ident, $($field:ident).+) => {
+        Setting {
+            path: $path,
+            effect: Effect::$effect,
+            take: |to, from| to.$($field).+ = Clone::clone(&from.$($field).+),
+        }
+    };
+}
+
+/// Settings applied without a restart (a difference at or under a path applies).
+pub const LIVE: &[Setting] = &[
+    setting!("observability.log_level", LogLevel, observability.log_level),
+    setting!("rate_limits", ReadAtUse, rate_limits),
+    setting!(
+        "quotas.monthly_requests",
+        ReadAtUse,
+        quotas.monthly_requests
+    ),
+    setting!(
+        "quotas.monthly_bandwidth_mb",
+        ReadAtUse,
+        quotas.monthly_bandwidth_mb
+    ),
+    setting!(
+        "quotas.storage_quota_mb",
+        ReadAtUse,
+        quotas.storage_quota_mb
+    ),
+    setting!("quotas.reset_day", ReadAtUse, quotas.reset_day),
+    setting!("backends", Pool, backends),
+    setting!("health_check", Pool, health_check),
+    setting!("tls.cert", Certificate, tls.cert),
+    setting!("tls.key", Certificate, tls.key),
 ];
 
 pub struct Plan {
@@ -31,8 +82,11 @@ pub struct Plan {
 }
 
 impl Plan {
-    pub fn changes(&self, prefix: &str) -> bool {
-        self.applied.iter().any(|p| under(p, prefix))
+    /// Whether a setting with `effect` changed.
+    pub fn changes(&self, effect: Effect) -> bool {
+        LIVE.iter()
+            .filter(|s| s.effect == effect)
+            .any(|s| self.applied.iter().any(|p| under(p, s.path)))
     }
 }
 
@@ -40,26 +94,14 @@ impl Plan {
 /// the certificate can be swapped (otherwise `tls.*` needs a restart like any listener change).
 pub fn plan(running: &Config, file: &Config, tls_live: bool) -> Plan {
     let mut next = running.clone();
-    next.observability.log_level = file.observability.log_level;
-    next.rate_limits = file.rate_limits.clone();
-    let (q, f) = (&mut next.quotas, &file.quotas);
-    q.monthly_requests = f.monthly_requests;
-    q.monthly_bandwidth_mb = f.monthly_bandwidth_mb;
-    q.storage_quota_mb = f.storage_quota_mb;
-    q.reset_day = f.reset_day;
-    next.backends = file.backends.clone();
-    next.health_check = file.health_check.clone();
-    if tls_live {
-        next.tls.cert = file.tls.cert.clone();
-        next.tls.key = file.tls.key.clone();
+    for setting in LIVE {
+        if setting.effect != Effect::Certificate || tls_live {
+            (setting.take)(&mut next, file);
+        }
     }
-    let applied = differences(running, &next);
-    debug_assert!(applied
-        .iter()
-        .all(|p| LIVE.iter().any(|live| under(p, live))));
     Plan {
         restart_required: differences(&next, &with_ports_in_use(file, running)),
-        applied,
+        applied: differences(running, &next),
         config: next,
     }
 }
@@ -171,8 +213,44 @@ rate_limits:\n  user_level:\n    requests_per_minute: 3\n    requests_per_hour: 
             plan.config.observability.log_format,
             super::super::LogFormat::Json
         );
-        assert!(plan.changes("backends"));
-        assert!(!plan.changes("health_check"));
+        assert!(plan.changes(Effect::Pool) && plan.changes(Effect::LogLevel));
+        assert!(!plan.changes(Effect::Certificate));
+    }
+
+    /// Each setting takes its own key path from the file, and only that (what a
+    /// `debug_assert!` over three lists used to check).
+    #[test]
+    fn each_setting_takes_its_path_and_nothing_else() {
+        let running = config("");
+        let file = config(
+            "  - url: http://127.0.0.1:1003\n\
+observability:\n  log_level: debug\n  log_format: text\n\
+rate_limits:\n  ip_level: {requests_per_minute: 5, burst: 5}\n\
+quotas:\n  monthly_requests: 5\n  monthly_bandwidth_mb: 6\n  storage_quota_mb: 7\n  reset_day: 3\n  flush_interval: 500ms\n\
+health_check:\n  interval: 7s\n\
+tls:\n  cert: /etc/gw.crt\n  key: /etc/gw.key\n\
+server:\n  threads: 3\n",
+        );
+        for setting in LIVE {
+            let mut next = running.clone();
+            (setting.take)(&mut next, &file);
+            let changed = differences(&running, &next);
+            assert!(!changed.is_empty(), "{} took nothing", setting.path);
+            assert!(
+                changed.iter().all(|p| under(p, setting.path)),
+                "{} took {changed:?}",
+                setting.path
+            );
+        }
+        let plan = plan(&running, &file, true);
+        assert_eq!(
+            plan.restart_required,
+            [
+                "observability.log_format",
+                "quotas.flush_interval",
+                "server.threads"
+            ]
+        );
     }
 
     #[test]
