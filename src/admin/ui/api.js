@@ -121,3 +121,24 @@ export async function copyFrom(id) {
 export function when(iso) {
   return iso ? iso.replace("T", " ").replace(/\.\d+Z$/, "Z") : "–";
 }
+
+/// The name, email and role fields (label, control, error line) of both user forms, in each
+/// `.person` placeholder: ids `<data-ids>name`…, error lines `<data-errors>name`….
+export function personFields() {
+  for (const place of document.querySelectorAll(".person")) {
+    const { ids, errors } = place.dataset;
+    const fields = [];
+    for (const [name, label, type] of [["name", "Name", "text"], ["email", "Email", "email"], ["role", "Role", null]]) {
+      fields.push(el("label", label, { for: ids + name }));
+      let control;
+      if (type) {
+        control = el("input", "", { id: ids + name, name, type, required: "" });
+      } else {
+        control = el("select", "", { id: ids + name, name });
+        control.append(...["user", "viewer", "admin"].map((role) => el("option", role, { value: role })));
+      }
+      fields.push(control, el("p", "", { id: errors + name, class: "error" }));
+    }
+    place.replaceWith(...fields);
+  }
+}

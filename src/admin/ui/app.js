@@ -1,7 +1,7 @@
 // The admin UI's entry: login, the page for the address's #fragment, and the controls' wiring.
 // Every call goes to this server's JSON API with the key kept in sessionStorage; everything
 // shown is set as text, never as HTML.
-import { $, api, copyFrom, forgetKey, key, setKey, userOf } from "./api.js";
+import { $, api, copyFrom, forgetKey, key, personFields, setKey, userOf } from "./api.js";
 import { audit, backends, configuration } from "./lists.js";
 import { overview } from "./overview.js";
 import * as user from "./user.js";
@@ -102,6 +102,8 @@ function route() {
       return every(overview);
   }
 }
+
+personFields();
 
 function onSubmit(id, action) {
   $(id).addEventListener("submit", (event) => {
