@@ -106,11 +106,7 @@ observability:\n  log_format: text\n",
 /// Add the two development backends, sharing the gateway's key and salt.
 pub fn add_backends(server: &mut Server, config: &Config) -> Result<(), String> {
     for backend in &config.backends {
-        let listen = backend
-            .url
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .to_string();
+        let listen = backend.url.authority();
         let options = DevBackendOptions {
             key: config.imgproxy.key.as_ref().map(|k| k.to_hex()),
             salt: config.imgproxy.salt.as_ref().map(|s| s.to_hex()),

@@ -13,5 +13,5 @@ pub use duration::Span;
 pub use load::{load_file, load_str, ConfigError};
 pub use redact::redacted;
 pub use schema::*;
-pub use validate::{backend_url, validate};
-pub use values::{HexSecret, LogFormat, LogLevel, Network, TlsVersion};
+pub use validate::validate;
+pub use values::{BackendUrl, HexSecret, LogFormat, LogLevel, Network, TlsVersion};

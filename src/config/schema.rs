@@ -2,7 +2,7 @@
 //! backend list is a valid configuration; unknown keys are rejected.
 
 use super::duration::Span;
-use super::values::{HexSecret, LogFormat, LogLevel, Network, TlsVersion};
+use super::values::{BackendUrl, HexSecret, LogFormat, LogLevel, Network, TlsVersion};
 use crate::imgproxy::params::Format;
 use serde::{Deserialize, Serialize};
 
@@ -149,7 +149,7 @@ impl RedisConfig {
 #[serde(deny_unknown_fields)]
 pub struct BackendConfig {
     /// `http://host:port` of an imgproxy server.
-    pub url: String,
+    pub url: BackendUrl,
     #[serde(default = "default_weight")]
     pub weight: u32,
     #[serde(default = "default_health_path")]

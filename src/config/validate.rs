@@ -32,24 +32,6 @@ fn socket_addr(key: &str, text: &str) -> Check {
     })
 }
 
-/// Checks a backend URL: `http(s)://host:port` with nothing after the authority.
-pub fn backend_url(key: &str, text: &str) -> Check {
-    let url = url::Url::parse(text).map_err(|e| ConfigError::new(key, format!("`{text}`: {e}")))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return fail(key, format!("`{text}` must use http or https"));
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return fail(key, format!("`{text}` has no host"));
-    }
-    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
-        return fail(
-            key,
-            format!("`{text}` must not have a path, query or fragment"),
-        );
-    }
-    Ok(())
-}
-
 pub fn validate(c: &Config) -> Check {
     validate_server(c)?;
     validate_backends(c)?;
@@ -134,7 +116,6 @@ fn validate_backends(c: &Config) -> Check {
         );
     }
     for (i, b) in c.backends.iter().enumerate() {
-        backend_url(&format!("backends[{i}].url"), &b.url)?;
         in_range(&format!("backends[{i}].weight"), b.weight, 1, 100)?;
         if !b.health_check_path.starts_with('/') {
             return fail(

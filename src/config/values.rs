@@ -162,6 +162,89 @@ impl Serialize for HexSecret {
     }
 }
 
+/// An imgproxy backend: `http(s)://host[:port]` with nothing after the authority. Written
+/// without a trailing slash; its parts are parsed once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackendUrl {
+    text: String,
+    host: String,
+    port: u16,
+    explicit_port: bool,
+    tls: bool,
+}
+
+impl BackendUrl {
+    pub fn parse(text: &str) -> Result<BackendUrl, String> {
+        let url = url::Url::parse(text).map_err(|e| format!("`{text}`: {e}"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!("`{text}` must use http or https"));
+        }
+        let host = match url.host_str() {
+            Some(host) if !host.is_empty() => host.trim_matches(['[', ']']).to_string(),
+            _ => return Err(format!("`{text}` has no host")),
+        };
+        if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+            return Err(format!("`{text}` must not have a path, query or fragment"));
+        }
+        Ok(BackendUrl {
+            text: text.trim_end_matches('/').to_string(),
+            host,
+            port: url.port_or_known_default().unwrap_or(80),
+            explicit_port: url.port().is_some(),
+            tls: url.scheme() == "https",
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The host name or address (an IPv6 address without brackets).
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn tls(&self) -> bool {
+        self.tls
+    }
+
+    /// `Host` as the backend expects it: the host, with the port when the URL names one.
+    pub fn authority(&self) -> String {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        if self.explicit_port {
+            format!("{host}:{}", self.port)
+        } else {
+            host
+        }
+    }
+}
+
+impl fmt::Display for BackendUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl<'de> Deserialize<'de> for BackendUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        parse_text(d, BackendUrl::parse)
+    }
+}
+
+impl Serialize for BackendUrl {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

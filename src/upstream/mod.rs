@@ -67,11 +67,9 @@ impl Generation {
         let mut set = BTreeSet::new();
         for (index, entry) in config.backends.iter().enumerate() {
             let key = format!("backends[{index}].url");
-            let url = url::Url::parse(&entry.url).map_err(|e| format!("{key}: {e}"))?;
-            let host = url.host_str().unwrap_or_default().to_string();
-            let tls = url.scheme() == "https";
-            let port = url.port_or_known_default().unwrap_or(80);
-            let addr = (host.trim_matches(['[', ']']), port)
+            let url = &entry.url;
+            let (host, tls) = (url.host().to_string(), url.tls());
+            let addr = (url.host(), url.port())
                 .to_socket_addrs()
                 .map_err(|e| format!("{key}: cannot resolve `{host}`: {e}"))?
                 .next()
@@ -92,11 +90,8 @@ impl Generation {
             peer.options.read_timeout = Some(up.response_timeout.get());
             peer.options.write_timeout = Some(up.response_timeout.get());
             peer.options.idle_timeout = Some(up.idle_timeout.get());
-            let authority = match url.port() {
-                Some(p) => format!("{host}:{p}"),
-                None => host.clone(),
-            };
-            let url = entry.url.trim_end_matches('/').to_string();
+            let authority = url.authority();
+            let url = url.as_str().to_string();
             let live = previous
                 .iter()
                 .find(|s| s.url == url)
