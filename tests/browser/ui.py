@@ -14,6 +14,7 @@ import urllib.request
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -29,8 +30,9 @@ for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=12
     options.add_argument(arg)
 options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
 driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
-wait = WebDriverWait(driver, 15)
-wait_long = WebDriverWait(driver, 30)
+# The overview and backends pages redraw every 5 s: an element found a moment ago may be gone.
+wait = WebDriverWait(driver, 15, ignored_exceptions=[StaleElementReferenceException])
+wait_long = WebDriverWait(driver, 30, ignored_exceptions=[StaleElementReferenceException])
 
 
 def text(element_id):
@@ -336,7 +338,9 @@ def live_charts_and_threshold_events():
     traffic(18)
     go("overview")
     # Three polls (5 s apart) give two intervals: lines of two points.
-    wait_long.until(lambda d: len(d.find_element(By.CSS_SELECTOR, "#chart-rate polyline").get_attribute("points").split()) >= 2)
+    points = "const line = document.querySelector('#chart-rate polyline');" \
+        "return line ? line.getAttribute('points') : '';"
+    wait_long.until(lambda d: len(d.execute_script(points).split()) >= 2)
     for chart in ("chart-rate", "chart-errors", "chart-p95"):
         label = driver.find_element(By.ID, chart).get_attribute("aria-label")
         assert "no data" not in label, label
