@@ -155,7 +155,8 @@ async fn an_invalid_file_keeps_the_running_configuration() {
         .start()
         .await;
     let a_url = a.url();
-    let cases: [(Edit, &str); 3] = [
+    let same_url = a.url();
+    let cases: [(Edit, &str); 4] = [
         (
             Box::new(|y: &str| y.replace("    weight: 1\n", "    weight: 101\n")),
             "backends[0].weight: must be between 1 and 100 (got 101)",
@@ -167,15 +168,28 @@ async fn an_invalid_file_keeps_the_running_configuration() {
         (
             // Valid YAML and values, but the pool cannot be built: the whole reload is refused,
             // the limit raised in the same file included.
+            // (The same address spelled another way: 127.000.000.001.)
             Box::new(move |y: &str| {
                 let entry = format!("  - url: {a_url}\n    weight: 1\n");
+                let spelled = a_url.replace("127.0.0.1", "127.000.000.001");
                 y.replace(
                     &entry,
-                    &format!("{entry}  - url: {a_url}/\n    weight: 1\n"),
+                    &format!("{entry}  - url: {spelled}\n    weight: 1\n"),
                 )
                 .replace("requests_per_minute: 2", "requests_per_minute: 50")
             }),
             "resolves to an address already in the pool",
+        ),
+        (
+            // The same URL with a trailing slash is the same backend (URLs are parsed once).
+            Box::new(move |y: &str| {
+                let entry = format!("  - url: {same_url}\n    weight: 1\n");
+                y.replace(
+                    &entry,
+                    &format!("{entry}  - url: {same_url}/\n    weight: 1\n"),
+                )
+            }),
+            "is listed twice",
         ),
     ];
     let original = std::fs::read_to_string(gw.config_path()).unwrap();
