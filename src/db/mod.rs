@@ -72,7 +72,13 @@ impl Store {
     {
         let db = self.db()?;
         match tokio::time::timeout(self.timeout(), op(db)).await {
-            Ok(Ok(value)) => Ok(value),
+            Ok(Ok(value)) => {
+                // An answer proves the database is back, without waiting for the next ping.
+                if !self.up.load(Ordering::Relaxed) {
+                    self.up.store(true, Ordering::Relaxed);
+                }
+                Ok(value)
+            }
             Ok(Err(e)) => {
                 log::error!(
                     "{}",
@@ -104,7 +110,7 @@ impl Store {
         up
     }
 
-    /// The database as of the last ping or failed call, without asking it.
+    /// The database as of the last ping or call, without asking it.
     pub fn is_up(&self) -> bool {
         self.up.load(Ordering::Relaxed)
     }
