@@ -268,7 +268,6 @@ pub fn build(
     config_path: Option<std::path::PathBuf>,
     upgrade: bool,
 ) -> Result<Built, String> {
-    let mut config = config;
     let public_addr = if config.server.host.contains(':') {
         format!("[{}]:{}", config.server.host, config.server.port)
     } else {
@@ -278,9 +277,6 @@ pub fn build(
         public: Listener::new("server.port", &public_addr)?,
         admin: Listener::new("admin.listen", &config.admin.listen)?,
     };
-    // The running configuration holds the ports in use (a 0 asked the kernel for one).
-    config.server.port = listeners.public.addr.port();
-    config.admin.listen = listeners.admin.text();
     let (public_addr, admin_addr) = (listeners.public.text(), listeners.admin.text());
     let (public_options, admin_options) = (
         listeners.public.socket_options(),

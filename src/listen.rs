@@ -94,7 +94,7 @@ impl Listener {
 /// Whether a socket listens on `addr`'s port (a reservation does not: it never calls listen).
 /// Linux's socket tables; elsewhere a connection attempt.
 fn listening(addr: SocketAddr) -> bool {
-    let wanted = format!(":{:04X} ", addr.port());
+    let wanted = format!(":{:04X}", addr.port());
     let tables = ["/proc/net/tcp", "/proc/net/tcp6"].map(std::fs::read_to_string);
     if tables.iter().all(Result::is_err) {
         return std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok();
@@ -103,25 +103,36 @@ fn listening(addr: SocketAddr) -> bool {
         table.lines().skip(1).any(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
             // `local_address` is the second field, the state (0A: LISTEN) the fourth.
-            fields.len() > 3 && format!("{} ", fields[1]).ends_with(&wanted) && fields[3] == "0A"
+            fields.len() > 3 && fields[1].ends_with(&wanted) && fields[3] == "0A"
         })
     })
 }
 
 /// Wait until both listeners accept, release their reservations and log where they are.
+/// A listener that is not up within a minute is logged as such, never announced.
 pub async fn announce(listeners: &Listeners, tls: bool) {
     let (public, admin) = (&listeners.public, &listeners.admin);
+    let mut up = false;
     for _ in 0..6000 {
-        if listening(public.addr) && listening(admin.addr) {
+        up = listening(public.addr) && listening(admin.addr);
+        if up {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     public.release();
     admin.release();
-    log::info!(
-        "{}",
-        serde_json::json!({"event": "listening", "public": public.text(),
-            "admin": admin.text(), "tls": tls})
-    );
+    let (public, admin) = (public.text(), admin.text());
+    if up {
+        log::info!(
+            "{}",
+            serde_json::json!({"event": "listening", "public": public, "admin": admin, "tls": tls})
+        );
+    } else {
+        log::error!(
+            "{}",
+            serde_json::json!({"event": "listeners_not_up", "public": public, "admin": admin,
+                "waited_seconds": 60})
+        );
+    }
 }

@@ -127,26 +127,20 @@ impl AppState {
 
     /// How a backend reaches the stored original `id`.
     pub fn source_url(&self, id: &str, now_unix: u64) -> String {
-        match self.config().storage.source {
-            SourceMode::Local => format!("local:///{id}"),
-            SourceMode::Http => format!(
-                "{}{}",
-                self.source_base_url().trim_end_matches('/'),
-                self.source_signer.path(
-                    id,
-                    now_unix + self.config().storage.source_url_ttl.get().as_secs()
-                )
-            ),
+        let config = self.config();
+        let storage = &config.storage;
+        if storage.source == SourceMode::Local {
+            return format!("local:///{id}");
         }
-    }
-}
-
-impl AppState {
-    /// `storage.source_base_url`, or the public listener's own address.
-    fn source_base_url(&self) -> String {
-        match &self.config().storage.source_base_url {
-            Some(url) => url.clone(),
-            None => self.listeners.public_base_url(self.tls.is_some()),
+        let expires = now_unix + storage.source_url_ttl.get().as_secs();
+        let path = self.source_signer.path(id, expires);
+        match &storage.source_base_url {
+            Some(base) => format!("{}{path}", base.trim_end_matches('/')),
+            // Unset: the public listener's own address.
+            None => format!(
+                "{}{path}",
+                self.listeners.public_base_url(self.tls.is_some())
+            ),
         }
     }
 }

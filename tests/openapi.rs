@@ -140,19 +140,29 @@ fn table_set(table: &[(&str, &str, &str)]) -> BTreeSet<(String, String)> {
         .collect()
 }
 
+/// The variant numbers of every route in `table`, each resolved by `resolve`.
+fn variants<R>(
+    table: &[(&str, &str, &str)],
+    resolve: impl Fn(&Method, &str) -> imgproxy_gateway::error::GatewayResult<R>,
+    index: impl Fn(&R) -> usize,
+) -> BTreeSet<usize> {
+    table
+        .iter()
+        .map(|(m, _, path)| {
+            let method = Method::from_bytes(m.to_uppercase().as_bytes()).unwrap();
+            let route = resolve(&method, path).unwrap_or_else(|e| panic!("{m} {path}: {e}"));
+            index(&route)
+        })
+        .collect()
+}
+
 #[test]
 fn the_document_names_every_route_on_its_listener() {
     let doc = document();
     assert_eq!(doc["openapi"], "3.1.0");
-    let method = |m: &str| Method::from_bytes(m.to_uppercase().as_bytes()).unwrap();
-
-    let mut seen = BTreeSet::new();
-    for (m, _, path) in ADMIN_TABLE {
-        let route = admin::resolve(&method(m), path).unwrap_or_else(|e| panic!("{m} {path}: {e}"));
-        seen.insert(admin_index(&route));
-    }
+    let admin_seen = variants(ADMIN_TABLE, admin::resolve, admin_index);
     assert_eq!(
-        seen,
+        admin_seen,
         (0..ADMIN_ROUTES).collect(),
         "every admin route is in the table"
     );
@@ -161,14 +171,9 @@ fn the_document_names_every_route_on_its_listener() {
         table_set(ADMIN_TABLE),
         "admin listener"
     );
-
-    let mut seen = BTreeSet::new();
-    for (m, _, path) in PUBLIC_TABLE {
-        let route = public::resolve(&method(m), path).unwrap_or_else(|e| panic!("{m} {path}: {e}"));
-        seen.insert(public_index(&route));
-    }
+    let public_seen = variants(PUBLIC_TABLE, public::resolve, public_index);
     assert_eq!(
-        seen,
+        public_seen,
         (0..PUBLIC_ROUTES).collect(),
         "every public route is in the table"
     );

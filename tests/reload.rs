@@ -240,8 +240,17 @@ async fn port_zero_is_announced_once_and_is_no_change_on_reload() {
     assert_eq!(event["public"], format!("127.0.0.1:{}", gw.port));
     assert_eq!(event["admin"], format!("127.0.0.1:{}", gw.admin_port));
     assert!(gw.port != 0 && gw.admin_port != 0);
+    // The configuration stays what the file says; the listeners know their ports.
     let (_, config) = common::admin(&gw, "GET", "/api/v1/config", KEY, None).await;
-    assert_eq!(config["config"]["server"]["port"], gw.port, "{config}");
+    assert_eq!(config["config"]["server"]["port"], 0, "{config}");
+    assert_eq!(
+        config["listening"]["public"],
+        format!("127.0.0.1:{}", gw.port)
+    );
+    assert_eq!(
+        config["listening"]["admin"],
+        format!("127.0.0.1:{}", gw.admin_port)
+    );
     gw.edit_config(|y| y.replace("  threads: 2\n", "  threads: 2\n# touched\n"));
     let reloaded = gw.wait_log("\"config_reloaded\"", 1).await;
     assert!(reloaded.contains("\"applied\":[]"), "{reloaded}");

@@ -102,6 +102,9 @@ pub async fn run(
         AdminRoute::Config => ok(json!({
             "config": crate::config::redact::effective(&state.config()),
             "reloadable": crate::config::live::LIVE,
+            // Where the listeners are (the ports the kernel gave for a configured 0).
+            "listening": {"public": state.listeners.public.text(),
+                "admin": state.listeners.admin.text()},
         })),
         AdminRoute::Users => {
             let filter = paging::users(session.req_header().uri.query().unwrap_or(""))?;

@@ -100,24 +100,10 @@ pub fn plan(running: &Config, file: &Config, tls_live: bool) -> Plan {
         }
     }
     Plan {
-        restart_required: differences(&next, &with_ports_in_use(file, running)),
+        restart_required: differences(&next, file),
         applied: differences(running, &next),
         config: next,
     }
-}
-
-/// `file` with a port of 0 read as the port this process got for it (not a change).
-fn with_ports_in_use(file: &Config, running: &Config) -> Config {
-    let mut file = file.clone();
-    if file.server.port == 0 {
-        file.server.port = running.server.port;
-    }
-    let host = |listen: &str| listen.rsplit_once(':').map(|(host, _)| host.to_string());
-    if file.admin.listen.ends_with(":0") && host(&file.admin.listen) == host(&running.admin.listen)
-    {
-        file.admin.listen = running.admin.listen.clone();
-    }
-    file
 }
 
 fn under(path: &str, prefix: &str) -> bool {
