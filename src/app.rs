@@ -237,13 +237,12 @@ fn server_conf(config: &Config) -> ServerConf {
         .map(|n| n.get())
         .unwrap_or(2);
     ServerConf {
-        threads: if config.server.threads == 0 {
-            cores
-        } else {
-            config.server.threads
+        threads: match *config.server.threads {
+            0 => cores,
+            n => n,
         },
         work_stealing: false,
-        upstream_keepalive_pool_size: config.upstream.keepalive_pool_size,
+        upstream_keepalive_pool_size: *config.upstream.keepalive_pool_size,
         grace_period_seconds: Some(config.server.grace_period.get().as_secs()),
         graceful_shutdown_timeout_seconds: Some(
             config.server.graceful_shutdown_timeout.get().as_secs(),
@@ -268,14 +267,9 @@ pub fn build(
     config_path: Option<std::path::PathBuf>,
     upgrade: bool,
 ) -> Result<Built, String> {
-    let public_addr = if config.server.host.contains(':') {
-        format!("[{}]:{}", config.server.host, config.server.port)
-    } else {
-        format!("{}:{}", config.server.host, config.server.port)
-    };
     let listeners = Listeners {
-        public: Listener::new("server.port", &public_addr)?,
-        admin: Listener::new("admin.listen", &config.admin.listen)?,
+        public: Listener::new("server.port", config.server.public_addr())?,
+        admin: Listener::new("admin.listen", config.admin.listen.0)?,
     };
     let (public_addr, admin_addr) = (listeners.public.text(), listeners.admin.text());
     let (public_options, admin_options) = (

@@ -105,13 +105,13 @@ observability:\n  log_format: text\n",
 
 /// Add the two development backends, sharing the gateway's key and salt.
 pub fn add_backends(server: &mut Server, config: &Config) -> Result<(), String> {
-    for backend in &config.backends {
+    for backend in config.backends.iter() {
         let listen = backend.url.authority();
         let options = DevBackendOptions {
             key: config.imgproxy.key.as_ref().map(|k| k.to_hex()),
             salt: config.imgproxy.salt.as_ref().map(|s| s.to_hex()),
-            signature_size: config.imgproxy.signature_size,
-            local_root: Some(config.storage.dir.clone().into()),
+            signature_size: *config.imgproxy.signature_size,
+            local_root: Some(config.storage.dir.to_string().into()),
             // The gateway's upload source (storage.source_base_url) is on loopback here, which
             // imgproxy refuses by default; dev mode allows it as an operator would.
             addresses: AddressPolicy {
@@ -125,7 +125,7 @@ pub fn add_backends(server: &mut Server, config: &Config) -> Result<(), String> 
 }
 
 pub fn banner(config: &Config) -> String {
-    let public = format!("http://{}:{}", config.server.host, config.server.port);
+    let public = format!("http://{}", config.server.public_addr());
     let key = &config.legacy.api_key;
     let sample = "tests/fixtures/board-720x477.jpg";
     format!(

@@ -7,7 +7,7 @@
 
 use pingora::listeners::TcpSocketOptions;
 use socket2::{Domain, Socket, Type};
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -37,12 +37,7 @@ pub struct Listener {
 
 impl Listener {
     /// The listener for `text` (`host:port`, `[v6]:port`), reserving a port of 0.
-    pub fn new(key: &str, text: &str) -> Result<Listener, String> {
-        let addr = text
-            .to_socket_addrs()
-            .ok()
-            .and_then(|mut all| all.next())
-            .ok_or_else(|| format!("{key}: `{text}` is not an address to listen on"))?;
+    pub fn new(key: &str, addr: SocketAddr) -> Result<Listener, String> {
         if addr.port() != 0 {
             return Ok(Listener {
                 addr,

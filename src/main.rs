@@ -44,7 +44,7 @@ fn warn_exposure(config: &Config) {
 fn serve(config: Config, path: Option<&std::path::Path>, upgrade: bool) -> ExitCode {
     let dev_mode = path.is_none();
     logging::init(
-        config.observability.log_level,
+        *config.observability.log_level,
         config.observability.log_format,
     );
     match migrate(&config) {

@@ -148,7 +148,7 @@ impl Reloader {
                     );
                 }
                 if plan.changes(Effect::LogLevel) {
-                    logging::set_level(plan.config.observability.log_level);
+                    logging::set_level(*plan.config.observability.log_level);
                 }
             }
             Err(error) => log::error!(
@@ -168,7 +168,7 @@ fn apply(state: &AppState, file: &Config) -> Result<live::Plan, String> {
     // The file was valid on its own; the running settings it is merged with must agree too.
     validate(next).map_err(|e| e.to_string())?;
     // Re-read even when the paths are unchanged: renewing a certificate rewrites the files.
-    let certificate = match (&state.tls, &next.tls.cert, &next.tls.key) {
+    let certificate = match (&state.tls, &*next.tls.cert, &*next.tls.key) {
         (Some(_), Some(cert), Some(key)) => Some(tls::read(cert, key)?),
         _ => None,
     };

@@ -52,11 +52,11 @@ pub fn authenticator(config: &Config) -> Authenticator {
     let a = &config.auth;
     Authenticator::new(
         &CacheLimits {
-            capacity: a.cache_capacity,
+            capacity: *a.cache_capacity,
             ttl: a.cache_ttl.get(),
             negative_ttl: a.negative_ttl.get(),
         },
-        Hasher::new(a.bcrypt_cost, a.hash_slots(), a.hash_wait.get()),
+        Hasher::new(*a.bcrypt_cost, a.hash_slots(), a.hash_wait.get()),
         config.legacy.enabled.then(|| config.legacy.api_key.clone()),
     )
 }
@@ -66,7 +66,7 @@ impl AppState {
         let pool = Pool::build(&config)?;
         let signer = match (&config.imgproxy.key, &config.imgproxy.salt) {
             (Some(key), Some(salt)) => {
-                Signer::new(key.bytes(), salt.bytes(), config.imgproxy.signature_size)
+                Signer::new(key.bytes(), salt.bytes(), *config.imgproxy.signature_size)
             }
             // Validation refuses one without the other.
             _ => Signer::insecure(),
@@ -79,11 +79,12 @@ impl AppState {
                 secret
             }
         };
-        let images = ImageStore::open(&config.storage.dir)
+        let images = ImageStore::open(&*config.storage.dir)
             .map_err(|e| format!("storage.dir: cannot use `{}`: {e}", config.storage.dir))?;
-        let (notifier, webhook) = thresholds::Notifier::new(config.quotas.webhook_url.clone());
+        let (notifier, webhook) =
+            thresholds::Notifier::new(config.quotas.webhook_url.as_deref().map(str::to_string));
         let metrics = Arc::new(Metrics::new());
-        let tls = match (&config.tls.cert, &config.tls.key) {
+        let tls = match (&*config.tls.cert, &*config.tls.key) {
             (Some(cert), Some(key)) if config.tls.enabled => {
                 Some(Certificates::load(cert, key, config.tls.min_version)?)
             }
@@ -100,7 +101,7 @@ impl AppState {
             source_signer: SourceSigner::new(&secret),
             auth: Arc::new(authenticator(&config)),
             bus: Bus::new(
-                config.redis.url.clone(),
+                config.redis.url.as_deref().map(str::to_string),
                 &config.redis.key_prefix,
                 config.redis.timeout(),
             ),

@@ -37,8 +37,8 @@ backends:\n  - url: http://127.0.0.1:1\n  - url: http://127.0.0.1:2\n{yaml}"
         .unwrap();
     store.close().await;
     let listeners = Listeners {
-        public: Listener::new("server.port", "127.0.0.1:0").unwrap(),
-        admin: Listener::new("admin.listen", "127.0.0.1:0").unwrap(),
+        public: Listener::new("server.port", ([127, 0, 0, 1], 0).into()).unwrap(),
+        admin: Listener::new("admin.listen", ([127, 0, 0, 1], 0).into()).unwrap(),
     };
     let connection = db::connect(&config.database).await.unwrap();
     let state = AppState::build(config, listeners).unwrap();

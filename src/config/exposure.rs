@@ -3,16 +3,8 @@
 //! others can connect to. Reported at start (outside dev mode) and by `check-config`.
 
 use super::schema::Config;
-use std::net::SocketAddr;
-
 /// The single-user program's key, published in its README and in this one's.
 pub const PUBLISHED_LEGACY_KEY: &str = "a8e77f84e2729dc6728889d4be31b123";
-
-fn is_loopback(listen: &str) -> bool {
-    listen
-        .parse::<SocketAddr>()
-        .is_ok_and(|a| a.ip().is_loopback())
-}
 
 /// What is exposed by `config`, one sentence each (empty when nothing is).
 pub fn warnings(config: &Config) -> Vec<String> {
@@ -20,7 +12,7 @@ pub fn warnings(config: &Config) -> Vec<String> {
     if !(config.legacy.enabled && config.legacy.api_key == PUBLISHED_LEGACY_KEY) {
         return out;
     }
-    if !is_loopback(&config.admin.listen) {
+    if !config.admin.listen.0.ip().is_loopback() {
         out.push(format!(
             "legacy.api_key is the published default and admin.listen ({}) is not on loopback: \
              anyone who reaches the admin listener is an admin. Set legacy.api_key to a secret \
@@ -28,8 +20,8 @@ pub fn warnings(config: &Config) -> Vec<String> {
             config.admin.listen
         ));
     }
-    let public = format!("{}:{}", config.server.host, config.server.port);
-    if !is_loopback(&public) {
+    let public = config.server.public_addr();
+    if !public.ip().is_loopback() {
         out.push(format!(
             "legacy.api_key is the published default and the public listener ({public}) is not \
              on loopback: anyone can convert and upload as the legacy user. Set legacy.api_key \
@@ -42,21 +34,23 @@ pub fn warnings(config: &Config) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::text::{HostAddr, ListenAddr};
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
     #[test]
     fn the_published_key_on_an_open_listener_is_named() {
         let mut config = Config::default();
-        config.server.host = "127.0.0.1".into();
-        config.admin.listen = "127.0.0.1:9090".into();
+        config.server.host = HostAddr(Ipv4Addr::LOCALHOST.into());
+        config.admin.listen = ListenAddr(SocketAddr::from(([127, 0, 0, 1], 9090)));
         assert!(warnings(&config).is_empty());
-        config.admin.listen = "0.0.0.0:9090".into();
+        config.admin.listen = ListenAddr(SocketAddr::from(([0, 0, 0, 0], 9090)));
         let found = warnings(&config);
         assert_eq!(found.len(), 1);
         assert!(
             found[0].contains("admin.listen (0.0.0.0:9090)"),
             "{found:?}"
         );
-        config.server.host = "::".into();
+        config.server.host = HostAddr(Ipv6Addr::UNSPECIFIED.into());
         assert_eq!(warnings(&config).len(), 2);
         config.legacy.api_key = "0123456789abcdef0123456789abcdef".into();
         assert!(warnings(&config).is_empty());

@@ -5,7 +5,86 @@
 //! process really runs with.
 
 use super::Config;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
+use std::cell::Cell;
+use std::ops::Deref;
+
+/// A setting a reload takes from the file: its type says that its value can change between
+/// two requests, so whatever is derived from it is rebuilt (its `Effect`) or read at each use.
+/// Every `Live` field has its row in `LIVE`, and only they do (the macro `setting!` accepts
+/// only a `Live` field; `every_live_field_is_in_the_table` checks the other way).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Live<T>(T);
+
+impl<T> Live<T> {
+    pub const fn new(value: T) -> Self {
+        Live(value)
+    }
+}
+
+impl<T> Deref for Live<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Live<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        T::deserialize(d).map(Live)
+    }
+}
+
+thread_local! {
+    /// While set, a `Live` value serializes as `{"(live)": value}`, so that `live_paths` can
+    /// find every one.
+    static MARK: Cell<bool> = const { Cell::new(false) };
+}
+
+const MARKER: &str = "(live)";
+
+impl<T: Serialize> Serialize for Live<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if MARK.get() {
+            use serde::ser::SerializeMap;
+            let mut map = s.serialize_map(Some(1))?;
+            map.serialize_entry(MARKER, &self.0)?;
+            return map.end();
+        }
+        self.0.serialize(s)
+    }
+}
+
+/// The key paths of every `Live` field of the schema.
+pub fn live_paths() -> Vec<String> {
+    MARK.set(true);
+    let marked = to_value(&Config::default());
+    MARK.set(false);
+    let mut out = Vec::new();
+    find_marks("", &marked, &mut out);
+    out
+}
+
+fn find_marks(path: &str, value: &Value, out: &mut Vec<String>) {
+    if let Value::Object(map) = value {
+        if map.contains_key(MARKER) {
+            out.push(path.to_string());
+            return;
+        }
+        for (key, child) in map {
+            find_marks(&join(path, key), child, out);
+        }
+    }
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
 
 /// What depends on a reloadable setting, and is rebuilt when it changes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,7 +120,7 @@ macro_rules! setting {
         Setting {
             path: $path,
             effect: Effect::$effect,
-            take: |to, from| to.$($field).+ = Clone::clone(&from.$($field).+),
+            take: |to, from| take(&mut to.$($field).+, &from.$($field).+),
         }
     };
 }
@@ -106,6 +185,11 @@ pub fn plan(running: &Config, file: &Config, tls_live: bool) -> Plan {
     }
 }
 
+/// What a `Setting` does: only a `Live` field can be taken.
+fn take<T: Clone>(to: &mut Live<T>, from: &Live<T>) {
+    to.0 = from.0.clone();
+}
+
 fn under(path: &str, prefix: &str) -> bool {
     path.strip_prefix(prefix)
         .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
@@ -130,13 +214,8 @@ fn diff(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
             keys.sort();
             keys.dedup();
             for key in keys {
-                let child = if path.is_empty() {
-                    key.clone()
-                } else {
-                    format!("{path}.{key}")
-                };
                 diff(
-                    &child,
+                    &join(path, key),
                     x.get(key).unwrap_or(&Value::Null),
                     y.get(key).unwrap_or(&Value::Null),
                     out,
@@ -194,7 +273,7 @@ rate_limits:\n  user_level:\n    requests_per_minute: 3\n    requests_per_hour: 
             ]
         );
         assert_eq!(plan.config.server.port, 8080);
-        assert_eq!(plan.config.backends[0].weight, 7);
+        assert_eq!(*plan.config.backends[0].weight, 7);
         assert_eq!(
             plan.config.observability.log_format,
             super::super::LogFormat::Json
@@ -257,6 +336,16 @@ server:\n  threads: 3\n",
         assert_eq!(plan.applied, ["backends"]);
         assert!(plan.restart_required.is_empty());
         assert!(differences(&running, &running).is_empty());
+    }
+
+    #[test]
+    fn every_live_field_is_in_the_table() {
+        let mut table: Vec<&str> = LIVE.iter().map(|s| s.path).collect();
+        table.sort();
+        let mut fields = live_paths();
+        fields.sort();
+        assert_eq!(fields, table);
+        assert!(!to_value(&Config::default()).to_string().contains(MARKER));
     }
 
     #[test]

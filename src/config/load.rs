@@ -141,14 +141,24 @@ backends:
             .collect()
     }
 
+    /// Defaults are written unchecked (`Bounded::preset`, `preset` of the text types): every
+    /// one, written out and read back, passes the checks of its type.
+    #[test]
+    fn every_default_is_within_its_bounds() {
+        let config = load_str(TWO_BACKENDS, env(&[])).unwrap();
+        let written = serde_yaml::to_string(&config).unwrap();
+        let again = load_str(&written, env(&[])).unwrap();
+        assert_eq!(serde_yaml::to_string(&again).unwrap(), written);
+    }
+
     #[test]
     fn defaults_fill_missing_sections() {
         let config = load_str(TWO_BACKENDS, env(&[])).unwrap();
         assert_eq!(config.server.port, 8080);
-        assert_eq!(config.admin.listen, "127.0.0.1:9090");
-        assert_eq!(config.storage.max_upload_mb, 20);
-        assert_eq!(config.backends[0].health_check_path, "/health");
-        assert_eq!(config.health_check.unhealthy_threshold, 3);
+        assert_eq!(config.admin.listen.to_string(), "127.0.0.1:9090");
+        assert_eq!(*config.storage.max_upload_mb, 20);
+        assert_eq!(&*config.backends[0].health_check_path, "/health");
+        assert_eq!(*config.health_check.unhealthy_threshold, 3);
     }
 
     #[test]
@@ -166,7 +176,7 @@ backends:
         .unwrap();
         assert_eq!(config.server.port, 9999);
         assert_eq!(config.database.dsn, "sqlite::memory:");
-        assert_eq!(config.backends[1].weight, 55);
+        assert_eq!(*config.backends[1].weight, 55);
         assert!(config.imgproxy.allow_private_sources);
     }
 

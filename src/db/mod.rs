@@ -176,6 +176,10 @@ pub async fn open_migrated(config: &DatabaseConfig) -> Result<Store, String> {
 
 /// Open a pool as configured; for SQLite the file's directory is created first.
 pub async fn connect(config: &DatabaseConfig) -> Result<DatabaseConnection, DbErr> {
+    open(config, *config.max_connections).await
+}
+
+async fn open(config: &DatabaseConfig, connections: u32) -> Result<DatabaseConnection, DbErr> {
     if config.driver == DatabaseDriver::Sqlite {
         if let Some(dir) = sqlite_dir(&config.dsn) {
             std::fs::create_dir_all(&dir)
@@ -184,7 +188,7 @@ pub async fn connect(config: &DatabaseConfig) -> Result<DatabaseConnection, DbEr
     }
     let mut options = ConnectOptions::new(config.dsn.clone());
     options
-        .max_connections(config.max_connections)
+        .max_connections(connections)
         .min_connections(1)
         .connect_timeout(config.timeout.get())
         .acquire_timeout(config.timeout.get())
@@ -199,11 +203,7 @@ const MIGRATION_LOCK: i64 = 0x696d_6770_7277_6179;
 /// Connect over a single connection and apply every pending migration; on PostgreSQL one
 /// instance at a time. The connection is returned for bootstrap work.
 pub async fn migrate(config: &DatabaseConfig) -> Result<DatabaseConnection, DbErr> {
-    let single = DatabaseConfig {
-        max_connections: 1,
-        ..config.clone()
-    };
-    let db = connect(&single).await?;
+    let db = open(config, 1).await?;
     let postgres = config.driver == DatabaseDriver::Postgres;
     if postgres {
         db.execute_unprepared(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))

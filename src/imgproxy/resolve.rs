@@ -3,6 +3,7 @@
 //! TTL cache, then the system resolver under a time bound. The resolver is a trait, so tests
 //! give their own.
 
+use crate::config::text::{Addresses, HostName};
 use futures_util::future::BoxFuture;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -67,11 +68,11 @@ impl SourceResolver {
     pub async fn addresses(
         &self,
         host: &str,
-        statics: &BTreeMap<String, Vec<IpAddr>>,
+        statics: &BTreeMap<HostName, Addresses>,
         timeout: Duration,
     ) -> Result<Arc<[IpAddr]>, ResolveError> {
         if let Some(fixed) = statics.get(host) {
-            return Ok(fixed.as_slice().into());
+            return Ok(Arc::from(&**fixed));
         }
         if let Some(hit) = self.cache.get(host) {
             return Ok(hit);
@@ -146,11 +147,8 @@ mod tests {
         table.slow.push("slow.example".into());
         let table = Arc::new(table);
         let resolver = SourceResolver::new(table.clone());
-        let statics: BTreeMap<String, Vec<IpAddr>> = [(
-            "pinned.example".to_string(),
-            vec!["10.0.0.1".parse().unwrap()],
-        )]
-        .into();
+        let statics: BTreeMap<HostName, Addresses> =
+            serde_yaml::from_str("pinned.example: [10.0.0.1]").unwrap();
         let t = Duration::from_millis(50);
 
         let first = resolver.addresses("a.example", &statics, t).await.unwrap();

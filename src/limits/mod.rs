@@ -139,12 +139,12 @@ impl Limits {
             None => Counters::embedded(),
             Some(url) => Counters::clustered(
                 Shared::new(
-                    url.clone(),
-                    config.redis.key_prefix.clone(),
+                    url.to_string(),
+                    config.redis.key_prefix.to_string(),
                     config.redis.timeout(),
                     metrics.redis_degraded.clone(),
                 ),
-                config.redis.expected_instances,
+                *config.redis.expected_instances,
             ),
         };
         Limits {

@@ -223,24 +223,24 @@ impl UserLimits {
         UserLimits {
             per_minute: rl
                 .and_then(|r| r.requests_per_minute)
-                .or(user.map(|u| u.requests_per_minute))
+                .or(user.map(|u| *u.requests_per_minute))
                 .map(u64::from),
             per_hour: rl
                 .and_then(|r| r.requests_per_hour)
-                .or(user.map(|u| u.requests_per_hour))
+                .or(user.map(|u| *u.requests_per_hour))
                 .map(u64::from),
             monthly_requests: q
                 .and_then(|q| q.monthly_requests)
-                .unwrap_or(d.monthly_requests),
+                .unwrap_or(*d.monthly_requests),
             monthly_bandwidth_bytes: q
                 .and_then(|q| q.monthly_bandwidth_mb)
-                .unwrap_or(d.monthly_bandwidth_mb)
+                .unwrap_or(*d.monthly_bandwidth_mb)
                 .saturating_mul(MB),
             storage_bytes: q
                 .and_then(|q| q.storage_quota_mb)
-                .unwrap_or(d.storage_quota_mb)
+                .unwrap_or(*d.storage_quota_mb)
                 .saturating_mul(MB),
-            reset_day: q.and_then(|q| q.reset_day).unwrap_or(d.reset_day),
+            reset_day: q.and_then(|q| q.reset_day).unwrap_or(**d.reset_day),
         }
     }
 }
@@ -278,10 +278,10 @@ pub fn ip_bucket(ip: IpAddr, v6_prefix: u8) -> String {
 pub fn ip_rule(config: &Config, ip: IpAddr) -> Option<Rule> {
     config.rate_limits.ip_level.as_ref().map(|l| Rule {
         kind: Kind::Ip,
-        key: format!("ip:{}", ip_bucket(ip, l.ipv6_prefix)),
-        limit: u64::from(l.burst),
+        key: format!("ip:{}", ip_bucket(ip, *l.ipv6_prefix)),
+        limit: u64::from(*l.burst),
         shape: Shape::Bucket {
-            per_minute: u64::from(l.requests_per_minute),
+            per_minute: u64::from(*l.requests_per_minute),
         },
     })
 }
@@ -321,7 +321,7 @@ pub fn request_rules(
         ));
     }
     if let Some(api) = config.rate_limits.api_level.get(endpoint) {
-        let n = u64::from(api.requests_per_minute);
+        let n = u64::from(*api.requests_per_minute);
         rules.push(window(Kind::Api, format!("api:{endpoint}"), n, 60, now));
     }
     if scope.metered && limits.monthly_requests > 0 {

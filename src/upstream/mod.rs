@@ -74,7 +74,7 @@ impl Generation {
                 .map_err(|e| format!("{key}: cannot resolve `{host}`: {e}"))?
                 .next()
                 .ok_or_else(|| format!("{key}: `{host}` has no address"))?;
-            let mut backend = Backend::new_with_weight(&addr.to_string(), entry.weight as usize)
+            let mut backend = Backend::new_with_weight(&addr.to_string(), *entry.weight as usize)
                 .map_err(|e| format!("{key}: {e}"))?;
             backend.ext.insert(BackendIndex(index));
             if !set.insert(backend.clone()) {
@@ -100,8 +100,8 @@ impl Generation {
             states.push(Arc::new(BackendState::new(
                 index,
                 url,
-                entry.weight,
-                entry.health_check_path.clone(),
+                *entry.weight,
+                entry.health_check_path.to_string(),
                 authority,
                 backend,
                 peer,
@@ -110,8 +110,8 @@ impl Generation {
         }
         let hc = &config.health_check;
         let thresholds = Thresholds {
-            healthy: hc.healthy_threshold,
-            unhealthy: hc.unhealthy_threshold,
+            healthy: *hc.healthy_threshold,
+            unhealthy: *hc.unhealthy_threshold,
         };
         let probe = Probe::new(states.clone(), hc.timeout.get(), thresholds)
             .map_err(|e| format!("health_check: {e}"))?;

@@ -20,7 +20,7 @@ const ENVELOPE: u64 = 64 * 1024;
 
 fn too_large(state: &AppState) -> GatewayError {
     GatewayError::PayloadTooLarge {
-        limit_mb: state.config().storage.max_upload_mb,
+        limit_mb: *state.config().storage.max_upload_mb,
     }
 }
 
@@ -69,7 +69,7 @@ fn declared_length(session: &Session) -> GatewayResult<Option<u64>> {
 /// The most file bytes this request can carry: its declared length, or the upload limit.
 /// What the storage quota reserves for it.
 pub fn wanted(state: &AppState, session: &Session) -> GatewayResult<u64> {
-    let limit = state.config().storage.max_upload_mb * 1024 * 1024;
+    let limit = *state.config().storage.max_upload_mb * 1024 * 1024;
     Ok(declared_length(session)?.map_or(limit, |n| n.min(limit)))
 }
 
@@ -79,7 +79,7 @@ pub fn check_declared_length(
     session: &Session,
     cap: Option<&UploadCap>,
 ) -> GatewayResult<()> {
-    let limit = state.config().storage.max_upload_mb * 1024 * 1024;
+    let limit = *state.config().storage.max_upload_mb * 1024 * 1024;
     let Some(length) = declared_length(session)? else {
         return Ok(());
     };
@@ -150,7 +150,7 @@ pub async fn receive(
             GatewayError::BadRequest("the connection closed before the body".into())
         })?;
     }
-    let max = state.config().storage.max_upload_mb * 1024 * 1024;
+    let max = *state.config().storage.max_upload_mb * 1024 * 1024;
     let mut limits = vec![FileLimit {
         bytes: max,
         error: too_large(state),
