@@ -25,7 +25,7 @@ pub fn run(config: &Config, command: Managed) -> Result<(), String> {
         let store = db::open_migrated(&config.database).await?;
         let auth = authenticator(config);
         let bus = Bus::new(
-            config.redis.url.as_deref().map(str::to_string),
+            config.redis.client_url(),
             &config.redis.key_prefix,
             config.redis.timeout(),
         );

@@ -101,7 +101,7 @@ impl AppState {
             source_signer: SourceSigner::new(&secret),
             auth: Arc::new(authenticator(&config)),
             bus: Bus::new(
-                config.redis.url.as_deref().map(str::to_string),
+                config.redis.client_url(),
                 &config.redis.key_prefix,
                 config.redis.timeout(),
             ),

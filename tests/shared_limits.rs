@@ -1,9 +1,11 @@
 //! Limits and quotas in shared mode: several gateway processes on one PostgreSQL and one Redis
-//! enforce exact totals, and a Redis outage degrades to local limits without a 5xx.
+//! (or a three-master Redis Cluster) enforce exact totals, and a Redis outage (or a master
+//! lost) degrades to local limits without a 5xx.
 
 mod common;
 
 use common::db::{redis_available, Engine, REDIS_URL};
+use common::servers::RedisCluster;
 use common::stub::{Mode, Stub};
 use common::{admin, client, create_user, free_port, Gateway, Proc, TestDb, KEY};
 use serde_json::{json, Value};
@@ -16,19 +18,26 @@ struct Pair {
     _db: TestDb,
 }
 
+/// How long the gateways wait for Redis.
+#[derive(Clone, Copy, PartialEq)]
+enum Wait {
+    /// 2 s: exactness tests must not fall back to local limits because a loaded machine (the
+    /// whole suite runs at once) answered slower than the production default.
+    Patient,
+    /// The production default of 50 ms (outage tests, on a Redis of their own).
+    Default,
+}
+
 /// Two gateways on one fresh PostgreSQL database and `redis_url`; `None` only outside CI when
 /// a server is unreachable.
-async fn pair(yaml: &str, redis_url: &str) -> Option<Pair> {
+async fn pair(yaml: &str, redis_url: &str, wait: Wait) -> Option<Pair> {
     if redis_url == REDIS_URL && !redis_available().await {
         return None;
     }
     let db = TestDb::new(Engine::Postgres).await?;
     let s1 = Stub::start("a", Mode::Image).await;
     let s2 = Stub::start("b", Mode::Image).await;
-    // Exactness tests must not fall back to local limits because a loaded machine (the whole
-    // suite runs at once) answered slower than the production default of 50 ms; the outage
-    // test, on its own Redis, keeps the default.
-    let timeout_ms = if redis_url == REDIS_URL { 2000 } else { 50 };
+    let timeout_ms = if wait == Wait::Patient { 2000 } else { 50 };
     // A fresh prefix: counters of earlier runs in the same minute must not count.
     let prefix = format!("test-{:016x}:", rand::random::<u64>());
     let start = || {
@@ -64,6 +73,14 @@ fn count(statuses: &[u16], status: u16) -> usize {
     statuses.iter().filter(|s| **s == status).count()
 }
 
+/// Both instances decided in Redis throughout: a local fallback (each limit ÷ 2 here) could
+/// give the same totals.
+fn assert_decided_in_redis(p: &Pair) {
+    for gw in [&p.a, &p.b] {
+        assert!(!gw.log().contains("redis_degraded"), "{}", gw.log());
+    }
+}
+
 /// Print how a burst split, then check it: exactly `admitted` × 200 and `refusals` × `refused`.
 fn assert_split(what: &str, statuses: &[u16], admitted: usize, refused: u16, refusals: usize) {
     let (ok, no) = (count(statuses, 200), count(statuses, refused));
@@ -75,7 +92,7 @@ fn assert_split(what: &str, statuses: &[u16], admitted: usize, refused: u16, ref
 /// instances store at most the 1 MiB quota.
 #[tokio::test(flavor = "multi_thread")]
 async fn parallel_uploads_on_two_instances_never_exceed_the_storage_quota() {
-    let Some(p) = pair("quotas:\n  storage_quota_mb: 1", REDIS_URL).await else {
+    let Some(p) = pair("quotas:\n  storage_quota_mb: 1", REDIS_URL, Wait::Patient).await else {
         return;
     };
     let key = create_user(&p.a, "par-shared", "user", json!({})).await;
@@ -86,11 +103,35 @@ async fn parallel_uploads_on_two_instances_never_exceed_the_storage_quota() {
     assert!(used <= 1024 * 1024, "{used} bytes stored against 1 MiB");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn two_instances_admit_exactly_the_user_limit() {
+/// A test on the shared Redis, and the same on a fresh three-master Redis Cluster.
+macro_rules! on_redis_and_cluster {
+    ($(#[$doc:meta])* $single:ident, $cluster:ident, $body:ident) => {
+        $(#[$doc])*
+        #[tokio::test(flavor = "multi_thread")]
+        async fn $single() {
+            $body(REDIS_URL).await;
+        }
+
+        $(#[$doc])*
+        #[tokio::test(flavor = "multi_thread")]
+        async fn $cluster() {
+            let cluster = RedisCluster::start().await;
+            $body(&cluster.url()).await;
+        }
+    };
+}
+
+on_redis_and_cluster!(
+    two_instances_admit_exactly_the_user_limit,
+    on_a_cluster_two_instances_admit_exactly_the_user_limit,
+    exactly_the_user_limit
+);
+
+async fn exactly_the_user_limit(redis_url: &str) {
     let Some(p) = pair(
         "rate_limits:\n  user_level:\n    requests_per_minute: 100\n    requests_per_hour: 100000",
-        REDIS_URL,
+        redis_url,
+        Wait::Patient,
     )
     .await
     else {
@@ -106,19 +147,22 @@ async fn two_instances_admit_exactly_the_user_limit() {
         429,
         200,
     );
+    assert_decided_in_redis(&p);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn two_instances_stop_at_exactly_the_request_quota() {
-    if !redis_available().await {
-        return;
-    }
+on_redis_and_cluster!(
+    two_instances_stop_at_exactly_the_request_quota,
+    on_a_cluster_two_instances_stop_at_exactly_the_request_quota,
+    exactly_the_request_quota
+);
+
+async fn exactly_the_request_quota(redis_url: &str) {
     let hook = Stub::start("hook", Mode::Image).await;
     let yaml = format!(
         "quotas:\n  monthly_requests: 50\n  webhook_url: {}/quota",
         hook.url()
     );
-    let Some(p) = pair(&yaml, REDIS_URL).await else {
+    let Some(p) = pair(&yaml, redis_url, Wait::Patient).await else {
         return;
     };
     let key = create_user(&p.a, "quota50", "user", json!({})).await;
@@ -130,6 +174,7 @@ async fn two_instances_stop_at_exactly_the_request_quota() {
         402,
         30,
     );
+    assert_decided_in_redis(&p);
     let r = common::convert(&p.b, &key).await;
     assert_eq!(r.status(), 402, "the 51st and later");
     // Both instances report the same usage, from Redis.
@@ -179,11 +224,19 @@ async fn two_instances_stop_at_exactly_the_request_quota() {
     assert!(forgotten.is_some());
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn an_endpoint_refusal_in_redis_costs_the_user_nothing() {
+on_redis_and_cluster!(
+    /// On a cluster the user's levels are taken on one shard before the endpoint's lease
+    /// refuses: the refusal gives them back.
+    an_endpoint_refusal_in_redis_costs_the_user_nothing,
+    on_a_cluster_an_endpoint_refusal_costs_the_user_nothing,
+    an_endpoint_refusal_costs_the_user_nothing
+);
+
+async fn an_endpoint_refusal_costs_the_user_nothing(redis_url: &str) {
     let Some(p) = pair(
         "rate_limits:\n  user_level:\n    requests_per_minute: 10\n    requests_per_hour: 1000\n  api_level:\n    /api/v1/convert:\n      requests_per_minute: 2",
-        REDIS_URL,
+        redis_url,
+        Wait::Patient,
     )
     .await else { return };
     let key = create_user(&p.a, "api-shared", "user", json!({})).await;
@@ -194,6 +247,7 @@ async fn an_endpoint_refusal_in_redis_costs_the_user_nothing() {
         (2, 4),
         "{statuses:?}"
     );
+    assert_decided_in_redis(&p);
     let form = reqwest::multipart::Form::new().part(
         "file",
         reqwest::multipart::Part::bytes(
@@ -223,28 +277,69 @@ async fn an_endpoint_refusal_in_redis_costs_the_user_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_redis_outage_degrades_to_local_limits_without_errors() {
     let port = free_port();
-    let spawn_redis = || {
-        Proc::spawn(
-            std::process::Command::new("redis-server")
-                .args([
-                    "--port",
-                    &port.to_string(),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ])
-                .stdout(std::process::Stdio::null()),
-        )
+    let mut redis = Outage::Redis {
+        proc: spawn_redis(port),
+        port,
     };
-    let mut redis = spawn_redis();
     common::wait_for_port(port).await;
-    let url = format!("redis://127.0.0.1:{port}");
+    degrades_without_errors(&mut redis).await;
+}
+
+/// The master that holds the user's counters is killed in the middle of a run, and returns.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_master_lost_degrades_to_local_limits_without_errors() {
+    let cluster = RedisCluster::start().await;
+    let node = cluster.owner("u:outage");
+    degrades_without_errors(&mut Outage::Cluster { cluster, node }).await;
+}
+
+fn spawn_redis(port: u16) -> Proc {
+    Proc::spawn(
+        std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null()),
+    )
+}
+
+/// What goes down in an outage test.
+enum Outage {
+    Redis { proc: Proc, port: u16 },
+    Cluster { cluster: RedisCluster, node: usize },
+}
+
+impl Outage {
+    fn url(&self) -> String {
+        match self {
+            Outage::Redis { port, .. } => format!("redis://127.0.0.1:{port}"),
+            Outage::Cluster { cluster, .. } => cluster.url(),
+        }
+    }
+
+    fn down(&mut self) {
+        match self {
+            Outage::Redis { proc, .. } => proc.kill(),
+            Outage::Cluster { cluster, node } => cluster.kill(*node),
+        }
+    }
+
+    async fn up(&mut self) {
+        match self {
+            Outage::Redis { proc, port } => {
+                *proc = spawn_redis(*port);
+                common::wait_for_port(*port).await;
+            }
+            Outage::Cluster { cluster, node } => cluster.restart(*node).await,
+        }
+    }
+}
+
+async fn degrades_without_errors(redis: &mut Outage) {
+    let url = redis.url();
     let Some(p) = pair(
         "rate_limits:\n  user_level:\n    requests_per_minute: 100000\n    requests_per_hour: 1000000\nquotas:\n  monthly_requests: 100000",
         &url,
+        Wait::Default,
     )
     .await else { return };
     let key = create_user(&p.a, "outage", "user", json!({})).await;
@@ -287,13 +382,12 @@ async fn a_redis_outage_degrades_to_local_limits_without_errors() {
     };
     for i in 0..300 {
         if i == 100 {
-            redis.kill();
+            redis.down();
         }
         if i == 200 {
             assert_eq!(health(&p.a).await, "degraded");
             assert_eq!(common::metric(&p.a, "redis_degraded").await, Some(1.0));
-            redis = spawn_redis();
-            common::wait_for_port(port).await;
+            redis.up().await;
         }
         let (s, d) = run(&p, i).await;
         statuses.push(s);

@@ -139,6 +139,9 @@ pub struct RedisConfig {
     pub expected_instances: Bounded<u64, 1, 1000>,
     /// Prefix of every Redis key and channel, so deployments can share a Redis.
     pub key_prefix: KeyPrefix,
+    /// `redis.url` is a node of a Redis Cluster (the same as a `redis-cluster://` URL): the
+    /// client discovers the others and follows `MOVED`/`ASK`.
+    pub cluster: bool,
 }
 
 impl Default for RedisConfig {
@@ -148,6 +151,7 @@ impl Default for RedisConfig {
             timeout_ms: Bounded::preset(50),
             expected_instances: Bounded::preset(2),
             key_prefix: KeyPrefix::preset("imgproxy-gateway:"),
+            cluster: false,
         }
     }
 }
@@ -155,6 +159,20 @@ impl Default for RedisConfig {
 impl RedisConfig {
     pub fn timeout(&self) -> std::time::Duration {
         std::time::Duration::from_millis(*self.timeout_ms)
+    }
+
+    /// The URL as the client takes it: a cluster's with its `-cluster` scheme.
+    pub fn client_url(&self) -> Option<String> {
+        let url = self.url.as_deref()?;
+        if !self.cluster || url.contains("-cluster://") {
+            return Some(url.to_string());
+        }
+        Some(url.replacen("://", "-cluster://", 1))
+    }
+
+    /// Whether shared state is on a Redis Cluster.
+    pub fn clustered(&self) -> bool {
+        self.client_url().is_some_and(|u| u.contains("-cluster://"))
     }
 }
 

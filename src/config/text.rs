@@ -72,11 +72,17 @@ shaped_text!(
 );
 
 shaped_text!(
-    /// The prefix of every Redis key and channel.
+    /// The prefix of every Redis key and channel. No braces: a key's hash tag (which Redis
+    /// Cluster shard holds it) is the first `{…}` in it, and comes after the prefix.
     KeyPrefix,
-    |t| match t.len() <= 64 && !t.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        true => Ok(()),
-        false => Err("must be at most 64 characters without spaces".into()),
+    |t| {
+        let plain = !t
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '{' || c == '}');
+        match t.len() <= 64 && plain {
+            true => Ok(()),
+            false => Err("must be at most 64 characters without spaces or braces".into()),
+        }
     }
 );
 
@@ -125,14 +131,19 @@ shaped_text!(
 );
 
 shaped_text!(
-    /// `redis://` or `rediss://` with a host (the password never appears in a message).
+    /// `redis://` or `rediss://` with a host, or `redis-cluster://` (`rediss-cluster://`) for
+    /// Redis Cluster, more seed nodes given as `?node=host:port` (the password never appears
+    /// in a message).
     RedisUrl,
-    |t| match t.starts_with("redis://") || t.starts_with("rediss://") {
-        true => Ok(()),
-        false => Err(format!(
-            "`{}` must start with redis:// or rediss://",
-            super::redacted(t)
-        )),
+    |t| {
+        let schemes = ["redis://", "rediss://", "redis-cluster://", "rediss-cluster://"];
+        match schemes.iter().any(|s| t.starts_with(s)) {
+            true => Ok(()),
+            false => Err(format!(
+                "`{}` must start with redis://, rediss://, redis-cluster:// or rediss-cluster://",
+                super::redacted(t)
+            )),
+        }
     }
 );
 

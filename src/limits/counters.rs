@@ -1,5 +1,5 @@
 //! Where the counters of rate limits and quotas live, behind one interface. **Embedded**: in
-//! this process (`LocalLimiter`). **Clustered**: in Redis, one round trip per decision
+//! this process (`LocalLimiter`). **Shared**: in Redis (one server or a Redis Cluster), one round trip per decision
 //! (`Shared`, `check.lua`), with this process's counters as the fallback while Redis cannot
 //! answer (each rate limit ÷ `redis.expected_instances`) and the quota counts admitted
 //! meanwhile kept as `Owed` until Redis answers again. `Limits` holds a `Counters` and decides
@@ -53,18 +53,18 @@ impl Owed {
 }
 
 /// Redis, with the fallback's share and what the fallback admitted.
-struct Clustered {
+struct InRedis {
     redis: Arc<Shared>,
     expected_instances: u64,
     owed: Owed,
 }
 
 pub struct Counters {
-    /// Every counter in embedded mode; the fallback (and the quota counts seen) when clustered.
+    /// Every counter in embedded mode; the fallback (and the quota counts seen) in shared mode.
     local: LocalLimiter,
     /// Bytes uploads in flight reserved against storage quotas, when kept in this process.
     reserved: Arc<Ledger>,
-    clustered: Option<Clustered>,
+    in_redis: Option<InRedis>,
 }
 
 impl Counters {
@@ -72,13 +72,13 @@ impl Counters {
         Counters {
             local: LocalLimiter::default(),
             reserved: Arc::default(),
-            clustered: None,
+            in_redis: None,
         }
     }
 
-    pub fn clustered(redis: Shared, expected_instances: u64) -> Counters {
+    pub fn in_redis(redis: Shared, expected_instances: u64) -> Counters {
         Counters {
-            clustered: Some(Clustered {
+            in_redis: Some(InRedis {
                 redis: Arc::new(redis),
                 expected_instances,
                 owed: Owed::default(),
@@ -87,22 +87,20 @@ impl Counters {
         }
     }
 
-    /// Connect to Redis (clustered) on the calling, long-lived runtime.
+    /// Connect to Redis (shared mode) on the calling, long-lived runtime.
     pub fn connect(&self) -> Result<(), String> {
-        self.clustered
-            .as_ref()
-            .map_or(Ok(()), |c| c.redis.connect())
+        self.in_redis.as_ref().map_or(Ok(()), |c| c.redis.connect())
     }
 
     /// Whether counters run on the local fallback because Redis is unreachable.
     pub fn degraded(&self) -> bool {
-        self.clustered.as_ref().is_some_and(|c| c.redis.degraded())
+        self.in_redis.as_ref().is_some_and(|c| c.redis.degraded())
     }
 
     /// How usage rows are written: totals when Redis holds them (every instance writes the
     /// same total), increments in embedded mode (an upgrade's two processes add up).
     pub fn usage_writes(&self) -> Write {
-        match self.clustered {
+        match self.in_redis {
             Some(_) => Write::Totals,
             None => Write::Increments,
         }
@@ -110,7 +108,7 @@ impl Counters {
 
     /// One decision over `rules`, consuming all or nothing when `consume`.
     pub async fn decide(&self, rules: &[Rule], consume: bool) -> Decision {
-        let Some(c) = &self.clustered else {
+        let Some(c) = &self.in_redis else {
             return self.local_decision(rules, consume, 1);
         };
         if let Some(decision) = c.redis.check(rules, consume).await {
@@ -145,7 +143,7 @@ impl Counters {
         seed: u64,
         end: u64,
     ) -> Option<u64> {
-        let c = self.clustered.as_ref()?;
+        let c = self.in_redis.as_ref()?;
         let key = key();
         let total = c
             .redis
@@ -160,13 +158,13 @@ impl Counters {
     /// The shared totals of quota counters (absent = `None`); `None` when there are none to
     /// read (embedded mode, or Redis unreachable).
     pub async fn shared_totals(&self, keys: &[String]) -> Option<Vec<Option<u64>>> {
-        self.clustered.as_ref()?.redis.values(keys).await
+        self.in_redis.as_ref()?.redis.values(keys).await
     }
 
     /// Claim a once-only event (a threshold across instances): whether this call was first.
     /// Without Redis to ask, this instance goes ahead.
     pub async fn claim_once(&self, key: &str, expires_at: u64) -> bool {
-        match &self.clustered {
+        match &self.in_redis {
             Some(c) => c.redis.claim(key, expires_at).await != Some(false),
             None => true,
         }
@@ -178,7 +176,7 @@ impl Counters {
         for key in keys {
             self.local.set(key, 0, end);
         }
-        let Some(c) = &self.clustered else {
+        let Some(c) = &self.in_redis else {
             return Ok(());
         };
         let unavailable = || GatewayError::NotReady("Redis did not take the reset".into());
@@ -193,7 +191,7 @@ impl Counters {
 
     /// Add to Redis the quota counts admitted during an outage, once it answers again.
     pub async fn settle_owed(&self) {
-        let Some(c) = &self.clustered else {
+        let Some(c) = &self.in_redis else {
             return;
         };
         if c.redis.degraded() {
@@ -216,9 +214,9 @@ impl Counters {
     }
 
     /// Reserve `bytes` of `user`'s storage quota: the reservation and the user's total
-    /// reserved, this one included (in Redis when clustered and reachable).
+    /// reserved, this one included (in Redis in shared mode and reachable).
     pub async fn reserve(&self, user: &str, bytes: u64) -> (Reservation, u64) {
-        let redis = self.clustered.as_ref().map(|c| &c.redis);
+        let redis = self.in_redis.as_ref().map(|c| &c.redis);
         reservations::reserve(&self.reserved, redis, user, bytes).await
     }
 

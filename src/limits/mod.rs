@@ -1,6 +1,7 @@
 //! Rate limits (429) and quotas (402): the rules of a request, checked and consumed all or
 //! nothing, the usage they count, and the headers and reports that show it.
 
+mod cluster;
 pub mod counters;
 pub mod headers;
 pub mod local;
@@ -30,7 +31,7 @@ use thresholds::{Notifier, Quota};
 use usage::{Entry, UsageBook};
 
 /// The policy of rate limits and quotas (which rules a request meets, quota pre-checks,
-/// thresholds, reports); the counters behind it are embedded or clustered (`counters`).
+/// thresholds, reports); the counters behind it are embedded or in Redis (`counters`).
 pub struct Limits {
     counters: Counters,
     usage: UsageBook,
@@ -103,7 +104,7 @@ const ANONYMOUS: &str = "anonymous";
 fn claim_key(entry: &Entry, quota: Quota, percent: u64) -> String {
     format!(
         "th:{}:{}:{}:{percent}",
-        entry.user_id,
+        rules::user_tag(&entry.user_id),
         entry.period.id(),
         quota.name()
     )
@@ -135,17 +136,22 @@ fn rate_limited(decision: &Decision, kind: Kind, now: u64) -> GatewayError {
 
 impl Limits {
     pub fn new(config: &Config, notifier: Notifier, metrics: Arc<Metrics>) -> Limits {
-        let counters = match &config.redis.url {
+        let counters = match config.redis.client_url() {
             None => Counters::embedded(),
-            Some(url) => Counters::clustered(
-                Shared::new(
-                    url.to_string(),
+            Some(url) => {
+                let instances = *config.redis.expected_instances;
+                let redis = Shared::new(
+                    url,
                     config.redis.key_prefix.to_string(),
                     config.redis.timeout(),
                     metrics.redis_degraded.clone(),
-                ),
-                *config.redis.expected_instances,
-            ),
+                );
+                let redis = match config.redis.clustered() {
+                    true => redis.on_cluster(instances),
+                    false => redis,
+                };
+                Counters::in_redis(redis, instances)
+            }
         };
         Limits {
             counters,

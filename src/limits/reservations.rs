@@ -44,7 +44,7 @@ impl Ledger {
 }
 
 fn shared_key(user: &str) -> String {
-    format!("storage_reserved:{user}")
+    format!("storage_reserved:{}", super::rules::user_tag(user))
 }
 
 fn expires_at() -> u64 {

@@ -278,7 +278,7 @@ pub fn ip_bucket(ip: IpAddr, v6_prefix: u8) -> String {
 pub fn ip_rule(config: &Config, ip: IpAddr) -> Option<Rule> {
     config.rate_limits.ip_level.as_ref().map(|l| Rule {
         kind: Kind::Ip,
-        key: format!("ip:{}", ip_bucket(ip, *l.ipv6_prefix)),
+        key: format!("ip:{{ip:{}}}", ip_bucket(ip, *l.ipv6_prefix)),
         limit: u64::from(*l.burst),
         shape: Shape::Bucket {
             per_minute: u64::from(*l.requests_per_minute),
@@ -305,7 +305,7 @@ pub fn request_rules(
     if let Some(n) = limits.per_minute {
         rules.push(window(
             Kind::UserMinute,
-            format!("um:{user_id}"),
+            format!("um:{}", user_tag(user_id)),
             n,
             60,
             now,
@@ -314,7 +314,7 @@ pub fn request_rules(
     if let Some(n) = limits.per_hour {
         rules.push(window(
             Kind::UserHour,
-            format!("uh:{user_id}"),
+            format!("uh:{}", user_tag(user_id)),
             n,
             3600,
             now,
@@ -322,7 +322,13 @@ pub fn request_rules(
     }
     if let Some(api) = config.rate_limits.api_level.get(endpoint) {
         let n = u64::from(*api.requests_per_minute);
-        rules.push(window(Kind::Api, format!("api:{endpoint}"), n, 60, now));
+        rules.push(window(
+            Kind::Api,
+            format!("api:{{api:{endpoint}}}"),
+            n,
+            60,
+            now,
+        ));
     }
     if scope.metered && limits.monthly_requests > 0 {
         rules.push(Rule {
@@ -339,14 +345,21 @@ pub fn request_rules(
     rules
 }
 
+/// The hash tag in every counter of one user (`{u:<id>}`): on a Redis Cluster all of them are
+/// on one shard, so one script decides a user's levels together. The IP level and each
+/// endpoint have tags of their own (`{ip:…}`, `{api:…}`).
+pub fn user_tag(user_id: &str) -> String {
+    format!("{{u:{user_id}}}")
+}
+
 /// The counter of a user's bandwidth bytes in a period (shared mode).
 pub fn bandwidth_key(user_id: &str, period: &Period) -> String {
-    format!("qb:{user_id}:{}", period.id())
+    format!("qb:{}:{}", user_tag(user_id), period.id())
 }
 
 /// The counter of a user's requests in a period.
 pub fn requests_key(user_id: &str, period: &Period) -> String {
-    format!("qr:{user_id}:{}", period.id())
+    format!("qr:{}:{}", user_tag(user_id), period.id())
 }
 
 #[cfg(test)]

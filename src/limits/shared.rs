@@ -1,8 +1,10 @@
 //! Limits across instances: every rule of a request checked and consumed in one Redis round trip
 //! (`check.lua`, loaded once, run with EVALSHA), each call bounded by `redis.timeout_ms`. A
 //! circuit breaker stops calling a Redis that failed for `OPEN_FOR`; meanwhile the caller falls
-//! back to its in-process limiter, at each rate limit ÷ `redis.expected_instances`.
+//! back to its in-process limiter, at each rate limit ÷ `redis.expected_instances`. On a Redis
+//! Cluster a decision takes one script per slot its keys fall in (`cluster.rs`).
 
+use super::cluster::{self, Leases};
 use super::rules::{Decision, Rule, Shape};
 use fred::clients::Client;
 use fred::interfaces::{ClientLike, KeysInterface};
@@ -27,6 +29,31 @@ local v = redis.call("INCRBY", KEYS[1], ARGV[1])
 if v <= 0 then redis.call("DEL", KEYS[1]) else redis.call("EXPIREAT", KEYS[1], ARGV[2]) end
 return v
 "#;
+/// Give back one request to each counter (a later step of a cluster decision refused): a
+/// bucket regains a token (up to its capacity), a counter loses one.
+/// KEYS[i]: the counter; ARGV[i]: "b" or "c"; ARGV[#KEYS + i]: a bucket's capacity.
+const REFUND: &str = r#"
+for i = 1, #KEYS do
+  if ARGV[i] == "b" then
+    local t = tonumber(redis.call("HGET", KEYS[i], "t"))
+    if t then redis.call("HSET", KEYS[i], "t", tostring(math.min(tonumber(ARGV[#KEYS + i]), t + 1))) end
+  else
+    local v = tonumber(redis.call("GET", KEYS[i]))
+    if v and v > 0 then redis.call("DECR", KEYS[i]) end
+  end
+end
+return 0
+"#;
+/// Lease up to ARGV[1] requests of a window whose limit is ARGV[2] (expiring at ARGV[3]):
+/// { requests granted, the window's total leased }.
+const LEASE: &str = r#"
+local v = tonumber(redis.call("GET", KEYS[1])) or 0
+local grant = math.min(tonumber(ARGV[1]), tonumber(ARGV[2]) - v)
+if grant <= 0 then return { 0, v } end
+v = redis.call("INCRBY", KEYS[1], grant)
+redis.call("EXPIREAT", KEYS[1], ARGV[3])
+return { grant, v }
+"#;
 /// How long a failed Redis is left alone before the next try.
 const OPEN_FOR: Duration = Duration::from_secs(1);
 /// Counters of a quota period outlive it by this much, so the last flush can read them.
@@ -40,6 +67,13 @@ pub struct Shared {
     script: Script,
     settle: Script,
     add: Script,
+    refund: Script,
+    lease: Script,
+    /// On a Redis Cluster: decisions split by slot, endpoint windows leased.
+    cluster: bool,
+    /// `redis.expected_instances`: how many share an endpoint's budget.
+    instances: u64,
+    leases: Leases,
     /// Unix ms until which Redis is not called (0 = closed breaker).
     open_until: AtomicU64,
     degraded: AtomicBool,
@@ -66,10 +100,51 @@ impl Shared {
             script: Script::from_lua(SCRIPT),
             settle: Script::from_lua(SETTLE),
             add: Script::from_lua(ADD),
+            refund: Script::from_lua(REFUND),
+            lease: Script::from_lua(LEASE),
+            cluster: false,
+            instances: 1,
+            leases: Leases::default(),
             open_until: AtomicU64::new(0),
             degraded: AtomicBool::new(false),
             gauge,
         }
+    }
+
+    /// On a Redis Cluster shared by `instances`.
+    pub fn on_cluster(mut self, instances: u64) -> Shared {
+        self.cluster = true;
+        self.instances = instances;
+        self
+    }
+
+    pub fn instances(&self) -> u64 {
+        self.instances
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    /// The cluster slot of `key` (the prefix has no braces, so the hash tag is the key's own).
+    pub fn slot(&self, key: &str) -> u16 {
+        fred::util::redis_keyslot(self.key(key).as_bytes())
+    }
+
+    /// `keys` grouped by slot (one group on a single Redis), each group's positions in order.
+    fn by_slot(&self, keys: &[String]) -> Vec<Vec<usize>> {
+        if !self.cluster {
+            return vec![(0..keys.len()).collect()];
+        }
+        let mut groups: Vec<(u16, Vec<usize>)> = Vec::new();
+        for (i, key) in keys.iter().enumerate() {
+            let slot = self.slot(key);
+            match groups.iter_mut().find(|(s, _)| *s == slot) {
+                Some((_, group)) => group.push(i),
+                None => groups.push((slot, vec![i])),
+            }
+        }
+        groups.into_iter().map(|(_, g)| g).collect()
     }
 
     /// Connect on the calling runtime (the state service's, which lives as long as the process).
@@ -153,10 +228,20 @@ impl Shared {
     /// `check` as of `now` (Unix ms): the parity test runs the same vectors through both
     /// engines at the same instants.
     pub async fn check_at(&self, rules: &[Rule], consume: bool, now: u64) -> Option<Decision> {
-        let keys: Vec<String> = rules
-            .iter()
-            .map(|r| format!("{}{}", self.prefix, r.key))
-            .collect();
+        if self.cluster {
+            return cluster::check(self, &self.leases, rules, consume, now).await;
+        }
+        self.run_script(rules, consume, now).await
+    }
+
+    /// Every rule in one `check.lua` call (on a cluster, rules of one slot).
+    pub(super) async fn run_script(
+        &self,
+        rules: &[Rule],
+        consume: bool,
+        now: u64,
+    ) -> Option<Decision> {
+        let keys: Vec<String> = rules.iter().map(|r| self.key(&r.key)).collect();
         let mut args: Vec<String> = vec![now.to_string(), if consume { "1" } else { "0" }.into()];
         for rule in rules {
             let (kind, p1, p2) = match rule.shape {
@@ -194,25 +279,64 @@ impl Shared {
         Some(decision)
     }
 
-    /// Current values of counters (absent = `None`).
+    /// Give back what a consumed `run_script` of `rules` took.
+    pub(super) async fn refund(&self, rules: &[Rule]) -> Option<()> {
+        let keys: Vec<String> = rules.iter().map(|r| self.key(&r.key)).collect();
+        let kinds = rules.iter().map(|r| match r.shape {
+            Shape::Bucket { .. } => "b".to_string(),
+            _ => "c".to_string(),
+        });
+        let args: Vec<String> = kinds
+            .chain(rules.iter().map(|r| r.capacity(1).to_string()))
+            .collect();
+        let _: i64 = self
+            .call(|client| self.refund.evalsha_with_reload(client, keys, args))
+            .await?;
+        Some(())
+    }
+
+    /// Lease up to `chunk` requests of the window `key` (limit `limit`, expiring at
+    /// `expires_at`): the requests granted and the window's total leased.
+    pub(super) async fn lease(
+        &self,
+        key: &str,
+        chunk: u64,
+        limit: u64,
+        expires_at: u64,
+    ) -> Option<(u64, u64)> {
+        let args = vec![chunk.to_string(), limit.to_string(), expires_at.to_string()];
+        let out: Vec<i64> = self
+            .call(|client| {
+                self.lease
+                    .evalsha_with_reload(client, vec![self.key(key)], args)
+            })
+            .await?;
+        Some((
+            out.first()?.max(&0).unsigned_abs(),
+            out.get(1)?.max(&0).unsigned_abs(),
+        ))
+    }
+
+    /// Current values of counters (absent = `None`): one MGET per slot.
     pub async fn values(&self, keys: &[String]) -> Option<Vec<Option<u64>>> {
-        if keys.is_empty() {
-            return Some(Vec::new());
+        let mut out = vec![None; keys.len()];
+        for group in self.by_slot(keys) {
+            if group.is_empty() {
+                continue;
+            }
+            let names: Vec<String> = group.iter().map(|&i| self.key(&keys[i])).collect();
+            let values: Vec<Option<i64>> = self.call(|client| client.mget(names)).await?;
+            for (&i, value) in group.iter().zip(values) {
+                out[i] = value.map(|v| v.max(0) as u64);
+            }
         }
-        let keys: Vec<String> = keys.iter().map(|k| format!("{}{k}", self.prefix)).collect();
-        let values: Vec<Option<i64>> = self.call(|client| client.mget(keys)).await?;
-        Some(
-            values
-                .into_iter()
-                .map(|v| v.map(|v| v.max(0) as u64))
-                .collect(),
-        )
+        Some(out)
     }
 
     /// Add `count` to a counter in one round trip; a counter Redis does not have (it keeps
     /// nothing on disk) starts at `seed`. Its new value.
     pub async fn settle(&self, key: &str, count: u64, seed: u64, expires_at: u64) -> Option<u64> {
-        let key = format!("{}{key}", self.prefix);
+        let key = self.key(key);
         let args = vec![count.to_string(), seed.to_string(), expires_at.to_string()];
         let value: i64 = self
             .call(|client| self.settle.evalsha_with_reload(client, vec![key], args))
@@ -222,22 +346,26 @@ impl Shared {
 
     /// Add `delta` to a counter that expires at `expires_at` (unix s); its new value.
     pub async fn add(&self, key: &str, delta: i64, expires_at: u64) -> Option<i64> {
-        let key = format!("{}{key}", self.prefix);
+        let key = self.key(key);
         let args = vec![delta.to_string(), expires_at.to_string()];
         self.call(|client| self.add.evalsha_with_reload(client, vec![key], args))
             .await
     }
 
-    /// Remove keys (claims forgotten by a quota reset).
+    /// Remove keys (claims forgotten by a quota reset): one DEL per slot.
     pub async fn delete(&self, keys: &[String]) -> Option<()> {
-        let keys: Vec<String> = keys.iter().map(|k| format!("{}{k}", self.prefix)).collect();
-        let _: i64 = self.call(|client| client.del(keys)).await?;
+        for group in self.by_slot(keys) {
+            let names: Vec<String> = group.iter().map(|&i| self.key(&keys[i])).collect();
+            if !names.is_empty() {
+                let _: i64 = self.call(|client| client.del(names)).await?;
+            }
+        }
         Some(())
     }
 
     /// Claim a once-only event: whether this call was first.
     pub async fn claim(&self, key: &str, expires_at: u64) -> Option<bool> {
-        let key = format!("{}{key}", self.prefix);
+        let key = self.key(key);
         let set: Option<String> = self
             .call(|client| {
                 client.set(
@@ -254,7 +382,7 @@ impl Shared {
 
     /// Set counters (a quota reset).
     pub async fn set(&self, key: &str, value: u64, expires_at: u64) -> Option<()> {
-        let key = format!("{}{key}", self.prefix);
+        let key = self.key(key);
         self.call(|client| {
             client.set::<(), _, _>(
                 key,

@@ -188,6 +188,130 @@ impl PrivateRedis {
     }
 }
 
+/// A Redis Cluster of three masters (no replicas) on ephemeral loopback ports, made with
+/// `redis-cli --cluster create`; its nodes keep nothing on disk but their cluster files.
+pub struct RedisCluster {
+    pub ports: Vec<u16>,
+    buses: Vec<u16>,
+    nodes: Vec<Proc>,
+    dir: tempfile::TempDir,
+}
+
+impl RedisCluster {
+    pub async fn start() -> RedisCluster {
+        let dir = tempfile::tempdir().unwrap();
+        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let buses: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let nodes = (0..3)
+            .map(|i| Self::spawn(dir.path(), ports[i], buses[i]))
+            .collect();
+        for &port in &ports {
+            wait_for_port(port).await;
+        }
+        let addresses: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let made = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addresses)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .status()
+            .expect("run redis-cli --cluster create");
+        assert!(made.success(), "redis-cli --cluster create failed");
+        let cluster = RedisCluster {
+            ports,
+            buses,
+            nodes,
+            dir,
+        };
+        cluster.wait_ok().await;
+        cluster
+    }
+
+    fn spawn(dir: &Path, port: u16, bus: u16) -> Proc {
+        Proc::spawn(
+            Command::new("redis-server")
+                .current_dir(dir)
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--cluster-enabled", "yes"])
+                .args(["--cluster-port", &bus.to_string()])
+                .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
+                .args(["--cluster-node-timeout", "1000"])
+                .args(["--save", "", "--appendonly", "no"])
+                .stdout(Stdio::null()),
+        )
+    }
+
+    /// Until every node reports `cluster_state:ok` (slots assigned and agreed).
+    async fn wait_ok(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        for &port in &self.ports {
+            loop {
+                let out = Command::new("redis-cli")
+                    .args(["-p", &port.to_string(), "cluster", "info"])
+                    .output()
+                    .expect("run redis-cli cluster info");
+                if String::from_utf8_lossy(&out.stdout).contains("cluster_state:ok") {
+                    break;
+                }
+                assert!(std::time::Instant::now() < deadline, "cluster not ok");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    /// `redis-cluster://` with every node as a seed.
+    pub fn url(&self) -> String {
+        let rest: Vec<String> = self.ports[1..]
+            .iter()
+            .map(|p| format!("node=127.0.0.1:{p}"))
+            .collect();
+        format!(
+            "redis-cluster://127.0.0.1:{}?{}",
+            self.ports[0],
+            rest.join("&")
+        )
+    }
+
+    /// The node that holds the keys of hash tag `tag` (from `CLUSTER KEYSLOT` and the slot
+    /// ranges of `CLUSTER NODES`).
+    pub fn owner(&self, tag: &str) -> usize {
+        let cli = |args: &[&str]| {
+            let out = Command::new("redis-cli")
+                .args(["-p", &self.ports[0].to_string()])
+                .args(args)
+                .output()
+                .expect("run redis-cli");
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let slot: u16 = cli(&["cluster", "keyslot", tag]).trim().parse().unwrap();
+        let nodes = cli(&["cluster", "nodes"]);
+        for line in nodes.lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let holds = fields.iter().skip(8).any(|range| {
+                let (a, b) = range.split_once('-').unwrap_or((range, range));
+                matches!((a.parse::<u16>(), b.parse::<u16>()), (Ok(a), Ok(b)) if (a..=b).contains(&slot))
+            });
+            if holds {
+                let port: u16 = fields[1].split(['@', ':']).nth(1).unwrap().parse().unwrap();
+                return self.ports.iter().position(|&p| p == port).unwrap();
+            }
+        }
+        panic!("no node holds slot {slot}: {nodes}");
+    }
+
+    /// SIGKILL one master: its slots have no owner until it returns.
+    pub fn kill(&mut self, node: usize) {
+        self.nodes[node].kill();
+    }
+
+    /// Start a killed master again: it rejoins with its slots (and none of its data).
+    pub async fn restart(&mut self, node: usize) {
+        self.nodes[node] = Self::spawn(self.dir.path(), self.ports[node], self.buses[node]);
+        wait_for_port(self.ports[node]).await;
+        self.wait_ok().await;
+    }
+}
+
 /// A tmpfs of `size` (e.g. `1m`) mounted on a fresh directory, unmounted on drop.
 pub struct SmallDisk {
     dir: tempfile::TempDir,
