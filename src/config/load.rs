@@ -141,6 +141,30 @@ backends:
             .collect()
     }
 
+    #[test]
+    fn a_redis_cluster_is_named_by_flag_or_scheme() {
+        let with = |redis: &str| {
+            load_str(&format!("{TWO_BACKENDS}redis:\n{redis}"), env(&[]))
+                .unwrap()
+                .redis
+        };
+        let flagged = with("  url: redis://u:p@10.0.0.1:7000\n  cluster: true\n");
+        assert_eq!(
+            flagged.client_url().as_deref(),
+            Some("redis-cluster://u:p@10.0.0.1:7000")
+        );
+        assert!(flagged.clustered());
+        let named = with("  url: redis-cluster://10.0.0.1:7000?node=10.0.0.2:7000\n");
+        assert!(named.clustered());
+        assert_eq!(
+            named.client_url().as_deref(),
+            Some("redis-cluster://10.0.0.1:7000?node=10.0.0.2:7000")
+        );
+        let single = with("  url: redis://10.0.0.1:6379\n");
+        assert!(!single.clustered());
+        assert!(!with("  cluster: true\n").clustered(), "no URL: embedded");
+    }
+
     /// Defaults are written unchecked (`Bounded::preset`, `preset` of the text types): every
     /// one, written out and read back, passes the checks of its type.
     #[test]

@@ -235,6 +235,9 @@ mod tests {
         assert!(UrlPath::parse("/health").is_ok());
         assert!(UrlPath::parse("health").is_err() && UrlPath::parse("/a b").is_err());
         assert!(KeyPrefix::parse("gw:").is_ok() && KeyPrefix::parse("a b").is_err());
+        // A brace would make the prefix every key's hash tag: one cluster shard for all.
+        assert!(KeyPrefix::parse("gw{1}:").is_err());
+        assert!(RedisUrl::parse("redis-cluster://h:7000?node=h:7001").is_ok());
         assert!(HeaderText::parse("public, max-age=60").is_ok());
         assert!(HeaderText::parse(" ").is_err() && HeaderText::parse("a\u{e9}").is_err());
         assert!(HostName::parse("images.example").is_ok());
