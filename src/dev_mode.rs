@@ -71,7 +71,9 @@ pub fn run_backend(args: DevBackendArgs) -> Result<(), String> {
         "{}",
         serde_json::json!({"event": "dev_backend_started", "listen": args.listen})
     );
-    server.run_forever()
+    server.run(pingora::server::RunArgs::default());
+    crate::logging::flush();
+    Ok(())
 }
 
 fn random_hex(bytes: usize) -> String {

@@ -63,7 +63,11 @@ fn serve(config: Config, path: Option<&std::path::Path>, upgrade: bool) -> ExitC
         }
         println!("{}", dev_mode::banner(&built.state.config()));
     }
-    server.run_forever()
+    // Until the services have stopped (a graceful stop or upgrade included), then every log
+    // line still held is written.
+    server.run(pingora::server::RunArgs::default());
+    logging::flush();
+    ExitCode::SUCCESS
 }
 
 fn manage(config: &std::path::Path, command: Managed) -> ExitCode {

@@ -492,6 +492,7 @@ async fn threshold_events_fire_once_each_through_the_webhook() {
     assert!(events
         .iter()
         .all(|e| e["user_id"] == "t-user" && e["quota"] == "requests" && e["limit"] == 10));
+    gw.wait_log("\"event\":\"quota_threshold\"", 3).await;
     assert_eq!(gw.log().matches("\"event\":\"quota_threshold\"").count(), 3);
     // The overview's list: this instance's latest events, newest first.
     let (_, doc) = common::admin(gw, "GET", "/api/v1/metrics", common::KEY, None).await;

@@ -114,3 +114,77 @@ async fn request_lines_security_events_and_no_secrets() {
         assert!(!log.contains(secret), "a secret reached the log");
     }
 }
+
+/// `write` system calls the gateway process has made so far (`syscw` of `/proc/<pid>/io`).
+fn write_calls(gw: &Gateway) -> u64 {
+    let io = std::fs::read_to_string(format!("/proc/{}/io", gw.proc.pid().unwrap())).unwrap();
+    io.lines()
+        .find_map(|l| l.strip_prefix("syscw: "))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Log lines are written in batches: 400 refused requests (a request line and an `auth_failure`
+/// event each) cost about one write each, the 401 answer, instead of three.
+#[tokio::test(flavor = "multi_thread")]
+async fn log_lines_cost_no_write_per_request() {
+    let (a, b) = common::image_stubs().await;
+    let gw = Gateway::over(&[&a, &b])
+        .yaml("observability:\n  log_level: INFO")
+        .start()
+        .await;
+    let client = common::client();
+    let unknown = "imgproxy_nobody_0123456789abcdef0123456789abcdef";
+    let refused = || async {
+        let r = client
+            .get(gw.url(common::CONVERT))
+            .header("X-API-Key", unknown)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+    };
+    refused().await;
+    let before = write_calls(&gw);
+    for _ in 0..400 {
+        refused().await;
+    }
+    let writes = write_calls(&gw) - before;
+    gw.wait_log("\"event\":\"request\"", 401).await;
+    eprintln!("400 refused requests: {writes} write calls");
+    assert!(writes < 600, "{writes} write calls for 400 requests");
+}
+
+/// A graceful stop writes every line still held: each request answered has its line, and so
+/// has the last thing logged before the process exits.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_graceful_stop_loses_no_log_line() {
+    let (a, b) = common::image_stubs().await;
+    let mut gw = Gateway::over(&[&a, &b])
+        .yaml("observability:\n  log_level: INFO")
+        .start()
+        .await;
+    let answered = common::all_at_once((0..200).map(|_| {
+        common::client()
+            .get(gw.url(common::CONVERT))
+            .header("X-API-Key", KEY)
+    }))
+    .await;
+    assert!(answered.iter().all(|s| *s == 200), "{answered:?}");
+    gw.proc.signal("TERM");
+    gw.proc.wait_exit(std::time::Duration::from_secs(30));
+    let lines = gw
+        .log()
+        .lines()
+        .filter(|l| {
+            l.contains("\"event\":\"request\"") && l.contains("\"endpoint\":\"/api/v1/convert\"")
+        })
+        .count();
+    assert_eq!(lines, 200);
+    // Pingora's last line, logged just before the process exits, is there too.
+    let log = gw.log();
+    let last = log.lines().last().unwrap_or_default();
+    assert!(last.contains("All runtimes exited, exiting now"), "{last}");
+}

@@ -6,6 +6,7 @@ pub mod backend_error;
 pub mod caching;
 pub mod ctx;
 pub mod fault;
+mod request_line;
 pub mod route;
 pub mod stages;
 
@@ -22,6 +23,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
 use pingora::upstreams::peer::HttpPeer;
+use request_line::RequestLine;
 use route::Route;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -579,26 +581,28 @@ impl ProxyHttp for Gateway {
             .response_written()
             .map(|r| r.status.as_u16())
             .unwrap_or(ctx.status);
-        let line = serde_json::json!({
-            "event": "request",
-            "request_id": ctx.request_id,
-            "method": session.req_header().method.as_str(),
-            "endpoint": ctx.route.template(),
-            "path": session.req_header().uri.path(),
-            "status": status,
-            "duration_ms": ctx.started.elapsed().as_secs_f64() * 1000.0,
-            "user_id": ctx.caller.as_ref().map(|c| c.user_id.as_str()),
-            "key_id": ctx.caller.as_ref().map(|c| c.key_id.as_str()),
-            "client_ip": ctx.client_ip.map(|ip| ip.to_string()),
-            "backend": ctx.upstream.current.as_ref().map(|b| b.url.as_str()),
-            "bytes_in": session.body_bytes_read(),
-            "bytes_out": session.body_bytes_sent(),
-            "backend_status": ctx.upstream.status,
-            "attempts": ctx.upstream.tried.count(),
-            "image_id": ctx.job.image_id,
-            "error": e.map(|e| e.etype().as_str()),
-        });
-        log::info!("{line}");
+        if log::log_enabled!(log::Level::Info) {
+            let line = RequestLine {
+                event: "request",
+                request_id: &ctx.request_id,
+                method: session.req_header().method.as_str(),
+                endpoint: ctx.route.template(),
+                path: session.req_header().uri.path(),
+                status,
+                duration_ms: ctx.started.elapsed().as_secs_f64() * 1000.0,
+                user_id: ctx.caller.as_ref().map(|c| c.user_id.as_str()),
+                key_id: ctx.caller.as_ref().map(|c| c.key_id.as_str()),
+                client_ip: ctx.client_ip,
+                backend: ctx.upstream.current.as_ref().map(|b| b.url.as_str()),
+                bytes_in: session.body_bytes_read(),
+                bytes_out: session.body_bytes_sent(),
+                backend_status: ctx.upstream.status,
+                attempts: ctx.upstream.tried.count(),
+                image_id: ctx.job.image_id.as_deref(),
+                error: e.map(|e| e.etype().as_str()),
+            };
+            log::info!("{}", crate::logging::Json(&line));
+        }
         self.record(session, ctx, status);
     }
 }
