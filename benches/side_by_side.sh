@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# The gateway side by side with nginx and a minimal Pingora proxy, on this machine, in one run.
+#
+#   bash benches/side_by_side.sh            # 3 rounds, 8 s per contender and concurrency
+#   ROUNDS=1 SECONDS_PER_RUN=4 bash benches/side_by_side.sh
+#
+# Two nginx "imgproxy" backends answer every path with a 2 KiB body. In front of them, in turn:
+#   nginx      an nginx reverse proxy (2 workers, upstream keepalive 256, buffered access log)
+#   minimal    examples/minimal_proxy.rs (Pingora 0.9.1, mimalloc, work_stealing: false, peers
+#              built once), production profile
+#   gateway    imgproxy-gateway, production profile, embedded mode, the legacy key, every limit
+#              and quota on with high values, request log lines on (INFO)
+# Each is driven with wrk (2 threads) on GET /api/v1/convert?url=… for c64 and c1000, the three
+# alternating within each round. Printed per run: req/s, p99, socket errors, non-2xx, CPU per
+# request (utime + stime of the contender's processes from /proc, over the requests wrk
+# completed) and RSS (summed over its processes, at the end of the run); then per round the
+# ratios gateway/minimal and gateway/nginx. Everything listens on 127.0.0.1 and stops at exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS="${ROUNDS:-3}"
+SECONDS_PER_RUN="${SECONDS_PER_RUN:-8}"
+CONCURRENCIES="${CONCURRENCIES:-64 1000}"
+KEY=a8e77f84e2729dc6728889d4be31b123
+PATH_Q="/api/v1/convert?url=http://images.example/a.jpg&width=300"
+
+need=()
+command -v nginx >/dev/null || need+=(nginx-light)
+command -v wrk >/dev/null || need+=(wrk)
+if ((${#need[@]})); then
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"; } >&2
+fi
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+echo "== building (production profile)" >&2
+cargo build --locked --profile production --bin imgproxy-gateway --example minimal_proxy >&2
+BIN=target/production/imgproxy-gateway
+MINIMAL=target/production/examples/minimal_proxy
+
+work=$(mktemp -d)
+chmod 755 "$work"  # nginx workers read the body as their own user
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pidfile in "$work/nginx.pid" "$work/backends.pid"; do
+    [[ -f $pidfile ]] && kill "$(cat "$pidfile")" 2>/dev/null || true
+  done
+  sleep 0.5
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+B1=$(free_port); B2=$(free_port); NGINX=$(free_port); MIN=$(free_port); GW=$(free_port); ADMIN=$(free_port)
+
+head -c 2048 /dev/zero | tr '\0' 'x' > "$work/body"
+chmod 644 "$work/body"
+# The backends and the nginx proxy are two nginx instances, so that the proxy's CPU is its own.
+cat > "$work/backends.conf" <<EOF
+worker_processes 2;
+pid $work/backends.pid;
+error_log $work/backends-error.log warn;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  keepalive_requests 100000;
+  server { listen 127.0.0.1:$B1; root $work; location / { default_type image/webp; try_files /body =404; } }
+  server { listen 127.0.0.1:$B2; root $work; location / { default_type image/webp; try_files /body =404; } }
+}
+EOF
+cat > "$work/nginx.conf" <<EOF
+worker_processes 2;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log warn;
+events { worker_connections 8192; }
+http {
+  access_log $work/access.log combined buffer=64k flush=1s;
+  keepalive_requests 100000;
+  upstream imgproxy { server 127.0.0.1:$B1; server 127.0.0.1:$B2; keepalive 256; }
+  server {
+    listen 127.0.0.1:$NGINX;
+    location / { proxy_pass http://imgproxy; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+}
+EOF
+nginx -c "$work/backends.conf" -p "$work"
+nginx -c "$work/nginx.conf" -p "$work"
+
+"$MINIMAL" "127.0.0.1:$MIN" "127.0.0.1:$B1" "127.0.0.1:$B2" 2>"$work/minimal.log" &
+pids+=($!); MIN_PID=$!
+
+cat > "$work/gateway.yaml" <<EOF
+server: {host: 127.0.0.1, port: $GW, pid_file: $work/gw.pid, upgrade_sock: $work/gw.sock}
+admin: {listen: "127.0.0.1:$ADMIN"}
+database: {driver: sqlite, dsn: "sqlite://$work/gw.db?mode=rwc"}
+backends:
+  - url: http://127.0.0.1:$B1
+  - url: http://127.0.0.1:$B2
+health_check: {interval: 5s, timeout: 1s}
+rate_limits:
+  ip_level: {requests_per_minute: 10000000, burst: 10000000}
+  user_level: {requests_per_minute: 10000000, requests_per_hour: 100000000}
+  api_level: {/api/v1/convert: {requests_per_minute: 100000000}}
+quotas: {monthly_requests: 1000000000, monthly_bandwidth_mb: 100000000, storage_quota_mb: 1024}
+imgproxy: {source_hosts: {images.example: [93.184.216.34]}}
+storage: {dir: $work/images}
+observability: {log_level: INFO}
+EOF
+"$BIN" --config "$work/gateway.yaml" 2>"$work/gateway.log" &
+pids+=($!); GW_PID=$!
+
+wait_up() {
+  for _ in $(seq 100); do
+    curl -fsS -o /dev/null -H "X-API-Key: $KEY" "$1" 2>/dev/null && return 0
+    sleep 0.2
+  done
+  echo "not up: $1" >&2
+  tail -n 5 "$work"/*.log >&2
+  curl -sS -D - -o /dev/null -H "X-API-Key: $KEY" "$1" >&2 || true
+  exit 1
+}
+wait_up "http://127.0.0.1:$NGINX$PATH_Q"
+wait_up "http://127.0.0.1:$MIN$PATH_Q"
+wait_up "http://127.0.0.1:$GW$PATH_Q"
+
+nginx_pids() { local master; master=$(cat "$work/nginx.pid"); echo "$master $(pgrep -P "$master" | tr '\n' ' ')"; }
+pids_of() {
+  case $1 in
+    nginx) nginx_pids ;;
+    minimal) echo "$MIN_PID" ;;
+    gateway) echo "$GW_PID" ;;
+  esac
+}
+port_of() { case $1 in nginx) echo "$NGINX" ;; minimal) echo "$MIN" ;; gateway) echo "$GW" ;; esac; }
+# CPU ticks (utime + stime) and RSS (kB) summed over the given pids.
+ticks() { local t=0; for p in $*; do read -r -a f < "/proc/$p/stat"; t=$((t + f[13] + f[14])); done; echo "$t"; }
+rss() { local r=0; for p in $*; do r=$((r + $(awk '/VmRSS/ {print $2}' "/proc/$p/status"))); done; echo "$r"; }
+HZ=$(getconf CLK_TCK)
+
+# One wrk run: "req/s p99_ms errors non2xx cpu_us_per_req rss_mb".
+run() {
+  local who=$1 conns=$2 out
+  local pids_now; pids_now=$(pids_of "$who")
+  local before; before=$(ticks $pids_now)
+  out=$(wrk -t2 -c"$conns" -d"${SECONDS_PER_RUN}s" --latency -H "X-API-Key: $KEY" \
+    "http://127.0.0.1:$(port_of "$who")$PATH_Q")
+  local after; after=$(ticks $pids_now)
+  local rps p99 total errors non2xx
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  p99=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub("us","",v); v/=1000} else if (v ~ /ms$/) {sub("ms","",v)} else if (v ~ /s$/) {sub("s","",v); v*=1000}; print v}' <<<"$out")
+  total=$(awk '/requests in/ {print $1}' <<<"$out")
+  errors=$(awk '/Socket errors/ {gsub(",",""); print $4+$6+$8+$10; found=1} END {if (!found) print 0}' <<<"$out")
+  non2xx=$(awk '/Non-2xx/ {print $5; found=1} END {if (!found) print 0}' <<<"$out")
+  local cpu_us; cpu_us=$(awk -v t=$((after - before)) -v hz="$HZ" -v n="$total" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}')
+  local rss_mb; rss_mb=$(awk -v k="$(rss $pids_now)" 'BEGIN {printf "%.0f", k / 1024}')
+  echo "$rps $p99 $errors $non2xx $cpu_us $rss_mb"
+}
+
+printf '%-6s %-8s %6s %10s %9s %7s %7s %10s %7s\n' round who conns "req/s" "p99 ms" errors non2xx "cpu µs/req" "RSS MB"
+for round in $(seq "$ROUNDS"); do
+  for conns in $CONCURRENCIES; do
+    declare -A rps=() p99=()
+    for who in nginx minimal gateway; do
+      read -r r p e n c m <<<"$(run "$who" "$conns")"
+      rps[$who]=$r; p99[$who]=$p
+      printf '%-6s %-8s %6s %10s %9s %7s %7s %10s %7s\n' "$round" "$who" "$conns" "$r" "$p" "$e" "$n" "$c" "$m"
+    done
+    awk -v g="${rps[gateway]}" -v m="${rps[minimal]}" -v x="${rps[nginx]}" -v gp="${p99[gateway]}" -v mp="${p99[minimal]}" \
+      -v r="$round" -v c="$conns" 'BEGIN {printf "%-6s ratios c%s: gateway/minimal %.2f, gateway/nginx %.2f, minimal/nginx %.2f; p99 gateway/minimal %.2f\n", r, c, g/m, g/x, m/x, gp/mp}'
+  done
+done
