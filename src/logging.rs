@@ -81,7 +81,7 @@ struct Logger {
 }
 
 thread_local! {
-    /// The line being formatted, and the message inside it (reused: no allocation per line).
+    /// The line being formatted, and the message inside it (reused from line to line).
     static SCRATCH: RefCell<(Vec<u8>, Vec<u8>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
