@@ -48,10 +48,11 @@ fn steps(redis: &Shared, rules: &[Rule]) -> Vec<Step> {
     out
 }
 
-/// What a step took, to give back when a later one refuses.
+/// What a step took (by position in the request's rules), to give back when a later one
+/// refuses.
 enum Taken {
-    Script(Vec<Rule>),
-    Lease(String),
+    Script(Vec<usize>),
+    Lease(usize),
 }
 
 /// Decide `rules` step by step; `None` when Redis cannot answer (nothing stays taken, unless the
@@ -71,39 +72,40 @@ pub async fn check(
     for step in steps(redis, rules) {
         let (outcome, took) = match step {
             Step::Script(group) => {
-                let subset: Vec<Rule> = group.iter().map(|&i| rules[i].clone()).collect();
+                let subset: Vec<&Rule> = group.iter().map(|&i| &rules[i]).collect();
                 let outcome = redis.run_script(&subset, consume, now).await;
-                (outcome, Taken::Script(subset))
+                (outcome, Taken::Script(group))
             }
             Step::Lease(i) => {
                 let outcome = leases.spend(redis, &rules[i], consume, now).await;
-                (outcome, Taken::Lease(rules[i].key.clone()))
+                (outcome, Taken::Lease(i))
             }
         };
         if consume && outcome.as_ref().is_some_and(Decision::admitted) {
             taken.push(took);
         }
         let Some(part) = outcome else {
-            give_back(redis, leases, taken).await;
+            give_back(redis, leases, rules, taken).await;
             return None;
         };
         decision.standings.extend(part.standings);
         if let Some(kind) = part.rejected {
             decision.rejected = Some(kind);
-            give_back(redis, leases, taken).await;
+            give_back(redis, leases, rules, taken).await;
             return Some(decision);
         }
     }
     Some(decision)
 }
 
-async fn give_back(redis: &Shared, leases: &Leases, taken: Vec<Taken>) {
+async fn give_back(redis: &Shared, leases: &Leases, rules: &[Rule], taken: Vec<Taken>) {
     for step in taken {
         match step {
-            Taken::Script(rules) => {
-                let _ = redis.refund(&rules).await;
+            Taken::Script(group) => {
+                let subset: Vec<&Rule> = group.iter().map(|&i| &rules[i]).collect();
+                let _ = redis.refund(&subset).await;
             }
-            Taken::Lease(key) => leases.give_back(&key),
+            Taken::Lease(i) => leases.give_back(&rules[i].key),
         }
     }
 }

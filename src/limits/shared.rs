@@ -9,6 +9,7 @@ use super::rules::{Decision, Rule, Shape};
 use fred::clients::Client;
 use fred::interfaces::{ClientLike, KeysInterface};
 use fred::types::scripts::Script;
+use std::borrow::Borrow;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -234,16 +235,17 @@ impl Shared {
         self.run_script(rules, consume, now).await
     }
 
-    /// Every rule in one `check.lua` call (on a cluster, rules of one slot).
-    pub(super) async fn run_script(
+    /// Every rule in one `check.lua` call (on a cluster, rules of one slot, borrowed).
+    pub(super) async fn run_script<R: Borrow<Rule>>(
         &self,
-        rules: &[Rule],
+        rules: &[R],
         consume: bool,
         now: u64,
     ) -> Option<Decision> {
+        let rules: Vec<&Rule> = rules.iter().map(Borrow::borrow).collect();
         let keys: Vec<String> = rules.iter().map(|r| self.key(&r.key)).collect();
         let mut args: Vec<String> = vec![now.to_string(), if consume { "1" } else { "0" }.into()];
-        for rule in rules {
+        for rule in &rules {
             let (kind, p1, p2) = match rule.shape {
                 Shape::Bucket { per_minute } => ("b", per_minute, 0),
                 Shape::Window { start, secs } => ("c", start + secs + 60, 0),
@@ -280,7 +282,7 @@ impl Shared {
     }
 
     /// Give back what a consumed `run_script` of `rules` took.
-    pub(super) async fn refund(&self, rules: &[Rule]) -> Option<()> {
+    pub(super) async fn refund(&self, rules: &[&Rule]) -> Option<()> {
         let keys: Vec<String> = rules.iter().map(|r| self.key(&r.key)).collect();
         let kinds = rules.iter().map(|r| match r.shape {
             Shape::Bucket { .. } => "b".to_string(),
@@ -312,8 +314,8 @@ impl Shared {
             })
             .await?;
         Some((
-            out.first()?.max(&0).unsigned_abs(),
-            out.get(1)?.max(&0).unsigned_abs(),
+            u64::try_from(*out.first()?).unwrap_or(0),
+            u64::try_from(*out.get(1)?).unwrap_or(0),
         ))
     }
 
