@@ -56,35 +56,22 @@ B1=$(free_port); B2=$(free_port); NGINX=$(free_port); MIN=$(free_port); GW=$(fre
 head -c 2048 /dev/zero | tr '\0' 'x' > "$work/body"
 chmod 644 "$work/body"
 # The backends and the nginx proxy are two nginx instances, so that the proxy's CPU is its own.
-cat > "$work/backends.conf" <<EOF
-worker_processes 2;
-pid $work/backends.pid;
-error_log $work/backends-error.log warn;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  keepalive_requests 100000;
-  server { listen 127.0.0.1:$B1; root $work; location / { default_type image/webp; try_files /body =404; } }
-  server { listen 127.0.0.1:$B2; root $work; location / { default_type image/webp; try_files /body =404; } }
+# start_nginx NAME HTTP-BLOCK: one instance, 2 workers, its pid and error log under $work.
+start_nginx() {
+  printf 'worker_processes 2;\npid %s/%s.pid;\nerror_log %s/%s-error.log warn;\nevents { worker_connections 8192; }\nhttp {\n  keepalive_requests 100000;\n%s\n}\n' \
+    "$work" "$1" "$work" "$1" "$2" > "$work/$1.conf"
+  nginx -c "$work/$1.conf" -p "$work"
 }
-EOF
-cat > "$work/nginx.conf" <<EOF
-worker_processes 2;
-pid $work/nginx.pid;
-error_log $work/nginx-error.log warn;
-events { worker_connections 8192; }
-http {
-  access_log $work/access.log combined buffer=64k flush=1s;
-  keepalive_requests 100000;
+backend() { echo "  server { listen 127.0.0.1:$1; root $work; location / { default_type image/webp; try_files /body =404; } }"; }
+start_nginx backends "  access_log off;
+$(backend "$B1")
+$(backend "$B2")"
+start_nginx nginx "  access_log $work/access.log combined buffer=64k flush=1s;
   upstream imgproxy { server 127.0.0.1:$B1; server 127.0.0.1:$B2; keepalive 256; }
   server {
     listen 127.0.0.1:$NGINX;
-    location / { proxy_pass http://imgproxy; proxy_http_version 1.1; proxy_set_header Connection ""; }
-  }
-}
-EOF
-nginx -c "$work/backends.conf" -p "$work"
-nginx -c "$work/nginx.conf" -p "$work"
+    location / { proxy_pass http://imgproxy; proxy_http_version 1.1; proxy_set_header Connection \"\"; }
+  }"
 
 "$MINIMAL" "127.0.0.1:$MIN" "127.0.0.1:$B1" "127.0.0.1:$B2" 2>"$work/minimal.log" &
 pids+=($!); MIN_PID=$!
