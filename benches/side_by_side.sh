@@ -110,15 +110,24 @@ wait_up "http://127.0.0.1:$NGINX$PATH_Q"
 wait_up "http://127.0.0.1:$MIN$PATH_Q"
 wait_up "http://127.0.0.1:$GW$PATH_Q"
 
+# Refusals, on the same gateway: an unknown key (401), and a user allowed one request a minute
+# (429 after its first).
+GHOST_KEY="imgproxy_ghost_$(head -c 43 /dev/zero | tr '\0' 'x')"
+LIMITED_KEY=$(curl -fsS -H "X-API-Key: $KEY" -H 'Content-Type: application/json' \
+  -d '{"id":"limited","name":"Limited","email":"limited@example.com","role":"user","rate_limits":{"requests_per_minute":1}}' \
+  "http://127.0.0.1:$ADMIN/api/v1/users" | python3 -c 'import json, sys; print(json.load(sys.stdin)["api_key"]["key"])')
+curl -fsS -o /dev/null -H "X-API-Key: $LIMITED_KEY" "http://127.0.0.1:$GW$PATH_Q"
+
 nginx_pids() { local master; master=$(cat "$work/nginx.pid"); echo "$master $(pgrep -P "$master" | tr '\n' ' ')"; }
 pids_of() {
   case $1 in
     nginx) nginx_pids ;;
     minimal) echo "$MIN_PID" ;;
-    gateway) echo "$GW_PID" ;;
+    gateway | gw-401 | gw-429) echo "$GW_PID" ;;
   esac
 }
-port_of() { case $1 in nginx) echo "$NGINX" ;; minimal) echo "$MIN" ;; gateway) echo "$GW" ;; esac; }
+port_of() { case $1 in nginx) echo "$NGINX" ;; minimal) echo "$MIN" ;; *) echo "$GW" ;; esac; }
+key_of() { case $1 in gw-401) echo "$GHOST_KEY" ;; gw-429) echo "$LIMITED_KEY" ;; *) echo "$KEY" ;; esac; }
 # CPU ticks (utime + stime) and RSS (kB) summed over the given pids.
 ticks() { local t=0; for p in $*; do read -r -a f < "/proc/$p/stat"; t=$((t + f[13] + f[14])); done; echo "$t"; }
 rss() { local r=0; for p in $*; do r=$((r + $(awk '/VmRSS/ {print $2}' "/proc/$p/status"))); done; echo "$r"; }
@@ -129,7 +138,7 @@ run() {
   local who=$1 conns=$2 out
   local pids_now; pids_now=$(pids_of "$who")
   local before; before=$(ticks $pids_now)
-  out=$(wrk -t2 -c"$conns" -d"${SECONDS_PER_RUN}s" --latency -H "X-API-Key: $KEY" \
+  out=$(wrk -t2 -c"$conns" -d"${SECONDS_PER_RUN}s" --latency -H "X-API-Key: $(key_of "$who")" \
     "http://127.0.0.1:$(port_of "$who")$PATH_Q")
   local after; after=$(ticks $pids_now)
   local rps p99 total errors non2xx
@@ -147,12 +156,13 @@ printf '%-6s %-8s %6s %10s %9s %7s %7s %10s %7s\n' round who conns "req/s" "p99 
 for round in $(seq "$ROUNDS"); do
   for conns in $CONCURRENCIES; do
     declare -A rps=() p99=()
-    for who in nginx minimal gateway; do
+    for who in nginx minimal gateway gw-401 gw-429; do
       read -r r p e n c m <<<"$(run "$who" "$conns")"
       rps[$who]=$r; p99[$who]=$p
       printf '%-6s %-8s %6s %10s %9s %7s %7s %10s %7s\n' "$round" "$who" "$conns" "$r" "$p" "$e" "$n" "$c" "$m"
     done
     awk -v g="${rps[gateway]}" -v m="${rps[minimal]}" -v x="${rps[nginx]}" -v gp="${p99[gateway]}" -v mp="${p99[minimal]}" \
-      -v r="$round" -v c="$conns" 'BEGIN {printf "%-6s ratios c%s: gateway/minimal %.2f, gateway/nginx %.2f, minimal/nginx %.2f; p99 gateway/minimal %.2f\n", r, c, g/m, g/x, m/x, gp/mp}'
+      -v u="${rps[gw-401]}" -v l="${rps[gw-429]}" \
+      -v r="$round" -v c="$conns" 'BEGIN {printf "%-6s ratios c%s: gateway/minimal %.2f, gateway/nginx %.2f, minimal/nginx %.2f; p99 gateway/minimal %.2f; 401/proxied %.2f, 429/proxied %.2f\n", r, c, g/m, g/x, m/x, gp/mp, u/g, l/g}'
   done
 done

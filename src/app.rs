@@ -260,6 +260,22 @@ pub struct Built {
     pub state: Arc<AppState>,
 }
 
+/// Apply pending migrations and turn the legacy key into a user, on a short-lived runtime,
+/// before any service starts. Whether the configured legacy key still works (a rotation may
+/// have retired it).
+pub fn migrate(config: &Config) -> Result<bool, String> {
+    crate::oneshot::block_on(async {
+        let store = db::open_migrated(&config.database).await?;
+        let auth = crate::state::authenticator(config);
+        let legacy =
+            crate::identity::bootstrap::legacy_user(&store, auth.hasher(), &config.legacy).await;
+        let live = crate::identity::bootstrap::legacy_key_live(&store, &config.legacy).await;
+        store.close().await;
+        legacy.map_err(|e| format!("legacy key: {e}"))?;
+        Ok(live)
+    })?
+}
+
 /// Build the server for `config`, read from `config_path` (watched for reloads; `None` in dev
 /// mode). `upgrade` takes the listeners over from a running old process (Pingora's `-u`).
 pub fn build(

@@ -10,8 +10,8 @@
 
 use crate::config::{LogFormat, LogLevel};
 use std::cell::RefCell;
-use std::fmt;
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
@@ -22,10 +22,11 @@ const FLUSH_EVERY: Duration = Duration::from_millis(100);
 /// Bytes held at most (then the logging thread writes them itself).
 const HOLD_AT_MOST: usize = 1024 * 1024;
 
-/// Lines not yet written, and the lock that keeps writes in order.
+/// Lines not yet written, and the lock that keeps writes in order (holding the buffer the
+/// lines are swapped into while they are written, so neither buffer grows again each time).
 struct Sink {
     held: Mutex<Vec<u8>>,
-    writing: Mutex<()>,
+    writing: Mutex<Vec<u8>>,
 }
 
 impl Sink {
@@ -45,7 +46,7 @@ impl Sink {
 
     /// Write what is held, in order. `wait`: even when another thread is writing.
     fn write(&self, wait: bool) {
-        let _turn = if wait {
+        let mut lines = if wait {
             self.writing.lock().unwrap_or_else(|p| p.into_inner())
         } else {
             match self.writing.try_lock() {
@@ -53,16 +54,22 @@ impl Sink {
                 Err(_) => return,
             }
         };
-        let lines = std::mem::take(&mut *self.held.lock().unwrap_or_else(|p| p.into_inner()));
+        std::mem::swap(
+            &mut *lines,
+            &mut *self.held.lock().unwrap_or_else(|p| p.into_inner()),
+        );
         if !lines.is_empty() {
             let _ = std::io::stderr().lock().write_all(&lines);
         }
+        lines.clear();
+        // A burst's buffer is not kept.
+        lines.shrink_to(2 * WRITE_AT);
     }
 }
 
 static SINK: Sink = Sink {
     held: Mutex::new(Vec::new()),
-    writing: Mutex::new(()),
+    writing: Mutex::new(Vec::new()),
 };
 
 /// Write every line held (at shutdown; lines logged after it are written by the next flush).
@@ -77,12 +84,16 @@ pub fn set_level(level: LogLevel) {
 
 struct Logger {
     filter: env_filter::Filter,
-    json: bool,
 }
+
+/// Whether lines are JSON objects (`observability.log_format: json`) rather than plain text.
+static JSON: AtomicBool = AtomicBool::new(true);
 
 thread_local! {
     /// The line being formatted, and the message inside it (reused from line to line).
     static SCRATCH: RefCell<(Vec<u8>, Vec<u8>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    /// `YYYY-MM-DDTHH:MM:SS.` of the second last formatted on this thread.
+    static SECOND: RefCell<(u64, [u8; 20])> = const { RefCell::new((u64::MAX, [0; 20])) };
 }
 
 impl log::Log for Logger {
@@ -94,14 +105,8 @@ impl log::Log for Logger {
         if !self.filter.matches(record) {
             return;
         }
-        SCRATCH.with(|scratch| {
-            let mut scratch = scratch.borrow_mut();
-            let (line, message) = &mut *scratch;
-            line.clear();
-            message.clear();
+        emit(record.level(), record.target(), |message| {
             let _ = write!(message, "{}", record.args());
-            self.format(line, message, record);
-            SINK.push(line, record.level() == log::Level::Error);
         });
     }
 
@@ -110,50 +115,79 @@ impl log::Log for Logger {
     }
 }
 
-impl Logger {
-    fn format(&self, line: &mut Vec<u8>, message: &[u8], record: &log::Record<'_>) {
-        let ts = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ");
-        let level = record.level().as_str();
-        if !self.json {
-            let _ = write!(line, "{ts} {level:5} {} ", record.target());
-            line.extend_from_slice(message);
-            line.push(b'\n');
-            return;
-        }
-        let _ = write!(line, "{{\"ts\":\"{ts}\",\"level\":\"{level}\",");
-        let object = message.len() > 2 && message[0] == b'{' && message.ends_with(b"}");
-        if object {
-            line.extend_from_slice(&message[1..]);
-        } else {
-            line.extend_from_slice(b"\"target\":");
-            let _ = serde_json::to_writer(&mut *line, record.target());
-            line.extend_from_slice(b",\"message\":");
-            let _ = serde_json::to_writer(&mut *line, &String::from_utf8_lossy(message));
-            line.push(b'}');
-        }
-        line.push(b'\n');
+/// Log `value` (a struct, serialized as one JSON object) at `level` under `target`, its fields
+/// merged into the line as a message that is a JSON object is: serialized straight into the
+/// line's buffer, with no `format_args!` and no JSON tree. The filter is the logger's own.
+pub fn structured<T: serde::Serialize>(level: log::Level, target: &'static str, value: &T) {
+    if level > log::max_level() {
+        return;
     }
+    let metadata = log::Metadata::builder().level(level).target(target).build();
+    if !log::logger().enabled(&metadata) {
+        return;
+    }
+    emit(level, target, |message| {
+        let _ = serde_json::to_writer(&mut *message, value);
+    });
 }
 
-/// A value shown as its JSON form: `log::info!("{}", Json(&line))` serializes straight into the
-/// log line, with no `serde_json::Value` in between.
-pub struct Json<'a, T: serde::Serialize>(pub &'a T);
+/// Format one line from the message `write` puts in the buffer, and hand it to the sink.
+fn emit(level: log::Level, target: &str, write: impl FnOnce(&mut Vec<u8>)) {
+    SCRATCH.with(|scratch| {
+        let mut scratch = scratch.borrow_mut();
+        let (line, message) = &mut *scratch;
+        line.clear();
+        message.clear();
+        write(message);
+        format(line, message, level, target);
+        SINK.push(line, level == log::Level::Error);
+    });
+}
 
-impl<T: serde::Serialize> fmt::Display for Json<'_, T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        struct Out<'a, 'b>(&'a mut fmt::Formatter<'b>);
-        impl Write for Out<'_, '_> {
-            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-                let text = std::str::from_utf8(bytes).map_err(std::io::Error::other)?;
-                self.0.write_str(text).map_err(std::io::Error::other)?;
-                Ok(bytes.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        serde_json::to_writer(Out(f), self.0).map_err(|_| fmt::Error)
+fn format(line: &mut Vec<u8>, message: &[u8], level: log::Level, target: &str) {
+    let level = level.as_str();
+    if !JSON.load(Ordering::Relaxed) {
+        timestamp(line);
+        let _ = write!(line, " {level:5} {target} ");
+        line.extend_from_slice(message);
+        line.push(b'\n');
+        return;
     }
+    line.extend_from_slice(b"{\"ts\":\"");
+    timestamp(line);
+    let _ = write!(line, "\",\"level\":\"{level}\",");
+    let object = message.len() > 2 && message[0] == b'{' && message.ends_with(b"}");
+    if object {
+        line.extend_from_slice(&message[1..]);
+    } else {
+        line.extend_from_slice(b"\"target\":");
+        let _ = serde_json::to_writer(&mut *line, target);
+        line.extend_from_slice(b",\"message\":");
+        let _ = serde_json::to_writer(&mut *line, &String::from_utf8_lossy(message));
+        line.push(b'}');
+    }
+    line.push(b'\n');
+}
+
+/// Now as `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC); the date and time are formatted once a second.
+fn timestamp(line: &mut Vec<u8>) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let (secs, millis) = (now.as_secs(), now.subsec_millis());
+    SECOND.with(|second| {
+        let mut second = second.borrow_mut();
+        if second.0 != secs {
+            let at = chrono::DateTime::from_timestamp(secs as i64, 0).unwrap_or_default();
+            let mut prefix = [0u8; 20];
+            let _ = write!(&mut prefix[..], "{}", at.format("%Y-%m-%dT%H:%M:%S."));
+            *second = (secs, prefix);
+        }
+        line.extend_from_slice(&second.1);
+    });
+    let digits = [millis / 100, millis / 10 % 10, millis % 10].map(|d| b'0' + d as u8);
+    line.extend_from_slice(&digits);
+    line.push(b'Z');
 }
 
 /// Install the logger and its flusher. The logger itself passes every level the filter allows;
@@ -167,9 +201,9 @@ pub fn init(level: LogLevel, format: LogFormat) {
     if let Ok(spec) = std::env::var("RUST_LOG") {
         filter.parse(&spec);
     }
+    JSON.store(format == LogFormat::Json, Ordering::Relaxed);
     let logger = Logger {
         filter: filter.build(),
-        json: format == LogFormat::Json,
     };
     static FLUSHER: OnceLock<()> = OnceLock::new();
     if log::set_boxed_logger(Box::new(logger)).is_ok() {

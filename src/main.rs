@@ -3,9 +3,8 @@
 use clap::Parser;
 use imgproxy_gateway::cli::{Cli, Command};
 use imgproxy_gateway::config::{exposure, load_file, Config, LogFormat, LogLevel};
-use imgproxy_gateway::identity::bootstrap;
 use imgproxy_gateway::manage_cli::{self, Managed};
-use imgproxy_gateway::{app, db, dev_mode, logging, oneshot, state};
+use imgproxy_gateway::{app, dev_mode, logging};
 use std::process::ExitCode;
 
 #[global_allocator]
@@ -14,21 +13,6 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn fail(message: impl std::fmt::Display) -> ExitCode {
     eprintln!("imgproxy-gateway: {message}");
     ExitCode::FAILURE
-}
-
-/// Apply pending migrations and turn the legacy key into a user, on a short-lived runtime,
-/// before any service starts. Whether the configured legacy key still works (a rotation may
-/// have retired it).
-fn migrate(config: &Config) -> Result<bool, String> {
-    oneshot::block_on(async {
-        let store = db::open_migrated(&config.database).await?;
-        let auth = state::authenticator(config);
-        let legacy = bootstrap::legacy_user(&store, auth.hasher(), &config.legacy).await;
-        let live = bootstrap::legacy_key_live(&store, &config.legacy).await;
-        store.close().await;
-        legacy.map_err(|e| format!("legacy key: {e}"))?;
-        Ok(live)
-    })?
 }
 
 /// Log what the configuration exposes (the published legacy key on an open listener).
@@ -47,7 +31,7 @@ fn serve(config: Config, path: Option<&std::path::Path>, upgrade: bool) -> ExitC
         *config.observability.log_level,
         config.observability.log_format,
     );
-    match migrate(&config) {
+    match app::migrate(&config) {
         Ok(legacy_live) if legacy_live && !dev_mode => warn_exposure(&config),
         Ok(_) => {}
         Err(e) => return fail(e),
@@ -104,7 +88,7 @@ fn main() -> ExitCode {
             }
         }
         Some(Command::Migrate) => match load_file(&cli.run.config) {
-            Ok(config) => match migrate(&config) {
+            Ok(config) => match app::migrate(&config) {
                 Ok(_) => {
                     println!(
                         "migrations applied to {}",

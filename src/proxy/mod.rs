@@ -581,28 +581,26 @@ impl ProxyHttp for Gateway {
             .response_written()
             .map(|r| r.status.as_u16())
             .unwrap_or(ctx.status);
-        if log::log_enabled!(log::Level::Info) {
-            let line = RequestLine {
-                event: "request",
-                request_id: &ctx.request_id,
-                method: session.req_header().method.as_str(),
-                endpoint: ctx.route.template(),
-                path: session.req_header().uri.path(),
-                status,
-                duration_ms: ctx.started.elapsed().as_secs_f64() * 1000.0,
-                user_id: ctx.caller.as_ref().map(|c| c.user_id.as_str()),
-                key_id: ctx.caller.as_ref().map(|c| c.key_id.as_str()),
-                client_ip: ctx.client_ip,
-                backend: ctx.upstream.current.as_ref().map(|b| b.url.as_str()),
-                bytes_in: session.body_bytes_read(),
-                bytes_out: session.body_bytes_sent(),
-                backend_status: ctx.upstream.status,
-                attempts: ctx.upstream.tried.count(),
-                image_id: ctx.job.image_id.as_deref(),
-                error: e.map(|e| e.etype().as_str()),
-            };
-            log::info!("{}", crate::logging::Json(&line));
-        }
+        let line = RequestLine {
+            event: "request",
+            request_id: &ctx.request_id,
+            method: session.req_header().method.as_str(),
+            endpoint: ctx.route.template(),
+            path: session.req_header().uri.path(),
+            status,
+            duration_ms: ctx.started.elapsed().as_secs_f64() * 1000.0,
+            user_id: ctx.caller.as_ref().map(|c| c.user_id.as_str()),
+            key_id: ctx.caller.as_ref().map(|c| c.key_id.as_str()),
+            client_ip: ctx.client_ip,
+            backend: ctx.upstream.current.as_ref().map(|b| b.url.as_str()),
+            bytes_in: session.body_bytes_read(),
+            bytes_out: session.body_bytes_sent(),
+            backend_status: ctx.upstream.status,
+            attempts: ctx.upstream.tried.count(),
+            image_id: ctx.job.image_id.as_deref(),
+            error: e.map(|e| e.etype().as_str()),
+        };
+        crate::logging::structured(log::Level::Info, module_path!(), &line);
         self.record(session, ctx, status);
     }
 }

@@ -1,18 +1,12 @@
-//! The reference of `benches/side_by_side.sh`: a minimal Pingora reverse proxy, tuned like the
-//! gateway (mimalloc, `work_stealing: false`, one thread per core, the production profile's fat
-//! LTO) and with its peers built once, round robin over the backends. No policy at all: what
-//! Pingora itself costs on this machine.
-//!
-//! `cargo run --profile production --example minimal_proxy -- LISTEN BACKEND...`
+//! The minimal Pingora proxy itself, shared by `examples/minimal_proxy` (the process that
+//! `benches/side_by_side.sh` drives) and `benches/allocations.rs` (which counts what it
+//! allocates per request): round robin over peers built once, no policy at all.
 
 use async_trait::async_trait;
 use pingora::prelude::{HttpPeer, ProxyHttp, Result, Session};
 use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
 use std::sync::atomic::{AtomicUsize, Ordering};
-
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 struct Minimal {
     peers: Vec<HttpPeer>,
@@ -31,11 +25,9 @@ impl ProxyHttp for Minimal {
     }
 }
 
-fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let (listen, backends) = args
-        .split_first()
-        .expect("usage: minimal_proxy LISTEN BACKEND...");
+/// A server proxying `listen` to `backends`, tuned like the gateway: one thread per core,
+/// `work_stealing: false`, a pool of 512 upstream connections. `Server::run` starts it.
+pub fn server(listen: &str, backends: &[String]) -> Server {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let conf = ServerConf {
         threads: cores,
@@ -57,5 +49,5 @@ fn main() {
     let mut service = pingora::proxy::http_proxy_service(&server.configuration, proxy);
     service.add_tcp(listen);
     server.add_service(service);
-    server.run_forever()
+    server
 }
