@@ -8,15 +8,22 @@
 //! on its own as "idle" and printed).
 //!
 //! `cargo bench --bench allocations 2>/dev/null` (stderr carries the gateway's log lines)
+//!
+//! `ALLOC_SITES=20` adds, per case, where the allocations of 20 more requests come from: each
+//! allocation's backtrace, summed by its innermost frames of this crate or Pingora.
 
 #[path = "../examples/minimal_proxy/proxy.rs"]
 mod minimal;
 
 use imgproxy_gateway::{app, config, logging};
 use std::alloc::{GlobalAlloc, Layout};
+use std::backtrace::Backtrace;
+use std::cell::Cell;
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 struct Counting;
@@ -27,6 +34,65 @@ static BYTES: AtomicU64 = AtomicU64::new(0);
 fn count(size: usize) {
     ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
     BYTES.fetch_add(size as u64, Ordering::Relaxed);
+    if TRACING.load(Ordering::Relaxed) {
+        trace();
+    }
+}
+
+/// Backtraces of allocations while `TRACING` (`ALLOC_SITES`).
+static TRACING: AtomicBool = AtomicBool::new(false);
+static SITES: Mutex<Vec<Backtrace>> = Mutex::new(Vec::new());
+
+thread_local! {
+    /// Set while this thread captures a backtrace (which allocates too).
+    static CAPTURING: Cell<bool> = const { Cell::new(false) };
+}
+
+fn trace() {
+    if CAPTURING.with(|c| c.replace(true)) {
+        return;
+    }
+    let backtrace = Backtrace::force_capture();
+    SITES
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(backtrace);
+    CAPTURING.with(|c| c.set(false));
+}
+
+/// The innermost frames of this crate or Pingora in a backtrace (up to three).
+fn site(backtrace: &Backtrace) -> String {
+    let text = backtrace.to_string();
+    let frames: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with("at "))
+        .filter_map(|l| l.split_once(": ").map(|(_, f)| f))
+        .filter(|f| f.contains("imgproxy_gateway") || f.contains("pingora"))
+        .filter(|f| !f.contains("allocations::"))
+        .take(3)
+        .collect();
+    frames.join(" < ")
+}
+
+/// Trace the allocations of `requests` more requests and print their sites, most frequent first.
+fn sites(client: &mut Client, request: &[u8], requests: u32) {
+    SITES.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    TRACING.store(true, Ordering::Relaxed);
+    for _ in 0..requests {
+        client.exchange(request);
+    }
+    TRACING.store(false, Ordering::Relaxed);
+    let traces = std::mem::take(&mut *SITES.lock().unwrap_or_else(|p| p.into_inner()));
+    let mut by_site: HashMap<String, u32> = HashMap::new();
+    for backtrace in &traces {
+        *by_site.entry(site(backtrace)).or_default() += 1;
+    }
+    let mut by_site: Vec<(String, u32)> = by_site.into_iter().collect();
+    by_site.sort_by_key(|site| std::cmp::Reverse(site.1));
+    for (site, n) in by_site {
+        println!("    {:>6.2}  {site}", f64::from(n) / f64::from(requests));
+    }
 }
 
 // SAFETY: every call is passed unchanged to mimalloc; counting touches only two atomics.
@@ -201,6 +267,12 @@ fn per_request(name: &str, port: u16, request: &[u8], expected: u16) {
         bytes as f64 / f64::from(MEASURED),
         elapsed.as_secs_f64(),
     );
+    if let Some(n) = std::env::var("ALLOC_SITES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+    {
+        sites(&mut client, request, n);
+    }
 }
 
 /// What the process allocates with no request at all, over `over`.

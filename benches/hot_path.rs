@@ -46,8 +46,8 @@ fn bench(c: &mut Criterion) {
 
     c.bench_function("request_id::from_header (client id kept)", |b| {
         b.iter(|| {
-            black_box(request_id::from_header(Some(black_box(
-                b"client-request-0001",
+            black_box(request_id::RequestId::from_header(Some(black_box(
+                &http::HeaderValue::from_static("client-request-0001"),
             ))))
         })
     });
@@ -102,7 +102,9 @@ fn bench_limits(c: &mut Criterion) {
         vec![
             Rule {
                 kind: Kind::Ip,
-                key: format!("ip:10.0.{}.{}", i / 256 % 256, i % 256),
+                key: format!("ip:10.0.{}.{}", i / 256 % 256, i % 256)
+                    .as_str()
+                    .into(),
                 limit: 1_000_000,
                 shape: Shape::Bucket {
                     per_minute: 1_000_000,
@@ -110,13 +112,13 @@ fn bench_limits(c: &mut Criterion) {
             },
             Rule {
                 kind: Kind::UserMinute,
-                key: format!("um:user_{i}:0"),
+                key: format!("um:user_{i}:0").as_str().into(),
                 limit: u64::MAX,
                 shape: Shape::Window { start: 0, secs: 60 },
             },
             Rule {
                 kind: Kind::UserHour,
-                key: format!("uh:user_{i}:0"),
+                key: format!("uh:user_{i}:0").as_str().into(),
                 limit: u64::MAX,
                 shape: Shape::Window {
                     start: 0,
@@ -131,7 +133,7 @@ fn bench_limits(c: &mut Criterion) {
             },
             Rule {
                 kind: Kind::Requests,
-                key: format!("qr:user_{i}:20261101"),
+                key: format!("qr:user_{i}:20261101").as_str().into(),
                 limit: u64::MAX,
                 shape: Shape::Period {
                     start: 0,

@@ -34,7 +34,7 @@ fn request_rules(i: usize, now: u64) -> Vec<Rule> {
     let user = format!("{{u:bench-{i}}}");
     let rule = |kind, key: String, shape| Rule {
         kind,
-        key,
+        key: key.as_str().into(),
         limit: 1_000_000_000,
         shape,
     };

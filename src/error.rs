@@ -178,17 +178,20 @@ impl GatewayError {
     }
 
     /// Extra response headers this error needs (e.g. `Allow` on 405).
-    pub fn headers(&self) -> Vec<(&'static str, String)> {
+    pub fn headers(&self) -> crate::limits::headers::Headers {
+        use http::HeaderValue;
         match self {
-            GatewayError::MethodNotAllowed { allow, .. } => vec![("Allow", allow.to_string())],
+            GatewayError::MethodNotAllowed { allow, .. } => {
+                vec![("Allow", HeaderValue::from_static(allow))]
+            }
             GatewayError::NoHealthyBackend | GatewayError::NotReady(_) => {
-                vec![("Retry-After", "5".into())]
+                vec![("Retry-After", HeaderValue::from_static("5"))]
             }
             GatewayError::AuthBusy | GatewayError::BackendBusy => {
-                vec![("Retry-After", "1".into())]
+                vec![("Retry-After", HeaderValue::from_static("1"))]
             }
             GatewayError::RateLimited { retry_after, .. } => {
-                vec![("Retry-After", retry_after.to_string())]
+                vec![("Retry-After", HeaderValue::from(*retry_after))]
             }
             _ => Vec::new(),
         }

@@ -1,5 +1,6 @@
 //! `X-Request-ID`: the client's when well-formed, else a fresh random one.
 
+use http::HeaderValue;
 use rand::RngCore;
 
 pub const HEADER: &str = "X-Request-ID";
@@ -22,30 +23,80 @@ pub fn generate() -> String {
     hex::encode(bytes)
 }
 
-/// The id for a request carrying `given` (the raw header value, if any).
-pub fn from_header(given: Option<&[u8]>) -> String {
-    match given {
-        Some(id) if is_well_formed(id) => String::from_utf8_lossy(id).into_owned(),
-        _ => generate(),
+/// A request's id, kept as the header value it is sent as (to the backend and the client), so
+/// it is made once: the client's own value shared, or 32 fresh hex digits.
+#[derive(Clone, Debug)]
+pub struct RequestId(HeaderValue);
+
+impl RequestId {
+    /// The id for a request carrying `given` (its `X-Request-ID`, if any).
+    pub fn from_header(given: Option<&HeaderValue>) -> RequestId {
+        match given {
+            Some(id) if is_well_formed(id.as_bytes()) => RequestId(id.clone()),
+            _ => {
+                let mut bytes = [0u8; 16];
+                rand::thread_rng().fill_bytes(&mut bytes);
+                let mut hex = [0u8; 32];
+                for (pair, byte) in hex.chunks_exact_mut(2).zip(bytes) {
+                    pair[0] = HEX[usize::from(byte >> 4)];
+                    pair[1] = HEX[usize::from(byte & 0xf)];
+                }
+                RequestId(HeaderValue::from_bytes(&hex).unwrap_or(HeaderValue::from_static("-")))
+            }
+        }
+    }
+
+    /// The value to send (shared, not copied).
+    pub fn value(&self) -> HeaderValue {
+        self.0.clone()
     }
 }
+
+impl Default for RequestId {
+    fn default() -> RequestId {
+        RequestId(HeaderValue::from_static(""))
+    }
+}
+
+impl std::ops::Deref for RequestId {
+    type Target = str;
+
+    /// Well-formed ids are ASCII, so always the whole id.
+    fn deref(&self) -> &str {
+        self.0.to_str().unwrap_or_default()
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn from(given: &[u8]) -> RequestId {
+        RequestId::from_header(HeaderValue::from_bytes(given).ok().as_ref())
+    }
+
     #[test]
     fn keeps_well_formed_ids() {
-        assert_eq!(from_header(Some(b"abc-123_x.y:z")), "abc-123_x.y:z");
+        assert_eq!(&*from(b"abc-123_x.y:z"), "abc-123_x.y:z");
+        assert_eq!(from(b"abc").value(), "abc");
     }
 
     #[test]
     fn replaces_bad_ids() {
-        for bad in [&b""[..], b"has space", b"new\nline", &[b'a'; 129]] {
-            let id = from_header(Some(bad));
+        for bad in [&b""[..], b"has space", b"tab\there", &[b'a'; 129]] {
+            let id = from(bad);
             assert_eq!(id.len(), 32, "{bad:?}");
             assert!(is_well_formed(id.as_bytes()));
+            assert!(id
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
         }
+        assert_ne!(
+            &*RequestId::from_header(None),
+            &*RequestId::from_header(None)
+        );
         assert_ne!(generate(), generate());
     }
 }

@@ -45,7 +45,7 @@ pub fn error_json(err: &GatewayError, request_id: &str) -> Vec<u8> {
 pub struct Answer {
     pub status: StatusCode,
     pub content_type: &'static str,
-    pub headers: Vec<(&'static str, String)>,
+    pub headers: crate::limits::headers::Headers,
     pub body: Bytes,
 }
 
@@ -77,11 +77,6 @@ impl Answer {
         }
     }
 
-    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Answer {
-        self.headers.push((name, value.into()));
-        self
-    }
-
     /// The response header for this answer, carrying the request id.
     pub fn header(&self, request_id: &str) -> Result<ResponseHeader> {
         let mut header = ResponseHeader::build(self.status, Some(4 + self.headers.len()))?;
@@ -90,7 +85,7 @@ impl Answer {
         header.insert_header("X-Request-ID", request_id)?;
         header.insert_header(http::header::CACHE_CONTROL, "no-store")?;
         for (name, value) in &self.headers {
-            header.insert_header(*name, value.as_str())?;
+            header.insert_header(*name, value.clone())?;
         }
         Ok(header)
     }
@@ -118,7 +113,7 @@ pub fn to_http_response(answer: Answer, request_id: &str) -> http::Response<Vec<
         .header(http::header::CACHE_CONTROL, "no-store")
         .header("X-Request-ID", request_id);
     for (name, value) in &answer.headers {
-        builder = builder.header(*name, value.as_str());
+        builder = builder.header(*name, value.clone());
     }
     builder
         .body(answer.body.to_vec())

@@ -55,14 +55,14 @@ pub fn serve(asset: Asset) -> Answer {
         content_type,
         Bytes::from_static(body.as_bytes()),
     );
-    answer.headers.extend([
-        (
-            "Content-Security-Policy",
-            CONTENT_SECURITY_POLICY.to_string(),
-        ),
-        ("X-Content-Type-Options", "nosniff".to_string()),
-        ("Referrer-Policy", "no-referrer".to_string()),
-        ("Cache-Control", "no-cache".to_string()),
-    ]);
+    answer.headers.extend(
+        [
+            ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
+            ("X-Content-Type-Options", "nosniff"),
+            ("Referrer-Policy", "no-referrer"),
+            ("Cache-Control", "no-cache"),
+        ]
+        .map(|(name, value)| (name, http::HeaderValue::from_static(value))),
+    );
     answer
 }

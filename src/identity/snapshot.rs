@@ -4,10 +4,14 @@
 use super::model::{QuotaOverride, RateLimitOverride, Role, Status, Whitelist};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 #[derive(Debug)]
 pub struct Identity {
     pub user_id: String,
+    /// The same id, shared by the names of the user's limit counters (made once here, not per
+    /// request).
+    pub user: Arc<str>,
     /// The key's public lookup id (the only part of a key ever logged).
     pub key_id: String,
     pub role: Role,
@@ -44,6 +48,7 @@ impl Identity {
         key_expires_at: Option<u64>,
     ) -> Identity {
         Identity {
+            user: user_id.as_str().into(),
             user_id,
             key_id,
             role,

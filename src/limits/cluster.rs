@@ -10,7 +10,7 @@
 //! and its refund (one round trip) another request can see the taken count and be refused by
 //! it: the cluster errs on refusing, never on admitting (`docs/decisions.md`).
 
-use super::rules::{Decision, Kind, Rule, Shape};
+use super::rules::{CounterKey, Decision, Kind, Rule, Shape};
 use super::shared::Shared;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -112,7 +112,7 @@ async fn give_back(redis: &Shared, leases: &Leases, rules: &[Rule], taken: Vec<T
 
 /// Budget of endpoint windows this instance leased from Redis and has not spent.
 #[derive(Default)]
-pub struct Leases(Mutex<HashMap<String, Lease>>);
+pub struct Leases(Mutex<HashMap<CounterKey, Lease>>);
 
 #[derive(Clone, Copy)]
 struct Lease {
@@ -133,7 +133,7 @@ pub fn chunk(limit: u64, instances: u64) -> u64 {
 }
 
 impl Leases {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Lease>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<CounterKey, Lease>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -185,7 +185,7 @@ impl Leases {
         )
     }
 
-    fn exhausted(&self, key: &str) -> bool {
+    fn exhausted(&self, key: &CounterKey) -> bool {
         self.lock().get(key).is_some_and(|l| l.exhausted)
     }
 
@@ -198,7 +198,7 @@ impl Leases {
             .map_or((0, false), |l| (l.total, l.exhausted));
         Decision {
             rejected: (consume || exhausted).then_some(rule.kind),
-            standings: vec![rule.look(known as f64, now, 1)],
+            standings: smallvec::smallvec![rule.look(known as f64, now, 1)],
             shared: true,
         }
     }
@@ -219,12 +219,12 @@ impl Leases {
         };
         Some(Decision {
             rejected: None,
-            standings: vec![standing],
+            standings: smallvec::smallvec![standing],
             shared: true,
         })
     }
 
-    fn give_back(&self, key: &str) {
+    fn give_back(&self, key: &CounterKey) {
         if let Some(lease) = self.lock().get_mut(key) {
             lease.left += 1;
         }

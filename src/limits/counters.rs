@@ -7,7 +7,7 @@
 
 use super::local::LocalLimiter;
 use super::reservations::{self, Ledger, Reservation};
-use super::rules::{Decision, Rule, Shape};
+use super::rules::{CounterKey, Decision, Rule, Shape};
 use super::shared::{self, Shared};
 use crate::db::usage::Write;
 use crate::error::{GatewayError, GatewayResult};
@@ -118,7 +118,7 @@ impl Counters {
         if consume && decision.admitted() {
             for rule in rules {
                 if let Shape::Period { end, seed, .. } = rule.shape {
-                    c.owed.add(rule.key.clone(), 1, seed, end);
+                    c.owed.add(rule.key.to_string(), 1, seed, end);
                 }
             }
         }
@@ -138,13 +138,13 @@ impl Counters {
     /// entry (and never makes the name).
     pub async fn add_to_quota(
         &self,
-        key: impl FnOnce() -> String,
+        key: impl FnOnce() -> CounterKey,
         count: u64,
         seed: u64,
         end: u64,
     ) -> Option<u64> {
         let c = self.in_redis.as_ref()?;
-        let key = key();
+        let key = key().to_string();
         let total = c
             .redis
             .settle(&key, count, seed, end + shared::PERIOD_GRACE)
@@ -172,7 +172,12 @@ impl Counters {
 
     /// Zero quota counters whose period ends at `end` and forget once-only `claims` (a quota
     /// reset); refused when Redis cannot take it, so no instance keeps counting the old total.
-    pub async fn reset(&self, keys: &[String], claims: &[String], end: u64) -> GatewayResult<()> {
+    pub async fn reset(
+        &self,
+        keys: &[CounterKey],
+        claims: &[String],
+        end: u64,
+    ) -> GatewayResult<()> {
         for key in keys {
             self.local.set(key, 0, end);
         }

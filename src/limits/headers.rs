@@ -2,39 +2,104 @@
 //! `RateLimit-Policy`/`RateLimit` for the tightest rate limit, `X-Quota-*` for the monthly
 //! request quota.
 
-use super::rules::{Decision, Kind};
+use super::rules::{Decision, Kind, Standing};
+use bytes::{BufMut, BytesMut};
+use http::HeaderValue;
+use std::fmt::Write;
 
-pub type Headers = Vec<(&'static str, String)>;
+/// Header names with their values; the values of one request share one buffer.
+pub type Headers = Vec<(&'static str, HeaderValue)>;
 
+/// The headers of `decision` at `now`: every value is written into one buffer, and each header
+/// value is a slice of it, so the whole set costs a buffer and a list.
 pub fn render(decision: &Decision, now: u64) -> Headers {
-    let mut out = Headers::new();
-    if let Some(t) = decision.tightest() {
-        out.push(("X-RateLimit-Limit", t.limit.to_string()));
-        out.push(("X-RateLimit-Remaining", t.remaining.to_string()));
-        out.push(("X-RateLimit-Reset", t.reset.to_string()));
-        let policies: Vec<String> = decision
-            .standings
+    let tightest = decision.tightest();
+    let quota = decision.standing(Kind::Requests);
+    if tightest.is_none() && quota.is_none() {
+        return Headers::new();
+    }
+    let mut values = Values::default();
+    if let Some(t) = tightest {
+        values.numbers(
+            [
+                "X-RateLimit-Limit",
+                "X-RateLimit-Remaining",
+                "X-RateLimit-Reset",
+            ],
+            t,
+        );
+        let policies = decision.standings.iter().filter(|s| !s.kind.is_quota());
+        for (i, s) in policies.enumerate() {
+            let separator = if i == 0 { "" } else { ", " };
+            let (policy, limit, window) = (s.kind.policy(), s.limit, s.window);
+            let _ = write!(values, "{separator}\"{policy}\";q={limit};w={window}");
+        }
+        values.end("RateLimit-Policy");
+        let (policy, remaining) = (t.kind.policy(), t.remaining);
+        let wait = t.reset.saturating_sub(now);
+        let _ = write!(values, "\"{policy}\";r={remaining};t={wait}");
+        values.end("RateLimit");
+    }
+    if let Some(q) = quota {
+        values.numbers(["X-Quota-Limit", "X-Quota-Remaining", "X-Quota-Reset"], q);
+    }
+    values.headers()
+}
+
+/// Header values written one after another into one buffer, each ended by its name.
+struct Values {
+    text: BytesMut,
+    /// Each value's name and where it ends in `text`.
+    ends: [(&'static str, usize); 8],
+    count: usize,
+}
+
+impl Default for Values {
+    fn default() -> Values {
+        Values {
+            text: BytesMut::with_capacity(256),
+            ends: [("", 0); 8],
+            count: 0,
+        }
+    }
+}
+
+impl Values {
+    /// What was written since the last end is the value of `name`.
+    fn end(&mut self, name: &'static str) {
+        if let Some(slot) = self.ends.get_mut(self.count) {
+            *slot = (name, self.text.len());
+            self.count += 1;
+        }
+    }
+
+    /// The limit, remaining and reset of `s`, under `names`.
+    fn numbers(&mut self, names: [&'static str; 3], s: &Standing) {
+        for (name, value) in names.into_iter().zip([s.limit, s.remaining, s.reset]) {
+            let _ = write!(self, "{value}");
+            self.end(name);
+        }
+    }
+
+    fn headers(self) -> Headers {
+        let all = self.text.freeze();
+        let mut start = 0;
+        self.ends[..self.count]
             .iter()
-            .filter(|s| !s.kind.is_quota())
-            .map(|s| format!("\"{}\";q={};w={}", s.kind.policy(), s.limit, s.window))
-            .collect();
-        out.push(("RateLimit-Policy", policies.join(", ")));
-        out.push((
-            "RateLimit",
-            format!(
-                "\"{}\";r={};t={}",
-                t.kind.policy(),
-                t.remaining,
-                t.reset.saturating_sub(now)
-            ),
-        ));
+            .filter_map(|&(name, stop)| {
+                let value = HeaderValue::from_maybe_shared(all.slice(start..stop)).ok();
+                start = stop;
+                Some((name, value?))
+            })
+            .collect()
     }
-    if let Some(q) = decision.standing(Kind::Requests) {
-        out.push(("X-Quota-Limit", q.limit.to_string()));
-        out.push(("X-Quota-Remaining", q.remaining.to_string()));
-        out.push(("X-Quota-Reset", q.reset.to_string()));
+}
+
+impl Write for Values {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.text.put_slice(s.as_bytes());
+        Ok(())
     }
-    out
 }
 
 #[cfg(test)]
@@ -53,7 +118,7 @@ mod tests {
         };
         let d = Decision {
             rejected: None,
-            standings: vec![
+            standings: smallvec::smallvec![
                 s(Kind::Ip, 20, 19, 1_001, 20),
                 s(Kind::UserMinute, 1000, 998, 1_042, 60),
                 s(Kind::UserHour, 5000, 4000, 3_600, 3600),
@@ -62,6 +127,7 @@ mod tests {
             shared: false,
         };
         let h: std::collections::HashMap<_, _> = render(&d, 1_000).into_iter().collect();
+        assert_eq!(h.len(), 8);
         assert_eq!(h["X-RateLimit-Limit"], "20");
         assert_eq!(h["X-RateLimit-Remaining"], "19");
         assert_eq!(h["X-RateLimit-Reset"], "1001");

@@ -2,7 +2,8 @@
 //! held across an await). A check locks the shards of its rules in index order, evaluates every
 //! rule, and consumes only when all admit: a refused request consumes nothing anywhere.
 
-use super::rules::{Decision, Rule, Shape, Standing};
+use super::rules::{CounterKey, Decision, Rule, Shape, Standing};
+use smallvec::SmallVec;
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -16,8 +17,13 @@ enum Slot {
     Count { value: u64, expires: u64 },
 }
 
+type Shard = HashMap<CounterKey, Slot>;
+
+/// Scratch of one decision, on the stack for up to 6 rules.
+type PerRule<T> = SmallVec<[T; 6]>;
+
 pub struct LocalLimiter {
-    shards: Vec<Mutex<HashMap<String, Slot>>>,
+    shards: Vec<Mutex<Shard>>,
 }
 
 impl Default for LocalLimiter {
@@ -28,10 +34,20 @@ impl Default for LocalLimiter {
     }
 }
 
-fn shard_of(key: &str) -> usize {
+fn shard_of(key: &CounterKey) -> usize {
     let mut h = DefaultHasher::new();
     key.hash(&mut h);
     (h.finish() as usize) % SHARDS
+}
+
+/// Write a counter's new value: in place when it exists (no key is cloned), else inserted.
+fn store(shard: &mut Shard, key: &CounterKey, next: Slot) {
+    match shard.get_mut(key) {
+        Some(slot) => *slot = next,
+        None => {
+            shard.insert(key.clone(), next);
+        }
+    }
 }
 
 /// What a rule would do to its slot.
@@ -77,13 +93,21 @@ fn evaluate(rule: &Rule, slot: Option<Slot>, now_ms: u64, divisor: u64) -> Evalu
 }
 
 impl LocalLimiter {
-    fn lock(&self, keys: &[&str]) -> Vec<(usize, MutexGuard<'_, HashMap<String, Slot>>)> {
-        let mut idx: Vec<usize> = keys.iter().map(|k| shard_of(k)).collect();
-        idx.sort_unstable();
-        idx.dedup();
-        idx.into_iter()
-            .map(|i| (i, self.shards[i].lock().unwrap_or_else(|p| p.into_inner())))
-            .collect()
+    /// Lock the shards of `shards` (each rule's), in index order; for each rule, the position
+    /// of its shard's guard.
+    fn lock(&self, shards: &[usize]) -> (PerRule<MutexGuard<'_, Shard>>, PerRule<usize>) {
+        let mut order: PerRule<usize> = shards.iter().copied().collect();
+        order.sort_unstable();
+        order.dedup();
+        let at = shards
+            .iter()
+            .map(|i| order.iter().position(|j| j == i).unwrap_or(0))
+            .collect();
+        let guards = order
+            .iter()
+            .map(|&i| self.shards[i].lock().unwrap_or_else(|p| p.into_inner()))
+            .collect();
+        (guards, at)
     }
 
     /// Check every rule and consume all or nothing. `divisor` splits each limit (the share of
@@ -98,28 +122,22 @@ impl LocalLimiter {
     }
 
     fn run(&self, rules: &[Rule], now_ms: u64, divisor: u64, consume: bool) -> Decision {
-        let keys: Vec<&str> = rules.iter().map(|r| r.key.as_str()).collect();
-        let mut guards = self.lock(&keys);
-        let at: Vec<usize> = keys
-            .iter()
-            .map(|k| {
-                let i = shard_of(k);
-                guards.iter().position(|(j, _)| *j == i).unwrap_or(0)
-            })
-            .collect();
-        let evaluations: Vec<Evaluation> = rules
+        let shards: PerRule<usize> = rules.iter().map(|r| shard_of(&r.key)).collect();
+        let (mut guards, at) = self.lock(&shards);
+        let evaluations: PerRule<Evaluation> = rules
             .iter()
             .zip(&at)
-            .map(|(rule, &g)| evaluate(rule, guards[g].1.get(&rule.key).copied(), now_ms, divisor))
+            .map(|(rule, &g)| evaluate(rule, guards[g].get(&rule.key).copied(), now_ms, divisor))
             .collect();
         let rejected = rules
             .iter()
             .zip(&evaluations)
             .find(|(_, e)| !e.admitted)
             .map(|(rule, _)| rule.kind);
-        if consume && rejected.is_none() {
+        let consumed = consume && rejected.is_none();
+        if consumed {
             for ((rule, e), &g) in rules.iter().zip(&evaluations).zip(&at) {
-                guards[g].1.insert(rule.key.clone(), e.next);
+                store(&mut guards[g], &rule.key, e.next);
             }
         }
         Decision {
@@ -127,12 +145,9 @@ impl LocalLimiter {
             standings: rules
                 .iter()
                 .zip(evaluations)
-                .map(|(rule, e)| {
-                    if consume && rejected.is_none() {
-                        e.standing
-                    } else {
-                        rule.look(e.current, now_ms, divisor)
-                    }
+                .map(|(rule, e)| match consumed {
+                    true => e.standing,
+                    false => rule.look(e.current, now_ms, divisor),
                 })
                 .collect(),
             shared: false,
@@ -140,7 +155,7 @@ impl LocalLimiter {
     }
 
     /// The current value of a counter (quota usage), if this process holds it.
-    pub fn value(&self, key: &str) -> Option<u64> {
+    pub fn value(&self, key: &CounterKey) -> Option<u64> {
         match self.shards[shard_of(key)]
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -152,22 +167,22 @@ impl LocalLimiter {
     }
 
     /// Set a counter (quota reset, or a lowered limit re-read from the database).
-    pub fn set(&self, key: &str, value: u64, expires: u64) {
+    pub fn set(&self, key: &CounterKey, value: u64, expires: u64) {
         self.shards[shard_of(key)]
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(key.to_string(), Slot::Count { value, expires });
+            .insert(key.clone(), Slot::Count { value, expires });
     }
 
     /// Raise a counter to at least `value` (a shared total seen).
-    pub fn raise(&self, key: &str, value: u64, expires: u64) {
+    pub fn raise(&self, key: &CounterKey, value: u64, expires: u64) {
         let mut shard = self.shards[shard_of(key)]
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         match shard.get_mut(key) {
             Some(Slot::Count { value: v, .. }) => *v = (*v).max(value),
             _ => {
-                shard.insert(key.to_string(), Slot::Count { value, expires });
+                shard.insert(key.clone(), Slot::Count { value, expires });
             }
         }
     }
@@ -175,7 +190,7 @@ impl LocalLimiter {
     /// Add `delta` to a counter (counts another process stored); a counter not held yet is
     /// created at `base + delta`, so a request whose rules carry the older seed still counts
     /// from the new total. Under the shard lock, like a check creating the counter.
-    pub fn add(&self, key: &str, delta: u64, base: u64, expires: u64) {
+    pub fn add(&self, key: &CounterKey, delta: u64, base: u64, expires: u64) {
         let mut shard = self.shards[shard_of(key)]
             .lock()
             .unwrap_or_else(|p| p.into_inner());
@@ -183,7 +198,7 @@ impl LocalLimiter {
             Some(Slot::Count { value, .. }) => *value += delta,
             _ => {
                 shard.insert(
-                    key.to_string(),
+                    key.clone(),
                     Slot::Count {
                         value: base + delta,
                         expires,
@@ -297,9 +312,9 @@ mod tests {
             l.check(std::slice::from_ref(&quota), 5_000, 1).rejected,
             Some(Kind::Requests)
         );
-        assert_eq!(l.value("qr:u:1"), Some(10));
+        assert_eq!(l.value(&"qr:u:1".into()), Some(10));
         l.sweep(200_000);
-        assert_eq!(l.value("qr:u:1"), None);
+        assert_eq!(l.value(&"qr:u:1".into()), None);
     }
 
     #[test]

@@ -212,7 +212,7 @@ impl Limits {
         config: &Config,
         store: &Store,
         identity: &Identity,
-        endpoint: &str,
+        endpoint: &'static str,
         ip: IpAddr,
         scope: Scope,
     ) -> Result<Admission, Refusal> {
@@ -221,7 +221,8 @@ impl Limits {
         let now = now_at.timestamp() as u64;
         let period = Period::containing(now_at, limits.reset_day);
         let entry = self.usage.entry(store, &identity.user_id, &period).await?;
-        let rules = rules::request_rules(config, &limits, &entry, endpoint, ip, now, scope);
+        let user = &identity.user;
+        let rules = rules::request_rules(config, &limits, &entry, user, endpoint, ip, now, scope);
         // Quotas that only a later step could enforce are checked first, so a request they
         // refuse consumes nothing.
         let bandwidth = limits.monthly_bandwidth_bytes;

@@ -49,7 +49,13 @@ impl Period {
 
     /// A short stable name for keys: `20261101`.
     pub fn id(&self) -> String {
-        self.start.format("%Y%m%d").to_string()
+        self.number().to_string()
+    }
+
+    /// The same name as a number (`20261101`), for counter keys built per request.
+    pub fn number(&self) -> u64 {
+        let date = self.start.date_naive();
+        date.year().max(0) as u64 * 10_000 + u64::from(date.month()) * 100 + u64::from(date.day())
     }
 }
 

@@ -32,8 +32,8 @@ impl Limits {
             .iter()
             .flat_map(|e| {
                 [
-                    rules::requests_key(&e.user_id, &e.period),
-                    rules::bandwidth_key(&e.user_id, &e.period),
+                    rules::requests_key(&e.user_id, &e.period).to_string(),
+                    rules::bandwidth_key(&e.user_id, &e.period).to_string(),
                 ]
             })
             .collect();

@@ -7,7 +7,10 @@ use crate::config::Config;
 use crate::identity::model::{QuotaOverride, RateLimitOverride};
 use crate::identity::Identity;
 use serde::Serialize;
-use std::net::IpAddr;
+use smallvec::SmallVec;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -59,11 +62,72 @@ pub enum Shape {
     Period { start: u64, end: u64, seed: u64 },
 }
 
+/// A counter's name, unique per subject and window. Its text (`Display`) names the counter in
+/// Redis (`ip:{ip:203.0.113.7}`, `um:{u:alice}:1764892800`, `qr:{u:alice}:20261201`…); the
+/// in-process limiter hashes and compares its parts, so a request builds no text: the user's
+/// name is shared from the identity snapshot, the rest is numbers and static strings.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct CounterKey {
+    subject: Subject,
+    /// The window's start (Unix s), or the quota period's `YYYYMMDD`.
+    window: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Subject {
+    /// `ip:{ip:<bucket>}`
+    Ip(IpBucket),
+    /// `api:{api:<endpoint>}`
+    Api(&'static str),
+    /// `<counter>:{u:<user id>}`
+    User(&'static str, Arc<str>),
+    /// A name as given (tools and tests).
+    Text(Arc<str>),
+}
+
+impl CounterKey {
+    fn user(counter: &'static str, user: &Arc<str>, window: u64) -> CounterKey {
+        CounterKey {
+            subject: Subject::User(counter, Arc::clone(user)),
+            window: Some(window),
+        }
+    }
+}
+
+impl From<&str> for CounterKey {
+    fn from(name: &str) -> CounterKey {
+        CounterKey {
+            subject: Subject::Text(name.into()),
+            window: None,
+        }
+    }
+}
+
+impl fmt::Display for CounterKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.subject {
+            Subject::Ip(bucket) => write!(f, "ip:{{ip:{bucket}}}")?,
+            Subject::Api(endpoint) => write!(f, "api:{{api:{endpoint}}}")?,
+            Subject::User(counter, user) => write!(f, "{counter}:{}", UserTag(user))?,
+            Subject::Text(name) => f.write_str(name)?,
+        }
+        match self.window {
+            Some(window) => write!(f, ":{window}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The rules of one request (five levels at most), kept on the stack.
+pub type Rules = SmallVec<[Rule; 5]>;
+
+/// Where each rule of a decision stands, in the rules' order.
+pub type Standings = SmallVec<[Standing; 6]>;
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rule {
     pub kind: Kind,
-    /// The counter's name, unique per subject and window.
-    pub key: String,
+    pub key: CounterKey,
     pub limit: u64,
     pub shape: Shape,
 }
@@ -166,7 +230,7 @@ pub struct Standing {
 pub struct Decision {
     /// The first level that refused; nothing was consumed anywhere.
     pub rejected: Option<Kind>,
-    pub standings: Vec<Standing>,
+    pub standings: Standings,
     /// Decided by Redis (shared totals), not by this process's fallback.
     pub shared: bool,
 }
@@ -245,29 +309,46 @@ impl UserLimits {
     }
 }
 
-fn window(kind: Kind, key: String, limit: u64, secs: u64, now: u64) -> Rule {
+fn window(kind: Kind, subject: Subject, limit: u64, secs: u64, now: u64) -> Rule {
+    let start = now - now % secs;
     Rule {
         kind,
-        key: format!("{key}:{}", now - now % secs),
-        limit,
-        shape: Shape::Window {
-            start: now - now % secs,
-            secs,
+        key: CounterKey {
+            subject,
+            window: Some(start),
         },
+        limit,
+        shape: Shape::Window { start, secs },
+    }
+}
+
+/// The IP level's subject: an IPv4 address (IPv4-mapped IPv6 included), or an IPv6 network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum IpBucket {
+    V4(Ipv4Addr),
+    V6 { network: Ipv6Addr, prefix: u8 },
+}
+
+impl fmt::Display for IpBucket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IpBucket::V4(v4) => write!(f, "{v4}"),
+            IpBucket::V6 { network, prefix } => write!(f, "{network}/{prefix}"),
+        }
     }
 }
 
 /// The client's IP bucket: its IPv4 address (IPv4-mapped IPv6 included), or its IPv6
 /// network of `v6_prefix` bits.
-pub fn ip_bucket(ip: IpAddr, v6_prefix: u8) -> String {
+pub fn ip_bucket(ip: IpAddr, v6_prefix: u8) -> IpBucket {
     match ip {
-        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V4(v4) => IpBucket::V4(v4),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => v4.to_string(),
+            Some(v4) => IpBucket::V4(v4),
             None => {
                 let prefix = v6_prefix.min(128);
-                let net = ipnet::Ipv6Net::new(v6, prefix).map_or(v6, |n| n.trunc().addr());
-                format!("{net}/{prefix}")
+                let network = ipnet::Ipv6Net::new(v6, prefix).map_or(v6, |n| n.trunc().addr());
+                IpBucket::V6 { network, prefix }
             }
         },
     }
@@ -278,7 +359,10 @@ pub fn ip_bucket(ip: IpAddr, v6_prefix: u8) -> String {
 pub fn ip_rule(config: &Config, ip: IpAddr) -> Option<Rule> {
     config.rate_limits.ip_level.as_ref().map(|l| Rule {
         kind: Kind::Ip,
-        key: format!("ip:{{ip:{}}}", ip_bucket(ip, *l.ipv6_prefix)),
+        key: CounterKey {
+            subject: Subject::Ip(ip_bucket(ip, *l.ipv6_prefix)),
+            window: None,
+        },
         limit: u64::from(*l.burst),
         shape: Shape::Bucket {
             per_minute: u64::from(*l.requests_per_minute),
@@ -287,53 +371,39 @@ pub fn ip_rule(config: &Config, ip: IpAddr) -> Option<Rule> {
 }
 
 /// Every level an authenticated request to `endpoint` is checked against, in order. The usage
-/// `entry` names the user and period, and seeds the request counter with the stored count.
+/// `entry` names the user and period, and seeds the request counter with the stored count;
+/// `user` is the user's id as the identity snapshot shares it.
+#[allow(clippy::too_many_arguments)]
 pub fn request_rules(
     config: &Config,
     limits: &UserLimits,
     entry: &Entry,
-    endpoint: &str,
+    user: &Arc<str>,
+    endpoint: &'static str,
     ip: IpAddr,
     now: u64,
     scope: super::Scope,
-) -> Vec<Rule> {
-    let (user_id, period) = (entry.user_id.as_str(), &entry.period);
-    let mut rules: Vec<Rule> = ip_rule(config, ip)
+) -> Rules {
+    let period = &entry.period;
+    let mut rules: Rules = ip_rule(config, ip)
         .filter(|_| scope.ip_spent.is_none())
         .into_iter()
         .collect();
+    let of_user = |counter| Subject::User(counter, Arc::clone(user));
     if let Some(n) = limits.per_minute {
-        rules.push(window(
-            Kind::UserMinute,
-            format!("um:{}", user_tag(user_id)),
-            n,
-            60,
-            now,
-        ));
+        rules.push(window(Kind::UserMinute, of_user("um"), n, 60, now));
     }
     if let Some(n) = limits.per_hour {
-        rules.push(window(
-            Kind::UserHour,
-            format!("uh:{}", user_tag(user_id)),
-            n,
-            3600,
-            now,
-        ));
+        rules.push(window(Kind::UserHour, of_user("uh"), n, 3600, now));
     }
     if let Some(api) = config.rate_limits.api_level.get(endpoint) {
         let n = u64::from(*api.requests_per_minute);
-        rules.push(window(
-            Kind::Api,
-            format!("api:{{api:{endpoint}}}"),
-            n,
-            60,
-            now,
-        ));
+        rules.push(window(Kind::Api, Subject::Api(endpoint), n, 60, now));
     }
     if scope.metered && limits.monthly_requests > 0 {
         rules.push(Rule {
             kind: Kind::Requests,
-            key: requests_key(user_id, period),
+            key: CounterKey::user("qr", user, period.number()),
             limit: limits.monthly_requests,
             shape: Shape::Period {
                 start: period.start.timestamp() as u64,
@@ -349,17 +419,25 @@ pub fn request_rules(
 /// on one shard, so one script decides a user's levels together. The IP level and each
 /// endpoint have tags of their own (`{ip:…}`, `{api:…}`).
 pub fn user_tag(user_id: &str) -> String {
-    format!("{{u:{user_id}}}")
+    UserTag(user_id).to_string()
+}
+
+struct UserTag<'a>(&'a str);
+
+impl fmt::Display for UserTag<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{{u:{}}}", self.0)
+    }
 }
 
 /// The counter of a user's bandwidth bytes in a period (shared mode).
-pub fn bandwidth_key(user_id: &str, period: &Period) -> String {
-    format!("qb:{}:{}", user_tag(user_id), period.id())
+pub fn bandwidth_key(user_id: &str, period: &Period) -> CounterKey {
+    CounterKey::user("qb", &user_id.into(), period.number())
 }
 
 /// The counter of a user's requests in a period.
-pub fn requests_key(user_id: &str, period: &Period) -> String {
-    format!("qr:{}:{}", user_tag(user_id), period.id())
+pub fn requests_key(user_id: &str, period: &Period) -> CounterKey {
+    CounterKey::user("qr", &user_id.into(), period.number())
 }
 
 #[cfg(test)]
@@ -368,7 +446,7 @@ mod tests {
 
     #[test]
     fn ipv6_clients_share_their_network_bucket() {
-        let bucket = |ip: &str, prefix| ip_bucket(ip.parse().unwrap(), prefix);
+        let bucket = |ip: &str, prefix| ip_bucket(ip.parse().unwrap(), prefix).to_string();
         assert_eq!(bucket("203.0.113.7", 64), "203.0.113.7");
         assert_eq!(bucket("::ffff:203.0.113.7", 64), "203.0.113.7");
         assert_eq!(bucket("2001:db8:1:2:aaaa::1", 64), "2001:db8:1:2::/64");
@@ -378,5 +456,49 @@ mod tests {
         );
         assert_eq!(bucket("2001:db8:1:2::1", 48), "2001:db8:1::/48");
         assert_eq!(bucket("2001:db8::1", 128), "2001:db8::1/128");
+    }
+
+    /// The names Redis knows the counters by (they outlive a process: an upgrade's old and
+    /// new process share them).
+    #[test]
+    fn counter_names_in_redis() {
+        use super::*;
+        let user: Arc<str> = "alice".into();
+        let ip = |ip: &str| CounterKey {
+            subject: Subject::Ip(ip_bucket(ip.parse().unwrap(), 64)),
+            window: None,
+        };
+        assert_eq!(ip("203.0.113.7").to_string(), "ip:{ip:203.0.113.7}");
+        assert_eq!(
+            ip("2001:db8:1:2::1").to_string(),
+            "ip:{ip:2001:db8:1:2::/64}"
+        );
+        let minute = window(
+            Kind::UserMinute,
+            Subject::User("um", user.clone()),
+            5,
+            60,
+            130,
+        );
+        assert_eq!(minute.key.to_string(), "um:{u:alice}:120");
+        let api = window(Kind::Api, Subject::Api("/api/v1/convert"), 5, 60, 130);
+        assert_eq!(api.key.to_string(), "api:{api:/api/v1/convert}:120");
+        let period = super::super::period::Period::containing(
+            chrono::DateTime::from_timestamp(1_764_892_800, 0).unwrap(),
+            1,
+        );
+        assert_eq!(
+            requests_key("alice", &period).to_string(),
+            "qr:{u:alice}:20251201"
+        );
+        assert_eq!(
+            bandwidth_key("alice", &period).to_string(),
+            "qb:{u:alice}:20251201"
+        );
+        assert_eq!(
+            CounterKey::user("qr", &user, period.number()),
+            requests_key("alice", &period)
+        );
+        assert_eq!(CounterKey::from("x:y").to_string(), "x:y");
     }
 }

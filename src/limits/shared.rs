@@ -5,7 +5,7 @@
 //! Cluster a decision takes one script per slot its keys fall in (`cluster.rs`).
 
 use super::cluster::{self, Leases};
-use super::rules::{Decision, Rule, Shape};
+use super::rules::{CounterKey, Decision, Rule, Shape};
 use fred::clients::Client;
 use fred::interfaces::{ClientLike, KeysInterface};
 use fred::types::scripts::Script;
@@ -123,12 +123,12 @@ impl Shared {
         self.instances
     }
 
-    fn key(&self, key: &str) -> String {
+    fn key(&self, key: impl std::fmt::Display) -> String {
         format!("{}{key}", self.prefix)
     }
 
     /// The cluster slot of `key` (the prefix has no braces, so the hash tag is the key's own).
-    pub fn slot(&self, key: &str) -> u16 {
+    pub fn slot(&self, key: impl std::fmt::Display) -> u16 {
         fred::util::redis_keyslot(self.key(key).as_bytes())
     }
 
@@ -301,7 +301,7 @@ impl Shared {
     /// `expires_at`): the requests granted and the window's total leased.
     pub(super) async fn lease(
         &self,
-        key: &str,
+        key: &CounterKey,
         chunk: u64,
         limit: u64,
         expires_at: u64,
@@ -383,7 +383,7 @@ impl Shared {
     }
 
     /// Set counters (a quota reset).
-    pub async fn set(&self, key: &str, value: u64, expires_at: u64) -> Option<()> {
+    pub async fn set(&self, key: &CounterKey, value: u64, expires_at: u64) -> Option<()> {
         let key = self.key(key);
         self.call(|client| {
             client.set::<(), _, _>(

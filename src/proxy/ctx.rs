@@ -50,7 +50,7 @@ impl UpstreamLeg {
 }
 
 pub struct Ctx {
-    pub request_id: String,
+    pub request_id: crate::request_id::RequestId,
     pub route: Route,
     pub started: Instant,
     pub caller: Option<Arc<crate::identity::Identity>>,
@@ -74,7 +74,7 @@ pub struct Ctx {
 impl Ctx {
     pub fn new() -> Ctx {
         Ctx {
-            request_id: String::new(),
+            request_id: Default::default(),
             route: Route::Unknown,
             started: Instant::now(),
             caller: None,

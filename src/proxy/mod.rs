@@ -86,8 +86,8 @@ impl Gateway {
             action: None,
         };
         let admitted = access::admit(&self.state, access, asked, &mut ctx.caller).await;
-        if let Some(admission) = admitted.map_err(|r| ctx.refused(r))? {
-            ctx.limit_headers = admission.headers.clone();
+        if let Some(mut admission) = admitted.map_err(|r| ctx.refused(r))? {
+            ctx.limit_headers = std::mem::take(&mut admission.headers);
             if access == Access::Metered {
                 ctx.admission = Some(admission);
             }
@@ -158,7 +158,7 @@ impl Gateway {
     /// `quota_exceeded`. Never the key, only its public id when known.
     fn security_event(&self, ctx: &Ctx, err: &GatewayError) {
         security_event(&self.state, err, |line| {
-            line["request_id"] = ctx.request_id.as_str().into();
+            line["request_id"] = (&*ctx.request_id).into();
             line["endpoint"] = ctx.route.template().into();
             line["client_ip"] = ctx.client_ip.map(|ip| ip.to_string()).into();
             line["user_id"] = ctx.caller.as_ref().map(|c| c.user_id.as_str()).into();
@@ -307,12 +307,8 @@ impl ProxyHttp for Gateway {
         } else {
             session.set_keepalive(Some(server.keepalive_timeout.get().as_secs()));
         }
-        ctx.request_id = request_id::from_header(
-            session
-                .req_header()
-                .headers
-                .get(request_id::HEADER)
-                .map(|v| v.as_bytes()),
+        ctx.request_id = request_id::RequestId::from_header(
+            session.req_header().headers.get(request_id::HEADER),
         );
         Ok(())
     }
@@ -384,7 +380,7 @@ impl ProxyHttp for Gateway {
         if let Some(backend) = &ctx.upstream.current {
             request.insert_header(http::header::HOST, backend.authority.as_str())?;
         }
-        request.insert_header(request_id::HEADER, ctx.request_id.as_str())?;
+        request.insert_header(request_id::HEADER, ctx.request_id.value())?;
         for name in FORWARDED_HEADERS {
             if let Some(value) = upstream.headers.get(&name).cloned() {
                 request.insert_header(name, value)?;
@@ -516,9 +512,9 @@ impl ProxyHttp for Gateway {
             }
         }
         response.remove_header("server");
-        response.insert_header(request_id::HEADER, ctx.request_id.as_str())?;
+        response.insert_header(request_id::HEADER, ctx.request_id.value())?;
         for (name, value) in &ctx.limit_headers {
-            response.insert_header(*name, value.as_str())?;
+            response.insert_header(*name, value.clone())?;
         }
         ctx.status = response.status.as_u16();
         Ok(())

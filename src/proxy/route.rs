@@ -205,7 +205,10 @@ mod tests {
     fn wrong_methods_and_unknown_paths() {
         let err = resolve(&Method::GET, "/api/v1/upload").unwrap_err();
         assert_eq!(err.status(), 405);
-        assert_eq!(err.headers(), vec![("Allow", "POST".to_string())]);
+        assert_eq!(
+            err.headers(),
+            vec![("Allow", http::HeaderValue::from_static("POST"))]
+        );
         assert_eq!(
             resolve(&Method::DELETE, "/api/v1/convert")
                 .unwrap_err()
