@@ -126,8 +126,36 @@ pub fn structured<T: serde::Serialize>(level: log::Level, target: &'static str, 
     if !log::logger().enabled(&metadata) {
         return;
     }
-    emit(level, target, |message| {
-        let _ = serde_json::to_writer(&mut *message, value);
+    if !JSON.load(Ordering::Relaxed) {
+        return emit(level, target, |message| {
+            let _ = serde_json::to_writer(&mut *message, value);
+        });
+    }
+    SCRATCH.with(|scratch| {
+        let line = &mut scratch.borrow_mut().0;
+        line.clear();
+        line.extend_from_slice(b"{\"ts\":\"");
+        timestamp(line);
+        let _ = write!(line, "\",\"level\":\"{}\"", level.as_str());
+        // The object goes right after the level, its `{` turned into the `,` between them.
+        let at = line.len();
+        let _ = serde_json::to_writer(&mut *line, value);
+        match &line[at..] {
+            [b'{', b'}'] => {
+                line.truncate(at);
+                line.push(b'}');
+            }
+            [b'{', ..] => line[at] = b',',
+            // Not an object: a message like any other.
+            _ => {
+                let message = line.split_off(at);
+                let _ = write!(line, ",\"target\":\"{target}\",\"message\":");
+                line.extend_from_slice(&message);
+                line.push(b'}');
+            }
+        }
+        line.push(b'\n');
+        SINK.push(line, level == log::Level::Error);
     });
 }
 

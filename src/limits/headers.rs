@@ -5,7 +5,6 @@
 use super::rules::{Decision, Kind, Standing};
 use bytes::{BufMut, BytesMut};
 use http::HeaderValue;
-use std::fmt::Write;
 
 /// Header names with their values; the values of one request share one buffer.
 pub type Headers = Vec<(&'static str, HeaderValue)>;
@@ -30,14 +29,22 @@ pub fn render(decision: &Decision, now: u64) -> Headers {
         );
         let policies = decision.standings.iter().filter(|s| !s.kind.is_quota());
         for (i, s) in policies.enumerate() {
-            let separator = if i == 0 { "" } else { ", " };
-            let (policy, limit, window) = (s.kind.policy(), s.limit, s.window);
-            let _ = write!(values, "{separator}\"{policy}\";q={limit};w={window}");
+            // `"user-minute";q=1000;w=60`, comma-separated
+            values.text(if i == 0 { "\"" } else { ", \"" });
+            values.text(s.kind.policy());
+            values.text("\";q=");
+            values.number(s.limit);
+            values.text(";w=");
+            values.number(s.window);
         }
         values.end("RateLimit-Policy");
-        let (policy, remaining) = (t.kind.policy(), t.remaining);
-        let wait = t.reset.saturating_sub(now);
-        let _ = write!(values, "\"{policy}\";r={remaining};t={wait}");
+        // `"user-minute";r=998;t=42`
+        values.text("\"");
+        values.text(t.kind.policy());
+        values.text("\";r=");
+        values.number(t.remaining);
+        values.text(";t=");
+        values.number(t.reset.saturating_sub(now));
         values.end("RateLimit");
     }
     if let Some(q) = quota {
@@ -76,9 +83,17 @@ impl Values {
     /// The limit, remaining and reset of `s`, under `names`.
     fn numbers(&mut self, names: [&'static str; 3], s: &Standing) {
         for (name, value) in names.into_iter().zip([s.limit, s.remaining, s.reset]) {
-            let _ = write!(self, "{value}");
+            self.number(value);
             self.end(name);
         }
+    }
+
+    fn text(&mut self, text: &str) {
+        self.text.put_slice(text.as_bytes());
+    }
+
+    fn number(&mut self, n: u64) {
+        self.text(itoa::Buffer::new().format(n));
     }
 
     fn headers(self) -> Headers {
@@ -92,13 +107,6 @@ impl Values {
                 Some((name, value?))
             })
             .collect()
-    }
-}
-
-impl Write for Values {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        self.text.put_slice(s.as_bytes());
-        Ok(())
     }
 }
 

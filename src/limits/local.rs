@@ -4,9 +4,8 @@
 
 use super::rules::{CounterKey, Decision, Rule, Shape, Standing};
 use smallvec::SmallVec;
-use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::{Mutex, MutexGuard};
 
 const SHARDS: usize = 64;
@@ -17,27 +16,28 @@ enum Slot {
     Count { value: u64, expires: u64 },
 }
 
-type Shard = HashMap<CounterKey, Slot>;
+/// Counters by key. The hasher is keyed at random per process (the keys hold client-chosen
+/// parts: IPv6 networks, user ids), and fast: a key is hashed once for its shard, once here.
+type Shard = HashMap<CounterKey, Slot, foldhash::fast::RandomState>;
 
 /// Scratch of one decision, on the stack for up to 6 rules.
 type PerRule<T> = SmallVec<[T; 6]>;
 
 pub struct LocalLimiter {
     shards: Vec<Mutex<Shard>>,
+    /// Picks a key's shard (keyed apart from the maps' own hashers).
+    spread: foldhash::fast::RandomState,
 }
 
 impl Default for LocalLimiter {
     fn default() -> Self {
         LocalLimiter {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(HashMap::with_hasher(Default::default())))
+                .collect(),
+            spread: Default::default(),
         }
     }
-}
-
-fn shard_of(key: &CounterKey) -> usize {
-    let mut h = DefaultHasher::new();
-    key.hash(&mut h);
-    (h.finish() as usize) % SHARDS
 }
 
 /// Write a counter's new value: in place when it exists (no key is cloned), else inserted.
@@ -93,6 +93,10 @@ fn evaluate(rule: &Rule, slot: Option<Slot>, now_ms: u64, divisor: u64) -> Evalu
 }
 
 impl LocalLimiter {
+    fn shard_of(&self, key: &CounterKey) -> usize {
+        (self.spread.hash_one(key) as usize) % SHARDS
+    }
+
     /// Lock the shards of `shards` (each rule's), in index order; for each rule, the position
     /// of its shard's guard.
     fn lock(&self, shards: &[usize]) -> (PerRule<MutexGuard<'_, Shard>>, PerRule<usize>) {
@@ -122,7 +126,7 @@ impl LocalLimiter {
     }
 
     fn run(&self, rules: &[Rule], now_ms: u64, divisor: u64, consume: bool) -> Decision {
-        let shards: PerRule<usize> = rules.iter().map(|r| shard_of(&r.key)).collect();
+        let shards: PerRule<usize> = rules.iter().map(|r| self.shard_of(&r.key)).collect();
         let (mut guards, at) = self.lock(&shards);
         let evaluations: PerRule<Evaluation> = rules
             .iter()
@@ -156,7 +160,7 @@ impl LocalLimiter {
 
     /// The current value of a counter (quota usage), if this process holds it.
     pub fn value(&self, key: &CounterKey) -> Option<u64> {
-        match self.shards[shard_of(key)]
+        match self.shards[self.shard_of(key)]
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(key)
@@ -168,7 +172,7 @@ impl LocalLimiter {
 
     /// Set a counter (quota reset, or a lowered limit re-read from the database).
     pub fn set(&self, key: &CounterKey, value: u64, expires: u64) {
-        self.shards[shard_of(key)]
+        self.shards[self.shard_of(key)]
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(key.clone(), Slot::Count { value, expires });
@@ -176,7 +180,7 @@ impl LocalLimiter {
 
     /// Raise a counter to at least `value` (a shared total seen).
     pub fn raise(&self, key: &CounterKey, value: u64, expires: u64) {
-        let mut shard = self.shards[shard_of(key)]
+        let mut shard = self.shards[self.shard_of(key)]
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         match shard.get_mut(key) {
@@ -191,7 +195,7 @@ impl LocalLimiter {
     /// created at `base + delta`, so a request whose rules carry the older seed still counts
     /// from the new total. Under the shard lock, like a check creating the counter.
     pub fn add(&self, key: &CounterKey, delta: u64, base: u64, expires: u64) {
-        let mut shard = self.shards[shard_of(key)]
+        let mut shard = self.shards[self.shard_of(key)]
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         match shard.get_mut(key) {

@@ -4,11 +4,13 @@
 //! `private` keeps imgproxy's `max-age`, and `ETag`/`Last-Modified` pass through so
 //! conditional requests (304) work.
 
+use std::borrow::Cow;
+
 /// The `Cache-Control` of an image answer: the operator's value when configured, else
 /// `private` with the backend's `max-age` (or `no-cache` when the backend asked for it).
-pub fn image_cache_control(backend: Option<&str>, configured: Option<&str>) -> String {
+pub fn image_cache_control(backend: Option<&str>, configured: Option<&str>) -> Cow<'static, str> {
     if let Some(value) = configured {
-        return value.to_string();
+        return value.to_string().into();
     }
     let directives = || backend.unwrap_or("").split(',').map(str::trim);
     if directives().any(|d| d.eq_ignore_ascii_case("no-store")) {
@@ -25,7 +27,7 @@ pub fn image_cache_control(backend: Option<&str>, configured: Option<&str>) -> S
             .flatten()
     });
     match max_age {
-        Some(seconds) => format!("private, max-age={seconds}"),
+        Some(seconds) => format!("private, max-age={seconds}").into(),
         None => "private".into(),
     }
 }

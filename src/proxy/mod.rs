@@ -167,7 +167,7 @@ impl Gateway {
     }
 
     /// Count the finished request in the metrics.
-    fn record(&self, session: &Session, ctx: &Ctx, status: u16) {
+    fn record(&self, session: &Session, ctx: &Ctx, status: u16, elapsed: Duration) {
         let m = &self.state.metrics;
         m.active_connections.dec();
         let method = route::method_label(&session.req_header().method);
@@ -183,7 +183,7 @@ impl Gateway {
             .inc();
         m.http_duration
             .with_label_values(&[method, endpoint])
-            .observe(ctx.started.elapsed().as_secs_f64());
+            .observe(elapsed.as_secs_f64());
         if let Some(caller) = &ctx.caller {
             m.user_requests
                 .with_label_values(&[caller.user_id.as_str()])
@@ -378,7 +378,7 @@ impl ProxyHttp for Gateway {
         let mut request =
             RequestHeader::build(http::Method::GET, ctx.job.path.as_bytes(), Some(4))?;
         if let Some(backend) = &ctx.upstream.current {
-            request.insert_header(http::header::HOST, backend.authority.as_str())?;
+            request.insert_header(http::header::HOST, backend.host.clone())?;
         }
         request.insert_header(request_id::HEADER, ctx.request_id.value())?;
         for name in FORWARDED_HEADERS {
@@ -506,6 +506,11 @@ impl ProxyHttp for Gateway {
                 .and_then(|v| v.to_str().ok());
             let value =
                 caching::image_cache_control(backend, config.imgproxy.cache_control.as_deref());
+            let value = match value {
+                std::borrow::Cow::Borrowed(fixed) => http::HeaderValue::from_static(fixed),
+                std::borrow::Cow::Owned(made) => http::HeaderValue::try_from(made)
+                    .or_err(ErrorType::InvalidHTTPHeader, "cache-control")?,
+            };
             response.insert_header(http::header::CACHE_CONTROL, value)?;
             if let Some(id) = &ctx.job.image_id {
                 response.insert_header("X-Image-Id", id.as_str())?;
@@ -577,6 +582,7 @@ impl ProxyHttp for Gateway {
             .response_written()
             .map(|r| r.status.as_u16())
             .unwrap_or(ctx.status);
+        let elapsed = ctx.started.elapsed();
         let line = RequestLine {
             event: "request",
             request_id: &ctx.request_id,
@@ -584,7 +590,7 @@ impl ProxyHttp for Gateway {
             endpoint: ctx.route.template(),
             path: session.req_header().uri.path(),
             status,
-            duration_ms: ctx.started.elapsed().as_secs_f64() * 1000.0,
+            duration_ms: elapsed.as_secs_f64() * 1000.0,
             user_id: ctx.caller.as_ref().map(|c| c.user_id.as_str()),
             key_id: ctx.caller.as_ref().map(|c| c.key_id.as_str()),
             client_ip: ctx.client_ip,
@@ -597,6 +603,6 @@ impl ProxyHttp for Gateway {
             error: e.map(|e| e.etype().as_str()),
         };
         crate::logging::structured(log::Level::Info, module_path!(), &line);
-        self.record(session, ctx, status);
+        self.record(session, ctx, status, elapsed);
     }
 }

@@ -19,6 +19,8 @@ pub struct BackendState {
     pub health_check_path: String,
     /// `host[:port]` as written in the URL, for the `Host` header.
     pub authority: String,
+    /// The same as the `Host` header's value, made once.
+    pub host: http::HeaderValue,
     pub backend: Backend,
     /// Built once; cloned per request.
     pub peer: Box<HttpPeer>,
@@ -109,6 +111,8 @@ impl BackendState {
             url,
             weight,
             health_check_path,
+            host: http::HeaderValue::from_str(&authority)
+                .unwrap_or(http::HeaderValue::from_static("localhost")),
             authority,
             backend,
             peer: Box::new(peer),
