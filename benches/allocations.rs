@@ -321,7 +321,8 @@ fn main() {
 
     let minimal_port = free_port();
     let upstreams = backends.map(|b| format!("127.0.0.1:{b}"));
-    let minimal = minimal::server(&format!("127.0.0.1:{minimal_port}"), &upstreams);
+    let listen = format!("127.0.0.1:{minimal_port}");
+    let minimal = minimal::server(&listen, &upstreams, &minimal::Tuning::default());
     std::thread::spawn(move || minimal.run(pingora::server::RunArgs::default()));
     wait_for(minimal_port, &proxied);
     per_request("minimal Pingora, proxied", minimal_port, &proxied, 200);

@@ -21,6 +21,7 @@ cd "$(dirname "$0")/.."
 ROUNDS="${ROUNDS:-3}"
 SECONDS_PER_RUN="${SECONDS_PER_RUN:-8}"
 CONCURRENCIES="${CONCURRENCIES:-64 1000}"
+CONTENDERS="${CONTENDERS:-nginx minimal gateway gw-401 gw-429}"
 KEY=a8e77f84e2729dc6728889d4be31b123
 PATH_Q="/api/v1/convert?url=http://images.example/a.jpg&width=300"
 
@@ -155,14 +156,47 @@ run() {
 printf '%-6s %-8s %6s %10s %9s %7s %7s %10s %7s\n' round who conns "req/s" "p99 ms" errors non2xx "cpu µs/req" "RSS MB"
 for round in $(seq "$ROUNDS"); do
   for conns in $CONCURRENCIES; do
-    declare -A rps=() p99=()
-    for who in nginx minimal gateway gw-401 gw-429; do
+    for who in $CONTENDERS; do
       read -r r p e n c m <<<"$(run "$who" "$conns")"
-      rps[$who]=$r; p99[$who]=$p
-      printf '%-6s %-8s %6s %10s %9s %7s %7s %10s %7s\n' "$round" "$who" "$conns" "$r" "$p" "$e" "$n" "$c" "$m"
+      printf '%-6s %-8s %6s %10s %9s %7s %7s %10s %7s\n' "$round" "$who" "$conns" "$r" "$p" "$e" "$n" "$c" "$m" | tee -a "$work/results"
     done
-    awk -v g="${rps[gateway]}" -v m="${rps[minimal]}" -v x="${rps[nginx]}" -v gp="${p99[gateway]}" -v mp="${p99[minimal]}" \
-      -v u="${rps[gw-401]}" -v l="${rps[gw-429]}" \
-      -v r="$round" -v c="$conns" 'BEGIN {printf "%-6s ratios c%s: gateway/minimal %.2f, gateway/nginx %.2f, minimal/nginx %.2f; p99 gateway/minimal %.2f; 401/proxied %.2f, 429/proxied %.2f\n", r, c, g/m, g/x, m/x, gp/mp, u/g, l/g}'
+    # This round's ratios, from the lines just printed.
+    awk -v r="$round" -v c="$conns" '$1 == r && $3 == c { rps[$2] = $4; p99[$2] = $5 }
+      function ratio(a, b) { return (a in rps && b in rps && rps[b] > 0) ? sprintf("%.2f", rps[a] / rps[b]) : "-" }
+      END {
+        p = ("gateway" in p99 && "minimal" in p99 && p99["minimal"] > 0) ? sprintf("%.2f", p99["gateway"] / p99["minimal"]) : "-"
+        printf "%-6s ratios c%s: gateway/minimal %s, gateway/nginx %s, minimal/nginx %s; p99 gateway/minimal %s; 401/proxied %s, 429/proxied %s\n",
+          r, c, ratio("gateway", "minimal"), ratio("gateway", "nginx"), ratio("minimal", "nginx"), p, ratio("gw-401", "gateway"), ratio("gw-429", "gateway")
+      }' "$work/results"
   done
 done
+
+# Medians over the rounds, and the targets of issue 14 (checked here, never by a test).
+echo
+echo "medians over $ROUNDS round(s):"
+sort -k2,2 -k3,3n -k4,4n "$work/results" | awk '
+  { key = $2 " " $3; n[key]++; v[key, n[key]] = $4; q[key, n[key]] = $5; u[key, n[key]] = $8
+    e[key] += $6; x[key] += $7; m[key] = ($9 > m[key] ? $9 : m[key]) }
+  function median(arr, k, c,   i, j, t, a) { for (i = 1; i <= c; i++) a[i] = arr[k, i]
+    for (i = 1; i <= c; i++) for (j = i + 1; j <= c; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
+    return (c % 2) ? a[(c + 1) / 2] : (a[c / 2] + a[c / 2 + 1]) / 2 }
+  END { for (key in n) printf "%s %.0f %.2f %d %d %d %.1f\n", key, median(v, key, n[key]), median(q, key, n[key]), e[key], x[key], m[key], median(u, key, n[key]) }' |
+  sort -k2,2n -k1,1 > "$work/medians"
+awk '{ printf "  %-8s c%-5s %10.0f req/s  p99 %7.2f ms  cpu %6.1f µs/req  errors %d  non2xx %d  max RSS %d MB\n", $1, $2, $3, $4, $8, $5, $6, $7 }' "$work/medians"
+echo "targets:"
+awk '{ rps[$1, $2] = $3; p99[$1, $2] = $4; err[$1, $2] = $5; non[$1, $2] = $6; rss[$1, $2] = $7; seen[$2] = 1; who[$1] = 1 }
+  function check(ok, text) { printf "  %-4s %s\n", ok ? "met" : "MISS", text }
+  END {
+    if (!("gateway" in who && "minimal" in who)) { print "  (needs the gateway and minimal contenders)"; exit }
+    for (c in seen) {
+      g = rps["gateway", c]; m = rps["minimal", c]
+      check(g >= 0.9 * m, sprintf("c%s gateway/minimal req/s %.2f >= 0.90", c, g / m))
+      check(p99["gateway", c] <= 1.2 * p99["minimal", c], sprintf("c%s p99 gateway/minimal %.2f <= 1.20", c, p99["gateway", c] / p99["minimal", c]))
+      if (("gw-401", c) in rps) check(rps["gw-401", c] >= 2 * g, sprintf("c%s 401/proxied %.2f >= 2", c, rps["gw-401", c] / g))
+      if (("gw-429", c) in rps) check(rps["gw-429", c] >= 2 * g, sprintf("c%s 429/proxied %.2f >= 2", c, rps["gw-429", c] / g))
+      if (c + 0 >= 1000) {
+        check(err["gateway", c] == 0 && non["gateway", c] == 0, sprintf("c%s gateway socket errors %d, non-2xx %d: none", c, err["gateway", c], non["gateway", c]))
+        check(rss["gateway", c] <= 100, sprintf("c%s gateway RSS %d MB <= 100", c, rss["gateway", c]))
+      }
+    }
+  }' "$work/medians"

@@ -4,6 +4,9 @@
 //! Pingora itself costs on this machine.
 //!
 //! `cargo run --profile production --example minimal_proxy -- LISTEN BACKEND...`
+//!
+//! `MINIMAL_THREADS` (default: one per core) and `MINIMAL_IDLE_SERVICES` (default 0) vary the
+//! tuning for `benches/side_by_side.sh`'s study of Pingora's own costs.
 
 mod proxy;
 
@@ -15,5 +18,13 @@ fn main() {
     let (listen, backends) = args
         .split_first()
         .expect("usage: minimal_proxy LISTEN BACKEND...");
-    proxy::server(listen, backends).run_forever()
+    let mut tuning = proxy::Tuning::default();
+    let number = |name: &str| std::env::var(name).ok().and_then(|v| v.parse().ok());
+    if let Some(threads) = number("MINIMAL_THREADS") {
+        tuning.threads = threads;
+    }
+    if let Some(services) = number("MINIMAL_IDLE_SERVICES") {
+        tuning.idle_services = services;
+    }
+    proxy::server(listen, backends, &tuning).run_forever()
 }

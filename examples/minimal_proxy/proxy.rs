@@ -25,12 +25,46 @@ impl ProxyHttp for Minimal {
     }
 }
 
+/// What `benches/side_by_side.sh` may vary to find what costs Pingora its share of nginx.
+pub struct Tuning {
+    /// Worker threads of the proxy service.
+    pub threads: usize,
+    /// Idle background services beside the proxy, each with a runtime of `threads` threads
+    /// and a timer every second (as the gateway's admin, state and health-check services).
+    pub idle_services: usize,
+}
+
+impl Default for Tuning {
+    /// One thread per core, no other service: the gateway's tuning.
+    fn default() -> Tuning {
+        Tuning {
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            idle_services: 0,
+        }
+    }
+}
+
+/// A background service that only ticks.
+struct Idle;
+
+#[async_trait]
+impl pingora::services::background::BackgroundService for Idle {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = every.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
 /// A server proxying `listen` to `backends`, tuned like the gateway: one thread per core,
 /// `work_stealing: false`, a pool of 512 upstream connections. `Server::run` starts it.
-pub fn server(listen: &str, backends: &[String]) -> Server {
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+pub fn server(listen: &str, backends: &[String], tuning: &Tuning) -> Server {
     let conf = ServerConf {
-        threads: cores,
+        threads: tuning.threads,
         work_stealing: false,
         upstream_keepalive_pool_size: 512,
         daemon: false,
@@ -49,5 +83,11 @@ pub fn server(listen: &str, backends: &[String]) -> Server {
     let mut service = pingora::proxy::http_proxy_service(&server.configuration, proxy);
     service.add_tcp(listen);
     server.add_service(service);
+    for i in 0..tuning.idle_services {
+        let name = format!("idle {i}");
+        server.add_service(pingora::services::background::background_service(
+            &name, Idle,
+        ));
+    }
     server
 }
