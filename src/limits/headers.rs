@@ -99,14 +99,14 @@ impl Values {
     fn headers(self) -> Headers {
         let all = self.text.freeze();
         let mut start = 0;
-        self.ends[..self.count]
-            .iter()
-            .filter_map(|&(name, stop)| {
-                let value = HeaderValue::from_maybe_shared(all.slice(start..stop)).ok();
-                start = stop;
-                Some((name, value?))
-            })
-            .collect()
+        let mut headers = Headers::with_capacity(self.count);
+        for &(name, stop) in &self.ends[..self.count] {
+            if let Ok(value) = HeaderValue::from_maybe_shared(all.slice(start..stop)) {
+                headers.push((name, value));
+            }
+            start = stop;
+        }
+        headers
     }
 }
 
