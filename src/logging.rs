@@ -134,9 +134,7 @@ pub fn structured<T: serde::Serialize>(level: log::Level, target: &'static str, 
     SCRATCH.with(|scratch| {
         let line = &mut scratch.borrow_mut().0;
         line.clear();
-        line.extend_from_slice(b"{\"ts\":\"");
-        timestamp(line);
-        let _ = write!(line, "\",\"level\":\"{}\"", level.as_str());
+        json_head(line, level.as_str());
         // The object goes right after the level, its `{` turned into the `,` between them.
         let at = line.len();
         let _ = serde_json::to_writer(&mut *line, value);
@@ -149,9 +147,7 @@ pub fn structured<T: serde::Serialize>(level: log::Level, target: &'static str, 
             // Not an object: a message like any other.
             _ => {
                 let message = line.split_off(at);
-                let _ = write!(line, ",\"target\":\"{target}\",\"message\":");
-                line.extend_from_slice(&message);
-                line.push(b'}');
+                json_message(line, target, &message);
             }
         }
         line.push(b'\n');
@@ -181,20 +177,31 @@ fn format(line: &mut Vec<u8>, message: &[u8], level: log::Level, target: &str) {
         line.push(b'\n');
         return;
     }
-    line.extend_from_slice(b"{\"ts\":\"");
-    timestamp(line);
-    let _ = write!(line, "\",\"level\":\"{level}\",");
+    json_head(line, level);
     let object = message.len() > 2 && message[0] == b'{' && message.ends_with(b"}");
     if object {
+        line.push(b',');
         line.extend_from_slice(&message[1..]);
     } else {
-        line.extend_from_slice(b"\"target\":");
-        let _ = serde_json::to_writer(&mut *line, target);
-        line.extend_from_slice(b",\"message\":");
-        let _ = serde_json::to_writer(&mut *line, &String::from_utf8_lossy(message));
-        line.push(b'}');
+        json_message(line, target, message);
     }
     line.push(b'\n');
+}
+
+/// `{"ts":"…","level":"…"`: the start of every JSON line.
+fn json_head(line: &mut Vec<u8>, level: &str) {
+    line.extend_from_slice(b"{\"ts\":\"");
+    timestamp(line);
+    let _ = write!(line, "\",\"level\":\"{level}\"");
+}
+
+/// `,"target":…,"message":…}`: the rest of a line whose message is not a JSON object.
+fn json_message(line: &mut Vec<u8>, target: &str, message: &[u8]) {
+    line.extend_from_slice(b",\"target\":");
+    let _ = serde_json::to_writer(&mut *line, target);
+    line.extend_from_slice(b",\"message\":");
+    let _ = serde_json::to_writer(&mut *line, &String::from_utf8_lossy(message));
+    line.push(b'}');
 }
 
 /// Now as `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC); the date and time are formatted once a second.
@@ -245,4 +252,31 @@ pub fn init(level: LogLevel, format: LogFormat) {
         });
     }
     set_level(level);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(message: &str) -> serde_json::Value {
+        let mut line = Vec::new();
+        format(&mut line, message.as_bytes(), log::Level::Warn, "gw::x");
+        assert_eq!(line.last(), Some(&b'\n'));
+        serde_json::from_slice(&line).expect("one JSON object")
+    }
+
+    #[test]
+    fn an_object_message_is_merged_and_any_other_is_quoted() {
+        let merged = line(r#"{"event":"rate_limited","n":2}"#);
+        assert_eq!(merged["level"], "WARN");
+        assert_eq!(merged["event"], "rate_limited");
+        assert_eq!(merged["n"], 2);
+        assert!(merged.get("message").is_none());
+        let quoted = line("said \"hi\"\n");
+        assert_eq!(quoted["target"], "gw::x");
+        assert_eq!(quoted["message"], "said \"hi\"\n");
+        let ts = quoted["ts"].as_str().unwrap_or_default();
+        assert_eq!(ts.len(), "2026-12-04T18:21:03.977Z".len(), "{ts}");
+        assert!(ts.ends_with('Z') && ts.as_bytes()[10] == b'T', "{ts}");
+    }
 }

@@ -18,9 +18,17 @@ pub fn is_well_formed(id: &[u8]) -> bool {
 
 /// 128 random bits as 32 lowercase hex characters.
 pub fn generate() -> String {
+    String::from_utf8_lossy(&fresh()).into_owned()
+}
+
+/// The same, on the stack.
+fn fresh() -> [u8; 32] {
     let mut bytes = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut bytes);
-    hex::encode(bytes)
+    let mut hex = [0u8; 32];
+    // 16 bytes always fit 32 hex digits.
+    let _ = hex::encode_to_slice(bytes, &mut hex);
+    hex
 }
 
 /// A request's id, kept as the header value it is sent as (to the backend and the client), so
@@ -33,16 +41,9 @@ impl RequestId {
     pub fn from_header(given: Option<&HeaderValue>) -> RequestId {
         match given {
             Some(id) if is_well_formed(id.as_bytes()) => RequestId(id.clone()),
-            _ => {
-                let mut bytes = [0u8; 16];
-                rand::thread_rng().fill_bytes(&mut bytes);
-                let mut hex = [0u8; 32];
-                for (pair, byte) in hex.chunks_exact_mut(2).zip(bytes) {
-                    pair[0] = HEX[usize::from(byte >> 4)];
-                    pair[1] = HEX[usize::from(byte & 0xf)];
-                }
-                RequestId(HeaderValue::from_bytes(&hex).unwrap_or(HeaderValue::from_static("-")))
-            }
+            _ => RequestId(
+                HeaderValue::from_bytes(&fresh()).unwrap_or(HeaderValue::from_static("-")),
+            ),
         }
     }
 
@@ -66,8 +67,6 @@ impl std::ops::Deref for RequestId {
         self.0.to_str().unwrap_or_default()
     }
 }
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
 
 #[cfg(test)]
 mod tests {
