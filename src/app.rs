@@ -344,21 +344,14 @@ pub fn build(
     Ok(Built { server, state })
 }
 
-/// Bytes read ahead from a plain TCP client connection. Pingora's default is 64 KiB, held by
-/// every open connection; what the gateway reads is a request header (at most 32 KiB, most
-/// under 1 KiB) or an upload it streams on, so 16 KiB serves as well and keeps 48 KiB per
-/// connection free (about 48 MB at 1000 connections, `docs/performance.md`).
-const CLIENT_READ_BUFFER: usize = 16 * 1024;
-
 /// A plain TCP endpoint on `addr`, with the socket options a reserved port needs.
 fn add_tcp<A>(
     service: &mut pingora::services::listening::Service<A>,
     addr: &str,
     options: Option<pingora::listeners::TcpSocketOptions>,
 ) {
-    let buffer =
-        pingora::protocols::l4::stream::L4BufferSettings::default().read(CLIENT_READ_BUFFER);
-    let mut endpoint = pingora::listeners::ListenerConfig::tcp(addr).l4_buffer(buffer);
+    let mut endpoint =
+        pingora::listeners::ListenerConfig::tcp(addr).l4_buffer(crate::listen::client_buffers());
     if let Some(options) = options {
         endpoint = endpoint.tcp_socket_options(options);
     }

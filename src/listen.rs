@@ -6,10 +6,25 @@
 //! scripts read instead of guessing a free port).
 
 use pingora::listeners::TcpSocketOptions;
+use pingora::protocols::l4::stream::L4BufferSettings;
 use socket2::{Domain, Socket, Type};
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::Duration;
+
+/// What an accepted plain TCP connection buffers, instead of Pingora's 64 KiB read-ahead and
+/// 1460-byte write buffer (`docs/performance.md`):
+/// - no read-ahead: Pingora reads a request header into a buffer of its own and an upload's
+///   body streams on, so a read-ahead only adds a copy, and 64 KiB of memory per open
+///   connection (64 MB at 1000 connections);
+/// - an 8 KiB write buffer: a response header is buffered until its body follows, so an
+///   answer under ~7 KiB (a thumbnail, a JSON answer, an error) leaves in one write instead
+///   of two; a larger body is written past the buffer as before.
+///
+/// TLS listeners keep Pingora's defaults.
+pub fn client_buffers() -> L4BufferSettings {
+    L4BufferSettings::new(0, 8 * 1024)
+}
 
 /// The public and the admin listener.
 pub struct Listeners {

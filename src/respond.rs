@@ -79,7 +79,7 @@ impl Answer {
 
     /// The response header for this answer, carrying the request id.
     pub fn header(&self, request_id: &str) -> Result<ResponseHeader> {
-        let mut header = ResponseHeader::build(self.status, Some(4 + self.headers.len()))?;
+        let mut header = ResponseHeader::build_no_case(self.status, Some(4 + self.headers.len()))?;
         header.insert_header(http::header::CONTENT_TYPE, self.content_type)?;
         header.insert_header(http::header::CONTENT_LENGTH, self.body.len())?;
         header.insert_header("X-Request-ID", request_id)?;

@@ -5,8 +5,10 @@
 //!
 //! `cargo run --profile production --example minimal_proxy -- LISTEN BACKEND...`
 //!
-//! `MINIMAL_THREADS` (default: one per core) and `MINIMAL_IDLE_SERVICES` (default 0) vary the
-//! tuning for `benches/side_by_side.sh`'s study of Pingora's own costs.
+//! `MINIMAL_THREADS` (default: one per core), `MINIMAL_IDLE_SERVICES` (default 0),
+//! `MINIMAL_READ_BUFFER` and `MINIMAL_WRITE_BUFFER` (bytes; default: the gateway's, see
+//! `imgproxy_gateway::listen::client_buffers`) vary the tuning for `benches/side_by_side.sh`'s
+//! study of Pingora's own costs.
 
 mod proxy;
 
@@ -25,6 +27,12 @@ fn main() {
     }
     if let Some(services) = number("MINIMAL_IDLE_SERVICES") {
         tuning.idle_services = services;
+    }
+    if let Some(read) = number("MINIMAL_READ_BUFFER") {
+        tuning.buffers.read = Some(read);
+    }
+    if let Some(write) = number("MINIMAL_WRITE_BUFFER") {
+        tuning.buffers.write = Some(write);
     }
     proxy::server(listen, backends, &tuning).run_forever()
 }

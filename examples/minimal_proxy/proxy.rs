@@ -3,7 +3,9 @@
 //! allocates per request): round robin over peers built once, no policy at all.
 
 use async_trait::async_trait;
+use pingora::listeners::ListenerConfig;
 use pingora::prelude::{HttpPeer, ProxyHttp, Result, Session};
+use pingora::protocols::l4::stream::L4BufferSettings;
 use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -32,14 +34,18 @@ pub struct Tuning {
     /// Idle background services beside the proxy, each with a runtime of `threads` threads
     /// and a timer every second (as the gateway's admin, state and health-check services).
     pub idle_services: usize,
+    /// What an accepted connection buffers (read-ahead, write).
+    pub buffers: L4BufferSettings,
 }
 
 impl Default for Tuning {
-    /// One thread per core, no other service: the gateway's tuning.
+    /// One thread per core, no other service, the gateway's connection buffers: the
+    /// gateway's tuning.
     fn default() -> Tuning {
         Tuning {
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             idle_services: 0,
+            buffers: imgproxy_gateway::listen::client_buffers(),
         }
     }
 }
@@ -61,7 +67,8 @@ impl pingora::services::background::BackgroundService for Idle {
 }
 
 /// A server proxying `listen` to `backends`, tuned like the gateway: one thread per core,
-/// `work_stealing: false`, a pool of 512 upstream connections. `Server::run` starts it.
+/// `work_stealing: false`, a pool of 512 upstream connections, the gateway's connection
+/// buffers. `Server::run` starts it.
 pub fn server(listen: &str, backends: &[String], tuning: &Tuning) -> Server {
     let conf = ServerConf {
         threads: tuning.threads,
@@ -81,7 +88,7 @@ pub fn server(listen: &str, backends: &[String], tuning: &Tuning) -> Server {
         next: AtomicUsize::new(0),
     };
     let mut service = pingora::proxy::http_proxy_service(&server.configuration, proxy);
-    service.add_tcp(listen);
+    service.add_listener(ListenerConfig::tcp(listen).l4_buffer(tuning.buffers));
     server.add_service(service);
     for i in 0..tuning.idle_services {
         let name = format!("idle {i}");
