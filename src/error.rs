@@ -182,16 +182,16 @@ impl GatewayError {
         use http::HeaderValue;
         match self {
             GatewayError::MethodNotAllowed { allow, .. } => {
-                vec![("Allow", HeaderValue::from_static(allow))]
+                vec![(http::header::ALLOW, HeaderValue::from_static(allow))]
             }
             GatewayError::NoHealthyBackend | GatewayError::NotReady(_) => {
-                vec![("Retry-After", HeaderValue::from_static("5"))]
+                vec![(http::header::RETRY_AFTER, HeaderValue::from_static("5"))]
             }
             GatewayError::AuthBusy | GatewayError::BackendBusy => {
-                vec![("Retry-After", HeaderValue::from_static("1"))]
+                vec![(http::header::RETRY_AFTER, HeaderValue::from_static("1"))]
             }
             GatewayError::RateLimited { retry_after, .. } => {
-                vec![("Retry-After", HeaderValue::from(*retry_after))]
+                vec![(http::header::RETRY_AFTER, HeaderValue::from(*retry_after))]
             }
             _ => Vec::new(),
         }

@@ -1,9 +1,9 @@
 //! `X-Request-ID`: the client's when well-formed, else a fresh random one.
 
-use http::HeaderValue;
+use http::{HeaderName, HeaderValue};
 use rand::RngCore;
 
-pub const HEADER: &str = "X-Request-ID";
+pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
 const MAX_LEN: usize = 128;
 
 /// A client id is kept when it is 1–128 characters of `[A-Za-z0-9._:-]`; anything else could

@@ -3,9 +3,9 @@
 
 use crate::error::GatewayError;
 use bytes::Bytes;
-use http::StatusCode;
+use http::{HeaderValue, StatusCode};
 use pingora::http::ResponseHeader;
-use pingora::prelude::Session;
+use pingora::prelude::{ErrorType, OrErr, Session};
 use pingora::Result;
 use serde::Serialize;
 
@@ -77,17 +77,29 @@ impl Answer {
         }
     }
 
-    /// The response header for this answer, carrying the request id.
+    /// The response header for this answer, carrying the request id. Built as plain `http`
+    /// parts, so no name is parsed or copied (`proxy::client_header`).
     pub fn header(&self, request_id: &str) -> Result<ResponseHeader> {
-        let mut header = ResponseHeader::build_no_case(self.status, Some(4 + self.headers.len()))?;
-        header.insert_header(http::header::CONTENT_TYPE, self.content_type)?;
-        header.insert_header(http::header::CONTENT_LENGTH, self.body.len())?;
-        header.insert_header("X-Request-ID", request_id)?;
-        header.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+        let mut parts = http::Response::new(()).into_parts().0;
+        parts.status = self.status;
+        let fields = &mut parts.headers;
+        fields.reserve(4 + self.headers.len());
+        fields.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static(self.content_type),
+        );
+        fields.insert(http::header::CONTENT_LENGTH, self.body.len().into());
+        let id =
+            HeaderValue::try_from(request_id).or_err(ErrorType::InvalidHTTPHeader, "request id")?;
+        fields.insert(crate::request_id::HEADER, id);
+        fields.insert(
+            http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        );
         for (name, value) in &self.headers {
-            header.insert_header(*name, value.clone())?;
+            fields.insert(name.clone(), value.clone());
         }
-        Ok(header)
+        Ok(ResponseHeader::from(parts))
     }
 
     /// Write to the client. HEAD requests get the header only.
@@ -111,9 +123,9 @@ pub fn to_http_response(answer: Answer, request_id: &str) -> http::Response<Vec<
         .header(http::header::CONTENT_TYPE, answer.content_type)
         .header(http::header::CONTENT_LENGTH, answer.body.len())
         .header(http::header::CACHE_CONTROL, "no-store")
-        .header("X-Request-ID", request_id);
-    for (name, value) in &answer.headers {
-        builder = builder.header(*name, value.clone());
+        .header(crate::request_id::HEADER, request_id);
+    for (name, value) in answer.headers {
+        builder = builder.header(name, value);
     }
     builder
         .body(answer.body.to_vec())

@@ -57,10 +57,13 @@ pub fn serve(asset: Asset) -> Answer {
     );
     answer.headers.extend(
         [
-            ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
-            ("X-Content-Type-Options", "nosniff"),
-            ("Referrer-Policy", "no-referrer"),
-            ("Cache-Control", "no-cache"),
+            (
+                http::header::CONTENT_SECURITY_POLICY,
+                CONTENT_SECURITY_POLICY,
+            ),
+            (http::header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (http::header::REFERRER_POLICY, "no-referrer"),
+            (http::header::CACHE_CONTROL, "no-cache"),
         ]
         .map(|(name, value)| (name, http::HeaderValue::from_static(value))),
     );

@@ -4,10 +4,20 @@
 
 use super::rules::{Decision, Kind, Standing};
 use bytes::{BufMut, BytesMut};
-use http::HeaderValue;
+use http::{HeaderName, HeaderValue};
 
-/// Header names with their values; the values of one request share one buffer.
-pub type Headers = Vec<(&'static str, HeaderValue)>;
+/// Header names with their values; the values of one request share one buffer. The names are
+/// built once (`from_static`), so a header costs no parsing or copy of its name.
+pub type Headers = Vec<(HeaderName, HeaderValue)>;
+
+pub static X_RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+pub static X_RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+pub static X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+pub static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+pub static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+pub static X_QUOTA_LIMIT: HeaderName = HeaderName::from_static("x-quota-limit");
+pub static X_QUOTA_REMAINING: HeaderName = HeaderName::from_static("x-quota-remaining");
+pub static X_QUOTA_RESET: HeaderName = HeaderName::from_static("x-quota-reset");
 
 /// The headers of `decision` at `now`: every value is written into one buffer, and each header
 /// value is a slice of it, so the whole set costs a buffer and a list.
@@ -21,9 +31,9 @@ pub fn render(decision: &Decision, now: u64) -> Headers {
     if let Some(t) = tightest {
         values.numbers(
             [
-                "X-RateLimit-Limit",
-                "X-RateLimit-Remaining",
-                "X-RateLimit-Reset",
+                &X_RATELIMIT_LIMIT,
+                &X_RATELIMIT_REMAINING,
+                &X_RATELIMIT_RESET,
             ],
             t,
         );
@@ -37,7 +47,7 @@ pub fn render(decision: &Decision, now: u64) -> Headers {
             values.text(";w=");
             values.number(s.window);
         }
-        values.end("RateLimit-Policy");
+        values.end(&RATELIMIT_POLICY);
         // `"user-minute";r=998;t=42`
         values.text("\"");
         values.text(t.kind.policy());
@@ -45,10 +55,10 @@ pub fn render(decision: &Decision, now: u64) -> Headers {
         values.number(t.remaining);
         values.text(";t=");
         values.number(t.reset.saturating_sub(now));
-        values.end("RateLimit");
+        values.end(&RATELIMIT);
     }
     if let Some(q) = quota {
-        values.numbers(["X-Quota-Limit", "X-Quota-Remaining", "X-Quota-Reset"], q);
+        values.numbers([&X_QUOTA_LIMIT, &X_QUOTA_REMAINING, &X_QUOTA_RESET], q);
     }
     values.headers()
 }
@@ -57,7 +67,7 @@ pub fn render(decision: &Decision, now: u64) -> Headers {
 struct Values {
     text: BytesMut,
     /// Each value's name and where it ends in `text`.
-    ends: [(&'static str, usize); 8],
+    ends: [(&'static HeaderName, usize); 8],
     count: usize,
 }
 
@@ -65,7 +75,7 @@ impl Default for Values {
     fn default() -> Values {
         Values {
             text: BytesMut::with_capacity(256),
-            ends: [("", 0); 8],
+            ends: [(&X_RATELIMIT_LIMIT, 0); 8],
             count: 0,
         }
     }
@@ -73,7 +83,7 @@ impl Default for Values {
 
 impl Values {
     /// What was written since the last end is the value of `name`.
-    fn end(&mut self, name: &'static str) {
+    fn end(&mut self, name: &'static HeaderName) {
         if let Some(slot) = self.ends.get_mut(self.count) {
             *slot = (name, self.text.len());
             self.count += 1;
@@ -81,7 +91,7 @@ impl Values {
     }
 
     /// The limit, remaining and reset of `s`, under `names`.
-    fn numbers(&mut self, names: [&'static str; 3], s: &Standing) {
+    fn numbers(&mut self, names: [&'static HeaderName; 3], s: &Standing) {
         for (name, value) in names.into_iter().zip([s.limit, s.remaining, s.reset]) {
             self.number(value);
             self.end(name);
@@ -102,7 +112,7 @@ impl Values {
         let mut headers = Headers::with_capacity(self.count);
         for &(name, stop) in &self.ends[..self.count] {
             if let Ok(value) = HeaderValue::from_maybe_shared(all.slice(start..stop)) {
-                headers.push((name, value));
+                headers.push((name.clone(), value));
             }
             start = stop;
         }
@@ -134,18 +144,22 @@ mod tests {
             ],
             shared: false,
         };
-        let h: std::collections::HashMap<_, _> = render(&d, 1_000).into_iter().collect();
+        let h: std::collections::HashMap<String, String> = render(&d, 1_000)
+            .into_iter()
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_string()))
+            .collect();
         assert_eq!(h.len(), 8);
-        assert_eq!(h["X-RateLimit-Limit"], "20");
-        assert_eq!(h["X-RateLimit-Remaining"], "19");
-        assert_eq!(h["X-RateLimit-Reset"], "1001");
-        assert_eq!(h["RateLimit"], "\"ip\";r=19;t=1");
+        assert_eq!(h["x-ratelimit-limit"], "20");
+        assert_eq!(h["x-ratelimit-remaining"], "19");
+        assert_eq!(h["x-ratelimit-reset"], "1001");
+        assert_eq!(h["ratelimit"], "\"ip\";r=19;t=1");
         assert_eq!(
-            h["RateLimit-Policy"],
+            h["ratelimit-policy"],
             "\"ip\";q=20;w=20, \"user-minute\";q=1000;w=60, \"user-hour\";q=5000;w=3600"
         );
-        assert_eq!(h["X-Quota-Remaining"], "5");
-        assert_eq!(h["X-Quota-Reset"], "2000000");
+        assert_eq!(h["x-quota-limit"], "100000");
+        assert_eq!(h["x-quota-remaining"], "5");
+        assert_eq!(h["x-quota-reset"], "2000000");
         assert!(render(&Decision::default(), 0).is_empty());
     }
 }

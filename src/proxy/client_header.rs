@@ -1,32 +1,34 @@
-//! The response header a client gets for a proxied answer: the backend's fields the gateway
-//! keeps, in a header of the gateway's own.
+//! The response header a client gets for a proxied answer: the backend's own header, edited
+//! in place as plain `http` parts, then handed back to Pingora.
 //!
-//! Pingora reads a backend's header with a case map (the original spelling of every name,
-//! kept in a second map), and every field inserted into such a header is parsed, allocated and
-//! hashed twice. A header without a case map takes the gateway's ten or so fields at half the
-//! cost; names go out as Pingora titles them (`Content-Type`) or in lower case (`x-ratelimit-limit`),
-//! which HTTP/1.1 reads the same (RFC 9110 §5.1) and HTTP/2 requires anyway.
+//! Pingora reads a backend's header with a case map (each name's original spelling, kept in a
+//! second map), and its `insert_header` parses every name it is given, copies it and hashes
+//! it into both maps. The gateway adds about ten fields to every answer, so here the backend's
+//! fields stay where they are (what a client must not see is removed), the gateway's go in with
+//! names built once, and the header goes back without a case map: no name is parsed or copied.
+//! Names then go out as Pingora titles them (`Content-Type`) or in lower case
+//! (`x-ratelimit-limit`, `etag`), which HTTP/1.1 reads the same (RFC 9110 §5.1) and HTTP/2
+//! requires anyway.
 
-use http::header::HeaderName;
+use http::response::Parts;
+use http::HeaderName;
 use pingora::http::ResponseHeader;
-use pingora::prelude::Result;
 
-/// The backend's header with `status`, without the fields named in `dropped`, and room for
-/// `extra` more fields.
-pub fn from_backend(
-    backend: &ResponseHeader,
-    status: http::StatusCode,
-    dropped: &[HeaderName],
-    extra: usize,
-) -> Result<ResponseHeader> {
-    let mut header = ResponseHeader::build_no_case(status, Some(backend.headers.len() + extra))?;
-    header.set_version(backend.version);
-    for (name, value) in backend.headers.iter() {
-        if !dropped.contains(name) {
-            header.append_header(name, value.clone())?;
-        }
+/// The backend's header out of `response` (which is left empty), without the fields named in
+/// `dropped`, with room for `extra` more.
+pub fn take(response: &mut ResponseHeader, dropped: &[HeaderName], extra: usize) -> Parts {
+    let empty = ResponseHeader::from(http::Response::new(()).into_parts().0);
+    let mut parts: Parts = std::mem::replace(response, empty).into();
+    for name in dropped {
+        parts.headers.remove(name);
     }
-    Ok(header)
+    parts.headers.reserve(extra);
+    parts
+}
+
+/// The edited header, in Pingora's form again.
+pub fn finish(parts: Parts) -> ResponseHeader {
+    ResponseHeader::from(parts)
 }
 
 #[cfg(test)]
@@ -34,27 +36,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keeps_every_field_but_the_dropped_ones_in_order() {
+    fn keeps_every_field_but_the_dropped_ones() {
         let mut backend = ResponseHeader::build(200, None).unwrap();
         backend.append_header("Content-Type", "image/webp").unwrap();
         backend.append_header("Server", "imgproxy").unwrap();
         backend.append_header("Vary", "Accept").unwrap();
         backend.append_header("Vary", "Origin").unwrap();
         backend.append_header("X-Origin-Width", "640").unwrap();
-        let header = from_backend(
-            &backend,
-            http::StatusCode::BAD_GATEWAY,
-            &[http::header::SERVER],
-            3,
-        )
-        .unwrap();
+        let mut parts = take(&mut backend, &[http::header::SERVER], 1);
+        assert!(backend.headers.is_empty());
+        parts.status = http::StatusCode::BAD_GATEWAY;
+        parts.headers.insert(
+            HeaderName::from_static("x-request-id"),
+            http::HeaderValue::from_static("abc"),
+        );
+        let header = finish(parts);
         assert_eq!(header.status, 502);
         assert!(!header.has_case());
-        let fields: Vec<(&str, &str)> = header
+        // Fields of different names may change places; a repeated one keeps its order.
+        let mut fields: Vec<(&str, &str)> = header
             .headers
             .iter()
             .map(|(n, v)| (n.as_str(), v.to_str().unwrap()))
             .collect();
+        fields.sort_by_key(|(name, _)| *name);
         assert_eq!(
             fields,
             [
@@ -62,13 +67,23 @@ mod tests {
                 ("vary", "Accept"),
                 ("vary", "Origin"),
                 ("x-origin-width", "640"),
+                ("x-request-id", "abc"),
             ]
         );
         let mut wire = Vec::new();
         header.header_to_h1_wire(&mut wire);
+        let wire = String::from_utf8(wire).unwrap();
+        let mut lines: Vec<&str> = wire.split_terminator("\r\n").collect();
+        lines.sort();
         assert_eq!(
-            String::from_utf8(wire).unwrap(),
-            "Content-Type: image/webp\r\nvary: Accept\r\nvary: Origin\r\nx-origin-width: 640\r\n"
+            lines,
+            [
+                "Content-Type: image/webp",
+                "vary: Accept",
+                "vary: Origin",
+                "x-origin-width: 640",
+                "x-request-id: abc",
+            ]
         );
     }
 }

@@ -11,13 +11,22 @@ use std::time::Instant;
 /// What the request asks a backend to do, prepared by the request stages.
 #[derive(Debug, Default)]
 pub struct Job {
-    /// Signed imgproxy path (`/<sig>/<options>/<base64url(source)>.<ext>`).
-    pub path: String,
+    /// Signed imgproxy path (`/<sig>/<options>/<base64url(source)>.<ext>`), the backend
+    /// request's target, parsed once (every attempt shares it).
+    pub path: http::Uri,
     /// Whose source the backend fetches: the client's URL or the gateway's stored original.
     pub source: super::backend_error::SourceKind,
     pub format: Option<Format>,
     /// Set for uploads: the stored original's id, returned as `X-Image-Id`.
     pub image_id: Option<String>,
+}
+
+impl Job {
+    /// The request target of a signed path (base64url, `/`, `:` and `.`: always a valid one).
+    pub fn target(signed: String) -> Result<http::Uri, GatewayError> {
+        http::Uri::try_from(signed)
+            .map_err(|e| GatewayError::Internal(format!("signed path is not a target: {e}")))
+    }
 }
 
 /// The state of the backend leg of a request.

@@ -51,6 +51,11 @@ const LINGER: Duration = Duration::from_secs(5);
 const FORWARDED_HEADERS: [http::header::HeaderName; 2] =
     [http::header::IF_NONE_MATCH, http::header::IF_MODIFIED_SINCE];
 
+const X_IMAGE_ID: http::header::HeaderName = http::header::HeaderName::from_static("x-image-id");
+const CHUNKED: http::HeaderValue = http::HeaderValue::from_static("chunked");
+const JSON: http::HeaderValue = http::HeaderValue::from_static(crate::respond::JSON);
+const NO_STORE: http::HeaderValue = http::HeaderValue::from_static("no-store");
+
 /// The backend's response fields a client never sees: its `Server`.
 const DROPPED_HEADERS: [http::header::HeaderName; 1] = [http::header::SERVER];
 
@@ -333,7 +338,7 @@ impl ProxyHttp for Gateway {
                 Answer::error(&err, &ctx.request_id)
             }
         };
-        answer.headers.extend(ctx.limit_headers.iter().cloned());
+        answer.headers.append(&mut ctx.limit_headers);
         ctx.status = answer.status.as_u16();
         let unread_body = !session.is_body_done();
         if unread_body {
@@ -385,21 +390,23 @@ impl ProxyHttp for Gateway {
         upstream: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        // A request of the gateway's own: GET of the signed path, with only the headers it chose.
-        // Without a case map: a backend reads names case-insensitively, and each field then
-        // costs one map insert instead of two.
-        let mut request =
-            RequestHeader::build_no_case(http::Method::GET, ctx.job.path.as_bytes(), Some(4))?;
+        // A request of the gateway's own: GET of the signed path, with only the headers it chose,
+        // built as plain `http` parts (no name parsed or copied, no case map; a backend reads
+        // names case-insensitively).
+        let mut request = http::Request::new(()).into_parts().0;
+        request.uri = ctx.job.path.clone();
+        let fields = &mut request.headers;
+        fields.reserve(2 + FORWARDED_HEADERS.len());
         if let Some(backend) = &ctx.upstream.current {
-            request.insert_header(http::header::HOST, backend.host.clone())?;
+            fields.insert(http::header::HOST, backend.host.clone());
         }
-        request.insert_header(request_id::HEADER, ctx.request_id.value())?;
+        fields.insert(request_id::HEADER, ctx.request_id.value());
         for name in FORWARDED_HEADERS {
             if let Some(value) = upstream.headers.get(&name).cloned() {
-                request.insert_header(name, value)?;
+                fields.insert(name, value);
             }
         }
-        *upstream = request;
+        *upstream = RequestHeader::from(request);
         ctx.upstream.sent_at = Some(std::time::Instant::now());
         Ok(())
     }
@@ -507,20 +514,15 @@ impl ProxyHttp for Gateway {
             let capture =
                 backend_error::Capture::new(response.status.as_u16(), length, ctx.job.source);
             // The body becomes the gateway's JSON error, of a length known only at its end.
-            let mut header = client_header::from_backend(
-                response,
-                capture.client_status(),
-                &ERROR_DROPPED_HEADERS,
-                extra,
-            )?;
+            let mut header = client_header::take(response, &ERROR_DROPPED_HEADERS, extra);
+            header.status = capture.client_status();
             ctx.upstream.error = Some(capture);
-            header.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
-            header.insert_header(http::header::CONTENT_TYPE, crate::respond::JSON)?;
-            header.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+            let fields = &mut header.headers;
+            fields.insert(http::header::TRANSFER_ENCODING, CHUNKED);
+            fields.insert(http::header::CONTENT_TYPE, JSON);
+            fields.insert(http::header::CACHE_CONTROL, NO_STORE);
             header
         } else {
-            let mut header =
-                client_header::from_backend(response, response.status, &DROPPED_HEADERS, extra)?;
             let config = self.state.config();
             let backend = response
                 .headers
@@ -533,18 +535,23 @@ impl ProxyHttp for Gateway {
                 std::borrow::Cow::Owned(made) => http::HeaderValue::try_from(made)
                     .or_err(ErrorType::InvalidHTTPHeader, "cache-control")?,
             };
-            header.insert_header(http::header::CACHE_CONTROL, value)?;
+            let mut header = client_header::take(response, &DROPPED_HEADERS, extra);
+            header.headers.insert(http::header::CACHE_CONTROL, value);
             if let Some(id) = &ctx.job.image_id {
-                header.insert_header("X-Image-Id", id.as_str())?;
+                let id = http::HeaderValue::try_from(id.as_str())
+                    .or_err(ErrorType::InvalidHTTPHeader, "image id")?;
+                header.headers.insert(X_IMAGE_ID, id);
             }
             header
         };
-        header.insert_header(request_id::HEADER, ctx.request_id.value())?;
-        for (name, value) in &ctx.limit_headers {
-            header.insert_header(*name, value.clone())?;
+        let fields = &mut header.headers;
+        fields.insert(request_id::HEADER, ctx.request_id.value());
+        // Sent once: moved, not cloned.
+        for (name, value) in std::mem::take(&mut ctx.limit_headers) {
+            fields.insert(name, value);
         }
         ctx.status = header.status.as_u16();
-        *response = header;
+        *response = client_header::finish(header);
         Ok(())
     }
 
@@ -579,7 +586,7 @@ impl ProxyHttp for Gateway {
             if session.response_written().is_none() {
                 code = err.status().as_u16();
                 let mut answer = Answer::error(&err, &ctx.request_id);
-                answer.headers.extend(ctx.limit_headers.iter().cloned());
+                answer.headers.append(&mut ctx.limit_headers);
                 if let Err(write) = answer.send(session, &ctx.request_id).await {
                     log::debug!("could not send error response: {write}");
                 }

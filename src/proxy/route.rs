@@ -207,7 +207,7 @@ mod tests {
         assert_eq!(err.status(), 405);
         assert_eq!(
             err.headers(),
-            vec![("Allow", http::HeaderValue::from_static("POST"))]
+            vec![(http::header::ALLOW, http::HeaderValue::from_static("POST"))]
         );
         assert_eq!(
             resolve(&Method::DELETE, "/api/v1/convert")

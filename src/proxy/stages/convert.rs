@@ -79,7 +79,7 @@ pub async fn prepare(state: &AppState, caller: &str, query: &str) -> GatewayResu
     };
     let path = imgproxy::processing_path(&params, &source);
     Ok(Job {
-        path: state.signer.signed_path(&path),
+        path: Job::target(state.signer.signed_path(&path))?,
         source: kind,
         format: Some(params.format),
         image_id: None,

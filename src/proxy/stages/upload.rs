@@ -178,7 +178,7 @@ pub async fn receive(
     }
     let path = imgproxy::processing_path(&params, &state.source_url(&id, unix_now()));
     Ok(Job {
-        path: state.signer.signed_path(&path),
+        path: Job::target(state.signer.signed_path(&path))?,
         source: SourceKind::Stored,
         format: Some(params.format),
         image_id: Some(id),
