@@ -3,6 +3,7 @@
 //! retry refused connections elsewhere, and keep backend errors meaningful.
 
 pub mod backend_error;
+mod backend_request;
 pub mod caching;
 mod client_header;
 pub mod ctx;
@@ -44,27 +45,6 @@ enum Next {
 
 /// How long an unread request body is drained after an early error answer.
 const LINGER: Duration = Duration::from_secs(5);
-
-/// The client's request headers a backend gets (conditional requests, so a 304 can come back);
-/// every other header is the gateway's own. An allow-list: `Forwarded`, `X-Real-IP`, `Range`,
-/// client hints, cookies and keys never reach imgproxy.
-const FORWARDED_HEADERS: [http::header::HeaderName; 2] =
-    [http::header::IF_NONE_MATCH, http::header::IF_MODIFIED_SINCE];
-
-const X_IMAGE_ID: http::header::HeaderName = http::header::HeaderName::from_static("x-image-id");
-const CHUNKED: http::HeaderValue = http::HeaderValue::from_static("chunked");
-const JSON: http::HeaderValue = http::HeaderValue::from_static(crate::respond::JSON);
-const NO_STORE: http::HeaderValue = http::HeaderValue::from_static("no-store");
-
-/// The backend's response fields a client never sees: its `Server`.
-const DROPPED_HEADERS: [http::header::HeaderName; 1] = [http::header::SERVER];
-
-/// ... and, when the backend's error becomes the gateway's JSON error, what described its body.
-const ERROR_DROPPED_HEADERS: [http::header::HeaderName; 3] = [
-    http::header::SERVER,
-    http::header::CONTENT_LENGTH,
-    http::header::CONTENT_DISPOSITION,
-];
 
 impl Gateway {
     pub fn new(state: Arc<AppState>) -> Gateway {
@@ -390,23 +370,8 @@ impl ProxyHttp for Gateway {
         upstream: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        // A request of the gateway's own: GET of the signed path, with only the headers it chose,
-        // built as plain `http` parts (no name parsed or copied, no case map; a backend reads
-        // names case-insensitively).
-        let mut request = http::Request::new(()).into_parts().0;
-        request.uri = ctx.job.path.clone();
-        let fields = &mut request.headers;
-        fields.reserve(2 + FORWARDED_HEADERS.len());
-        if let Some(backend) = &ctx.upstream.current {
-            fields.insert(http::header::HOST, backend.host.clone());
-        }
-        fields.insert(request_id::HEADER, ctx.request_id.value());
-        for name in FORWARDED_HEADERS {
-            if let Some(value) = upstream.headers.get(&name).cloned() {
-                fields.insert(name, value);
-            }
-        }
-        *upstream = RequestHeader::from(request);
+        let host = ctx.upstream.current.as_ref().map(|b| b.host.clone());
+        *upstream = backend_request::build(upstream, &ctx.job, host, ctx.request_id.value());
         ctx.upstream.sent_at = Some(std::time::Instant::now());
         Ok(())
     }
@@ -504,23 +469,16 @@ impl ProxyHttp for Gateway {
         response: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        // The fields the gateway adds: its own two or three, and the limit headers.
-        let extra = 4 + ctx.limit_headers.len();
-        let mut header = if response.status.as_u16() >= 400 {
+        let extra = ctx.limit_headers.len();
+        let header = if response.status.as_u16() >= 400 {
             if let Some(id) = ctx.job.image_id.take() {
                 stages::upload::discard(&self.state, &id).await;
             }
             let length = backend_error::content_length(response);
             let capture =
                 backend_error::Capture::new(response.status.as_u16(), length, ctx.job.source);
-            // The body becomes the gateway's JSON error, of a length known only at its end.
-            let mut header = client_header::take(response, &ERROR_DROPPED_HEADERS, extra);
-            header.status = capture.client_status();
+            let header = client_header::error(response, capture.client_status(), extra);
             ctx.upstream.error = Some(capture);
-            let fields = &mut header.headers;
-            fields.insert(http::header::TRANSFER_ENCODING, CHUNKED);
-            fields.insert(http::header::CONTENT_TYPE, JSON);
-            fields.insert(http::header::CACHE_CONTROL, NO_STORE);
             header
         } else {
             let config = self.state.config();
@@ -535,23 +493,12 @@ impl ProxyHttp for Gateway {
                 std::borrow::Cow::Owned(made) => http::HeaderValue::try_from(made)
                     .or_err(ErrorType::InvalidHTTPHeader, "cache-control")?,
             };
-            let mut header = client_header::take(response, &DROPPED_HEADERS, extra);
-            header.headers.insert(http::header::CACHE_CONTROL, value);
-            if let Some(id) = &ctx.job.image_id {
-                let id = http::HeaderValue::try_from(id.as_str())
-                    .or_err(ErrorType::InvalidHTTPHeader, "image id")?;
-                header.headers.insert(X_IMAGE_ID, id);
-            }
-            header
+            client_header::image(response, value, ctx.job.image_id.as_deref(), extra)?
         };
-        let fields = &mut header.headers;
-        fields.insert(request_id::HEADER, ctx.request_id.value());
-        // Sent once: moved, not cloned.
-        for (name, value) in std::mem::take(&mut ctx.limit_headers) {
-            fields.insert(name, value);
-        }
         ctx.status = header.status.as_u16();
-        *response = client_header::finish(header);
+        // The limit headers are sent once: moved, not cloned.
+        let limits = std::mem::take(&mut ctx.limit_headers);
+        *response = client_header::finish(header, ctx.request_id.value(), limits);
         Ok(())
     }
 
