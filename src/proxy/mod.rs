@@ -164,41 +164,21 @@ impl Gateway {
 
     /// Count the finished request in the metrics.
     fn record(&self, session: &Session, ctx: &Ctx, status: u16, elapsed: Duration) {
-        let m = &self.state.metrics;
-        m.active_connections.dec();
-        let method = route::method_label(&session.req_header().method);
-        let endpoint = ctx.route.template();
-        let user = ctx
-            .caller
-            .as_ref()
-            .map_or("anonymous", |c| c.user_id.as_str());
-        let code = http::StatusCode::from_u16(status).ok();
-        let status = code.as_ref().map_or("0", |c| c.as_str());
-        m.http_requests
-            .with_label_values(&[method, endpoint, status, user])
-            .inc();
-        m.http_duration
-            .with_label_values(&[method, endpoint])
-            .observe(elapsed.as_secs_f64());
-        if let Some(caller) = &ctx.caller {
-            m.user_requests
-                .with_label_values(&[caller.user_id.as_str()])
-                .inc();
-        }
+        let metrics = &self.state.metrics;
+        metrics.active_connections.dec();
+        metrics.count_request(&crate::metrics::Finished {
+            method: route::method_label(&session.req_header().method),
+            endpoint: ctx.route.template(),
+            status,
+            user: ctx.caller.as_ref().map(|c| &c.user),
+            elapsed,
+        });
         if let Some(backend) = &ctx.upstream.current {
-            let code = ctx
-                .upstream
-                .status
-                .and_then(|s| http::StatusCode::from_u16(s).ok());
-            let status = code.as_ref().map_or("0", |c| c.as_str());
-            m.backend_requests
-                .with_label_values(&[backend.url.as_str(), status])
-                .inc();
-            if let Some(t) = ctx.upstream.response_time {
-                m.backend_response_time
-                    .with_label_values(&[backend.url.as_str()])
-                    .observe(t.as_secs_f64());
-            }
+            metrics.count_backend_answer(&crate::metrics::BackendAnswer {
+                url: &backend.url,
+                status: ctx.upstream.status,
+                response_time: ctx.upstream.response_time,
+            });
         }
     }
 }

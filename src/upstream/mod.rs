@@ -1,5 +1,5 @@
-//! The backend pool: pingora-load-balancing with smooth weighted selection and active health
-//! checks, plus passive marking of backends whose connections fail. The pool is rebuilt on a
+//! The backend pool: smooth weighted selection, pingora-load-balancing's active health checks,
+//! plus passive marking of backends whose connections fail. The pool is rebuilt on a
 //! configuration reload; health and counters live per URL and carry over.
 
 mod probe;
@@ -10,7 +10,7 @@ use crate::config::Config;
 use arc_swap::ArcSwap;
 use futures_util::FutureExt;
 use pingora::lb::discovery::Static;
-use pingora::lb::{Backend, Backends, LoadBalancer};
+use pingora::lb::{Backend, Backends};
 use pingora::server::ShutdownWatch;
 use pingora::upstreams::peer::HttpPeer;
 use probe::Probe;
@@ -21,8 +21,6 @@ use std::net::ToSocketAddrs;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
-
-type Balancer = LoadBalancer<SmoothWeighted>;
 
 /// The backend pool. A reload replaces its generation as a whole; requests in flight keep the
 /// generation they started with.
@@ -35,7 +33,9 @@ pub struct Pool {
 /// One generation of the pool: the backends of one configuration. A request keeps the
 /// generation of its first pick for its retries, so backend indexes (`Tried`) stay meaningful.
 pub struct Generation {
-    balancer: Balancer,
+    /// The backends, for pingora's health-check runner.
+    backends: Backends,
+    selection: SmoothWeighted,
     states: Vec<Arc<BackendState>>,
     interval: Duration,
 }
@@ -117,15 +117,16 @@ impl Generation {
             .map_err(|e| format!("health_check: {e}"))?;
         let mut backends = Backends::new(Static::new(set));
         backends.set_health_check(Box::new(probe));
-        let balancer = LoadBalancer::from_backends(backends);
-        // Static discovery never waits; without this first update nothing can be selected.
-        balancer
-            .update()
+        // Static discovery never waits; without this first update nothing is checked.
+        backends
+            .update(|_| {})
             .now_or_never()
             .ok_or("backend discovery did not complete")?
             .map_err(|e| format!("backends: {e}"))?;
+        let weights: Vec<usize> = states.iter().map(|s| s.weight as usize).collect();
         Ok(Generation {
-            balancer,
+            backends,
+            selection: SmoothWeighted::new(&weights),
             states,
             interval: hc.interval.get(),
         })
@@ -135,21 +136,17 @@ impl Generation {
     /// not passively marked come first; if every one is marked, marked ones are tried too,
     /// so a brief blip on all backends cannot turn into a 30-second outage.
     pub fn pick(&self, tried: Tried) -> Option<Arc<BackendState>> {
-        let max = self.states.len() * 100;
-        let fresh = |b: &Backend| {
-            self.state_of(b)
-                .filter(|s| !tried.contains(s.index) && s.is_actively_healthy())
+        let order = self.selection.order();
+        let fresh = |i: &usize| {
+            let state = &self.states[*i];
+            !tried.contains(state.index) && state.is_actively_healthy()
         };
-        let chosen = self
-            .balancer
-            .select_with(b"", max, |b, _| {
-                fresh(b).is_some_and(|s| !s.is_passively_down())
-            })
-            .or_else(|| {
-                self.balancer
-                    .select_with(b"", max, |b, _| fresh(b).is_some())
-            })?;
-        self.state_of(&chosen).cloned()
+        let chosen = order
+            .clone()
+            .filter(fresh)
+            .find(|i| !self.states[*i].is_passively_down())
+            .or_else(|| order.clone().find(fresh))?;
+        Some(Arc::clone(&self.states[chosen]))
     }
 
     pub fn len(&self) -> usize {
@@ -158,13 +155,6 @@ impl Generation {
 
     pub fn is_empty(&self) -> bool {
         self.states.is_empty()
-    }
-
-    fn state_of(&self, backend: &Backend) -> Option<&Arc<BackendState>> {
-        backend
-            .ext
-            .get::<BackendIndex>()
-            .and_then(|i| self.states.get(i.0))
     }
 }
 
@@ -190,7 +180,7 @@ impl Pool {
     pub async fn run_checks(&self, mut shutdown: ShutdownWatch) {
         loop {
             let generation = self.current.load_full();
-            generation.balancer.backends().run_health_check(true).await;
+            generation.backends.run_health_check(true).await;
             tokio::select! {
                 _ = tokio::time::sleep(generation.interval) => {}
                 _ = self.changed.notified() => {}

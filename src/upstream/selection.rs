@@ -1,18 +1,14 @@
-//! Smooth weighted round robin (nginx's algorithm) as a pingora-load-balancing selection.
+//! Smooth weighted round robin (nginx's algorithm) over the pool's backends.
 //!
 //! The smooth sequence for the whole weight cycle is computed once when the backend set
-//! changes; selecting is one atomic increment and an index, so the hot path takes no lock.
-//! A 70/30 pool yields `A A B A A B A B A B`-like interleaving instead of 70 `A`s in a row.
+//! changes; a request's order is one atomic increment and an index, so the hot path takes no
+//! lock and allocates nothing. A 70/30 pool yields `A A B A A B A B A B`-like interleaving
+//! instead of 70 `A`s in a row.
 
-use pingora::lb::selection::{BackendIter, BackendSelection};
-use pingora::lb::Backend;
-use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 
 pub struct SmoothWeighted {
-    backends: Box<[Backend]>,
-    /// One full cycle of indexes into `backends`, in smooth order.
+    /// One full cycle of backend indexes, in smooth order.
     sequence: Box<[u16]>,
     cursor: AtomicUsize,
 }
@@ -51,48 +47,22 @@ pub fn smooth_sequence(weights: &[usize]) -> Vec<u16> {
     sequence
 }
 
-impl BackendSelection for SmoothWeighted {
-    type Iter = SmoothIter;
-    type Config = ();
-
-    fn build(backends: &BTreeSet<Backend>) -> Self {
-        let backends: Box<[Backend]> = backends.iter().cloned().collect();
-        let weights: Vec<usize> = backends.iter().map(|b| b.weight).collect();
+impl SmoothWeighted {
+    /// The selection over backends `0..weights.len()` with these weights.
+    pub fn new(weights: &[usize]) -> SmoothWeighted {
         SmoothWeighted {
-            sequence: smooth_sequence(&weights).into_boxed_slice(),
-            backends,
+            sequence: smooth_sequence(weights).into_boxed_slice(),
             cursor: AtomicUsize::new(0),
         }
     }
 
-    fn iter(self: &Arc<Self>, _key: &[u8]) -> Self::Iter {
+    /// One request's order: the backend indexes of one cycle, from the next slot on. When the
+    /// first is refused (unhealthy or already tried), the next ones offer the other backends
+    /// in weighted order; every backend with a weight appears at least once.
+    pub fn order(&self) -> impl Iterator<Item = usize> + Clone + '_ {
         let start = self.cursor.fetch_add(1, Ordering::Relaxed);
-        SmoothIter {
-            selection: Arc::clone(self),
-            position: start,
-            steps: 0,
-        }
-    }
-}
-
-/// Walks the smooth sequence from this request's slot; when the first pick is refused
-/// (unhealthy or already tried) the next slots offer the other backends in weighted order.
-pub struct SmoothIter {
-    selection: Arc<SmoothWeighted>,
-    position: usize,
-    steps: usize,
-}
-
-impl BackendIter for SmoothIter {
-    fn next(&mut self) -> Option<&Backend> {
-        let sequence = &self.selection.sequence;
-        if sequence.is_empty() || self.steps >= sequence.len() {
-            return None;
-        }
-        let index = sequence[self.position % sequence.len()] as usize;
-        self.position = self.position.wrapping_add(1);
-        self.steps += 1;
-        self.selection.backends.get(index)
+        let len = self.sequence.len();
+        (0..len).map(move |step| self.sequence[start.wrapping_add(step) % len] as usize)
     }
 }
 
@@ -100,10 +70,10 @@ impl BackendIter for SmoothIter {
 mod tests {
     use super::*;
 
-    fn longest_run(picks: &[u16]) -> usize {
+    fn longest_run(picks: &[usize]) -> usize {
         picks
             .chunk_by(|a, b| a == b)
-            .map(<[u16]>::len)
+            .map(<[usize]>::len)
             .max()
             .unwrap_or(0)
     }
@@ -113,40 +83,34 @@ mod tests {
         let seq = smooth_sequence(&[70, 30]);
         assert_eq!(seq.len(), 10);
         assert_eq!(seq.iter().filter(|i| **i == 0).count(), 7);
+        let seq: Vec<usize> = seq.iter().map(|i| *i as usize).collect();
         assert!(longest_run(&seq.repeat(3)) <= 3, "{seq:?}");
         assert_eq!(smooth_sequence(&[5, 1, 1]), vec![0, 0, 1, 0, 2, 0, 0]);
     }
 
     #[test]
     fn selection_follows_the_weights_over_many_picks() {
-        let set: BTreeSet<Backend> = [
-            Backend::new_with_weight("127.0.0.1:1", 70).unwrap(),
-            Backend::new_with_weight("127.0.0.1:2", 30).unwrap(),
-        ]
-        .into_iter()
-        .collect();
-        let selection = Arc::new(SmoothWeighted::build(&set));
-        let picks: Vec<u16> = (0..1000)
-            .map(|_| {
-                let mut iter = selection.iter(b"");
-                iter.next().unwrap().addr.as_inet().unwrap().port() - 1
-            })
+        let selection = SmoothWeighted::new(&[70, 30]);
+        let picks: Vec<usize> = (0..1000)
+            .map(|_| selection.order().next().unwrap())
             .collect();
         assert_eq!(picks.iter().filter(|p| **p == 0).count(), 700);
         assert!(longest_run(&picks) <= 3);
     }
 
     #[test]
-    fn iterator_offers_every_backend_once_per_cycle() {
-        let set: BTreeSet<Backend> = (1..=3)
-            .map(|p| Backend::new_with_weight(&format!("127.0.0.1:{p}"), p as usize).unwrap())
-            .collect();
-        let selection = Arc::new(SmoothWeighted::build(&set));
-        let mut iter = selection.iter(b"");
-        let mut seen = BTreeSet::new();
-        while let Some(b) = iter.next() {
-            seen.insert(b.addr.clone());
+    fn an_order_offers_every_backend_once_per_cycle() {
+        let selection = SmoothWeighted::new(&[1, 2, 3]);
+        let order: Vec<usize> = selection.order().collect();
+        assert_eq!(order.len(), 6);
+        for backend in 0..3 {
+            assert_eq!(order.iter().filter(|i| **i == backend).count(), backend + 1);
         }
-        assert_eq!(seen.len(), 3);
+        let next: Vec<usize> = selection.order().collect();
+        assert_eq!(
+            next[..5],
+            order[1..],
+            "the next request starts one slot later"
+        );
     }
 }

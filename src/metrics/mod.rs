@@ -1,6 +1,11 @@
 //! Prometheus metrics (README, "Prometheus"), exposed at `GET /metrics` on the admin listener.
 //! Series are found by their label values (hashed, no string allocated for an existing series); backend
-//! health and process figures are read when Prometheus scrapes.
+//! health and process figures are read when Prometheus scrapes. A finished request's series
+//! are remembered per thread (`series`).
+
+mod series;
+
+pub use series::{BackendAnswer, Finished};
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
@@ -47,6 +52,8 @@ pub struct Metrics {
     pub access_denied: IntCounterVec,
     /// CPU seconds and wall time at the previous scrape.
     cpu_sample: std::sync::Mutex<Option<(f64, std::time::Instant)>>,
+    /// Tells this registry's remembered series from another's (`series`).
+    id: u64,
 }
 
 impl Default for Metrics {
@@ -171,6 +178,10 @@ impl Metrics {
             memory_usage,
             cpu_usage,
             cpu_sample: std::sync::Mutex::new(None),
+            id: {
+                static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            },
             rate_limit_violations,
             quota_usage,
             quota_threshold_events,
