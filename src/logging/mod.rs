@@ -8,6 +8,10 @@
 //! Nothing is ever dropped: when stderr cannot keep up and `HOLD_AT_MOST` bytes wait, the
 //! thread that logs writes them itself, so memory stays bounded.
 
+mod fields;
+
+pub use fields::Fields;
+
 use crate::config::{LogFormat, LogLevel};
 use std::cell::RefCell;
 use std::io::Write;
@@ -115,10 +119,11 @@ impl log::Log for Logger {
     }
 }
 
-/// Log `value` (a struct, serialized as one JSON object) at `level` under `target`, its fields
-/// merged into the line as a message that is a JSON object is: serialized straight into the
-/// line's buffer, with no `format_args!` and no JSON tree. The filter is the logger's own.
-pub fn structured<T: serde::Serialize>(level: log::Level, target: &'static str, value: &T) {
+/// Log one structured line at `level` under `target`: its fields (`Fields`) are written
+/// straight into the line's buffer after the timestamp and level, as the fields of a message
+/// that is a JSON object are merged; in plain text they are the message, as one JSON object.
+/// The filter is the logger's own.
+pub fn fields(level: log::Level, target: &'static str, write: impl FnOnce(&mut Fields<'_>)) {
     if level > log::max_level() {
         return;
     }
@@ -128,29 +133,20 @@ pub fn structured<T: serde::Serialize>(level: log::Level, target: &'static str, 
     }
     if !JSON.load(Ordering::Relaxed) {
         return emit(level, target, |message| {
-            let _ = serde_json::to_writer(&mut *message, value);
+            write(&mut Fields::new(message));
+            match message.first_mut() {
+                Some(comma) => *comma = b'{',
+                None => message.push(b'{'),
+            }
+            message.push(b'}');
         });
     }
     SCRATCH.with(|scratch| {
         let line = &mut scratch.borrow_mut().0;
         line.clear();
         json_head(line, level.as_str());
-        // The object goes right after the level, its `{` turned into the `,` between them.
-        let at = line.len();
-        let _ = serde_json::to_writer(&mut *line, value);
-        match &line[at..] {
-            [b'{', b'}'] => {
-                line.truncate(at);
-                line.push(b'}');
-            }
-            [b'{', ..] => line[at] = b',',
-            // Not an object: a message like any other.
-            _ => {
-                let message = line.split_off(at);
-                json_message(line, target, &message);
-            }
-        }
-        line.push(b'\n');
+        write(&mut Fields::new(line));
+        line.extend_from_slice(b"}\n");
         SINK.push(line, level == log::Level::Error);
     });
 }

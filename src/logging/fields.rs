@@ -1,0 +1,179 @@
+//! The fields of a structured log line, written straight into the line's buffer as JSON
+//! (`,"name":value` each): no serializer, no intermediate tree. Strings are escaped as JSON
+//! requires (`"`, `\`, control characters); everything else is copied as it is.
+
+use std::io::Write;
+
+/// Fields appended to a line; each starts with the `,` that separates it from the previous.
+pub struct Fields<'a> {
+    out: &'a mut Vec<u8>,
+}
+
+impl<'a> Fields<'a> {
+    pub(super) fn new(out: &'a mut Vec<u8>) -> Fields<'a> {
+        Fields { out }
+    }
+
+    /// Fields written into `out` alone (tests of what a line holds).
+    #[cfg(test)]
+    pub fn new_for_test(out: &'a mut Vec<u8>) -> Fields<'a> {
+        Fields { out }
+    }
+
+    fn name(&mut self, name: &'static str) {
+        self.out.extend_from_slice(b",\"");
+        self.out.extend_from_slice(name.as_bytes());
+        self.out.extend_from_slice(b"\":");
+    }
+
+    /// A string field.
+    pub fn str(&mut self, name: &'static str, value: &str) -> &mut Self {
+        self.name(name);
+        escaped(self.out, value);
+        self
+    }
+
+    /// A string field, `null` when absent.
+    pub fn opt_str(&mut self, name: &'static str, value: Option<&str>) -> &mut Self {
+        match value {
+            Some(value) => self.str(name, value),
+            None => self.null(name),
+        }
+    }
+
+    /// An unsigned number.
+    pub fn uint(&mut self, name: &'static str, value: u64) -> &mut Self {
+        self.name(name);
+        self.out
+            .extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+        self
+    }
+
+    /// An unsigned number, `null` when absent.
+    pub fn opt_uint(&mut self, name: &'static str, value: Option<u64>) -> &mut Self {
+        match value {
+            Some(value) => self.uint(name, value),
+            None => self.null(name),
+        }
+    }
+
+    /// Milliseconds with three decimals (microsecond resolution).
+    pub fn millis(&mut self, name: &'static str, value: std::time::Duration) -> &mut Self {
+        let micros = value.as_micros().min(u128::from(u64::MAX)) as u64;
+        self.name(name);
+        let mut digits = itoa::Buffer::new();
+        self.out
+            .extend_from_slice(digits.format(micros / 1000).as_bytes());
+        let fraction = micros % 1000;
+        self.out.extend_from_slice(&[
+            b'.',
+            b'0' + (fraction / 100) as u8,
+            b'0' + (fraction / 10 % 10) as u8,
+            b'0' + (fraction % 10) as u8,
+        ]);
+        self
+    }
+
+    /// A value whose text form needs no escaping (an IP address), as a string; `null` when
+    /// absent.
+    pub fn opt_plain(
+        &mut self,
+        name: &'static str,
+        value: Option<impl std::fmt::Display>,
+    ) -> &mut Self {
+        match value {
+            Some(value) => {
+                self.name(name);
+                let _ = write!(self.out, "\"{value}\"");
+                self
+            }
+            None => self.null(name),
+        }
+    }
+
+    fn null(&mut self, name: &'static str) -> &mut Self {
+        self.name(name);
+        self.out.extend_from_slice(b"null");
+        self
+    }
+}
+
+/// `value` as a JSON string.
+fn escaped(out: &mut Vec<u8>, value: &str) {
+    out.push(b'"');
+    let bytes = value.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f => {
+                out.extend_from_slice(&bytes[start..i]);
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(b >> 4)]);
+                out.push(HEX[usize::from(b & 0xf)]);
+                start = i + 1;
+                continue;
+            }
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        out.extend_from_slice(escape);
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(write: impl FnOnce(&mut Fields)) -> serde_json::Value {
+        let mut out = Vec::new();
+        write(&mut Fields::new(&mut out));
+        out[0] = b'{';
+        out.push(b'}');
+        serde_json::from_slice(&out).unwrap_or_else(|e| {
+            panic!("{e}: {}", String::from_utf8_lossy(&out));
+        })
+    }
+
+    #[test]
+    fn every_string_reads_back_as_written() {
+        let hostile = "/a\"b\\c\n\r\t\u{0}\u{1f}\u{7f}é✓/%22";
+        let line = object(|f| {
+            f.str("path", hostile)
+                .opt_str("user_id", None)
+                .opt_str("key_id", Some("k1"));
+        });
+        assert_eq!(line["path"], hostile);
+        assert!(line["user_id"].is_null());
+        assert_eq!(line["key_id"], "k1");
+    }
+
+    #[test]
+    fn numbers_addresses_and_durations() {
+        let ip: std::net::IpAddr = "2001:db8::1".parse().unwrap();
+        let line = object(|f| {
+            f.uint("status", 200)
+                .opt_uint("backend_status", None)
+                .opt_uint("bytes", Some(u64::MAX))
+                .millis("duration_ms", std::time::Duration::from_micros(12_045))
+                .millis("fast", std::time::Duration::from_nanos(999))
+                .opt_plain("client_ip", Some(ip))
+                .opt_plain("none", None::<std::net::IpAddr>);
+        });
+        assert_eq!(line["status"], 200);
+        assert!(line["backend_status"].is_null());
+        assert_eq!(line["bytes"], u64::MAX);
+        assert_eq!(line["duration_ms"].as_f64(), Some(12.045));
+        assert_eq!(line["fast"].as_f64(), Some(0.0));
+        assert_eq!(line["client_ip"], "2001:db8::1");
+        assert!(line["none"].is_null());
+    }
+}
