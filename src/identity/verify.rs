@@ -110,9 +110,11 @@ impl Authenticator {
         let key = std::str::from_utf8(key).map_err(|_| MALFORMED)?;
         let identity = match self.cached(key)? {
             Some(identity) => identity,
+            // The miss path (a database read, a bcrypt check) is boxed: its futures are large,
+            // and the request's own future, moved into a box per request, stays small.
             None => {
-                before_miss().await?;
-                self.verify(store, key).await?
+                Box::pin(before_miss()).await?;
+                Box::pin(self.verify(store, key)).await?
             }
         };
         let now = unix_now();

@@ -77,7 +77,8 @@ impl SourceResolver {
         if let Some(hit) = self.cache.get(host) {
             return Ok(hit);
         }
-        let found = tokio::time::timeout(timeout, self.inner.lookup(host))
+        // Boxed: a lookup's future is large and rare (the request's own stays small).
+        let found = Box::pin(tokio::time::timeout(timeout, self.inner.lookup(host)))
             .await
             .map_err(|_| ResolveError::Timeout(host.to_string(), timeout))?
             .unwrap_or_default();

@@ -111,7 +111,8 @@ impl Counters {
         let Some(c) = &self.in_redis else {
             return self.local_decision(rules, consume, 1);
         };
-        if let Some(decision) = c.redis.check(rules, consume).await {
+        // Boxed, so that the embedded mode's request future does not carry Redis's.
+        if let Some(decision) = Box::pin(c.redis.check(rules, consume)).await {
             return decision;
         }
         let decision = self.local_decision(rules, consume, c.expected_instances);

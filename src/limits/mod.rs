@@ -235,7 +235,7 @@ impl Limits {
                 &period,
             ));
         } else if scope.metered && endpoint == UPLOAD && limits.storage_bytes > 0 {
-            let stored = images::stored_bytes(store, &identity.user_id).await?;
+            let stored = Box::pin(images::stored_bytes(store, &identity.user_id)).await?;
             if stored >= limits.storage_bytes {
                 exhausted = Some(exceeded(
                     Quota::Storage,
@@ -391,7 +391,7 @@ impl Limits {
         for percent in self.notifier.newly_reached(entry, quota, used, limit) {
             let claim = claim_key(entry, quota, percent);
             let expires = entry.period.end.timestamp() as u64 + shared::PERIOD_GRACE;
-            if !self.counters.claim_once(&claim, expires).await {
+            if !Box::pin(self.counters.claim_once(&claim, expires)).await {
                 continue;
             }
             self.notifier.send(entry, quota, percent, used, limit);

@@ -171,7 +171,8 @@ impl UsageBook {
         if let Some(entry) = cached {
             return Ok(entry);
         }
-        let row = usage::find(store, user_id, period.start).await?;
+        // Boxed: a database read's future is large, and needed once per user and period.
+        let row = Box::pin(usage::find(store, user_id, period.start)).await?;
         let (requests, bandwidth) = row.as_ref().map_or((0, 0), |r| {
             (r.requests.max(0) as u64, r.bandwidth_bytes.max(0) as u64)
         });

@@ -104,28 +104,16 @@ impl Gateway {
             Route::Health => health::health(state),
             Route::Ready => health::ready(state, &ctx.request_id),
             Route::OpenApi => crate::openapi::serve(),
-            Route::Source(id) => match stages::source::serve(state, &id, &query).await {
+            Route::Source(id) => match Box::pin(stages::source::serve(state, &id, &query)).await {
                 Err(e @ GatewayError::Denied(_)) => {
                     return Err(ctx.refused(access::spend_ip(state, ip, e).await))
                 }
                 other => other?,
             },
-            Route::Upload => {
-                let admission = ctx.admission.as_ref().ok_or_else(unadmitted)?;
-                let wanted = stages::upload::wanted(state, session)?;
-                let allowance = state
-                    .limits
-                    .upload_cap(&state.store, admission, wanted)
-                    .await?;
-                let user = &admission.entry.user_id;
-                ctx.job =
-                    stages::upload::receive(state, session, user, &query, allowance.cap.as_ref())
-                        .await?;
-                // The row is committed: its bytes count as stored from here on.
-                allowance.release().await;
-                state.limits.record_upload(&state.store, admission).await;
-                return Ok(Next::Proxy);
-            }
+            // The routes past this one do database work or stream uploads: their futures are
+            // boxed, so the request's own future (moved into a box by every request) stays
+            // the size of the convert path.
+            Route::Upload => return Box::pin(self.upload(session, ctx, &query)).await,
             Route::Convert => {
                 let user = &caller(ctx)?.user_id;
                 ctx.job = stages::convert::prepare(state, user, &query).await?;
@@ -137,16 +125,39 @@ impl Gateway {
                     return Err(Denied::NotOwnQuota.into());
                 }
                 let limits = crate::limits::rules::UserLimits::of(&state.config(), &caller);
-                let report = state.limits.report(&state.store, &id, &limits).await?;
+                let report = Box::pin(state.limits.report(&state.store, &id, &limits)).await?;
                 Answer::json(http::StatusCode::OK, &report)
             }
-            Route::Images => stages::images::list(state, &caller(ctx)?.user_id).await?,
+            Route::Images => Box::pin(stages::images::list(state, &caller(ctx)?.user_id)).await?,
             Route::DeleteImage(id) => {
-                stages::images::delete(state, &caller(ctx)?.user_id, &id).await?
+                Box::pin(stages::images::delete(state, &caller(ctx)?.user_id, &id)).await?
             }
             Route::Unknown => return Err(GatewayError::NotFound("no such route".into())),
         };
         Ok(Next::Answer(answer))
+    }
+
+    /// `POST /api/v1/upload`: reserve the storage it may use, receive it, then proxy it.
+    async fn upload(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        query: &str,
+    ) -> GatewayResult<Next> {
+        let state = &self.state;
+        let admission = ctx.admission.as_ref().ok_or_else(unadmitted)?;
+        let wanted = stages::upload::wanted(state, session)?;
+        let allowance = state
+            .limits
+            .upload_cap(&state.store, admission, wanted)
+            .await?;
+        let user = &admission.entry.user_id;
+        ctx.job =
+            stages::upload::receive(state, session, user, query, allowance.cap.as_ref()).await?;
+        // The row is committed: its bytes count as stored from here on.
+        allowance.release().await;
+        state.limits.record_upload(&state.store, admission).await;
+        Ok(Next::Proxy)
     }
 
     /// Refusals operators watch for, as `event` lines named by the refusal's type:
@@ -547,7 +558,7 @@ impl ProxyHttp for Gateway {
             endpoint: ctx.route.template(),
             path: session.req_header().uri.path(),
             status,
-            duration_ms: elapsed.as_secs_f64() * 1000.0,
+            duration: elapsed,
             user_id: ctx.caller.as_ref().map(|c| c.user_id.as_str()),
             key_id: ctx.caller.as_ref().map(|c| c.key_id.as_str()),
             client_ip: ctx.client_ip,
@@ -559,7 +570,7 @@ impl ProxyHttp for Gateway {
             image_id: ctx.job.image_id.as_deref(),
             error: e.map(|e| e.etype().as_str()),
         };
-        crate::logging::structured(log::Level::Info, module_path!(), &line);
+        line.log(module_path!());
         self.record(session, ctx, status, elapsed);
     }
 }

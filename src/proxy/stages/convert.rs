@@ -69,7 +69,7 @@ pub async fn prepare(state: &AppState, caller: &str, query: &str) -> GatewayResu
             if !is_image_id(&id) {
                 return Err(not_found());
             }
-            match images::find(&state.store, &id).await? {
+            match Box::pin(images::find(&state.store, &id)).await? {
                 Some(row) if row.owner == caller => {
                     (state.source_url(&id, unix_now()), SourceKind::Stored)
                 }
