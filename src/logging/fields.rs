@@ -10,13 +10,8 @@ pub struct Fields<'a> {
 }
 
 impl<'a> Fields<'a> {
-    pub(super) fn new(out: &'a mut Vec<u8>) -> Fields<'a> {
-        Fields { out }
-    }
-
-    /// Fields written into `out` alone (tests of what a line holds).
-    #[cfg(test)]
-    pub fn new_for_test(out: &'a mut Vec<u8>) -> Fields<'a> {
+    /// Fields appended to `out` (a line's buffer, or a test's).
+    pub(crate) fn new(out: &'a mut Vec<u8>) -> Fields<'a> {
         Fields { out }
     }
 

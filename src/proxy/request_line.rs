@@ -63,7 +63,7 @@ mod tests {
     /// The line as written, and as serde would have written the same struct.
     fn both(line: &RequestLine<'_>) -> (serde_json::Value, serde_json::Value) {
         let mut out = Vec::new();
-        line.write(&mut Fields::new_for_test(&mut out));
+        line.write(&mut Fields::new(&mut out));
         out[0] = b'{';
         out.push(b'}');
         let written = serde_json::from_slice(&out).expect("one JSON object");

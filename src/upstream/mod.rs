@@ -137,10 +137,7 @@ impl Generation {
     /// so a brief blip on all backends cannot turn into a 30-second outage.
     pub fn pick(&self, tried: Tried) -> Option<Arc<BackendState>> {
         let order = self.selection.order();
-        let fresh = |i: &usize| {
-            let state = &self.states[*i];
-            !tried.contains(state.index) && state.is_actively_healthy()
-        };
+        let fresh = |i: &usize| !tried.contains(*i) && self.states[*i].is_actively_healthy();
         let chosen = order
             .clone()
             .filter(fresh)

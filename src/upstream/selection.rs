@@ -99,7 +99,7 @@ mod tests {
     }
 
     #[test]
-    fn an_order_offers_every_backend_once_per_cycle() {
+    fn an_order_offers_each_backend_as_often_as_its_weight() {
         let selection = SmoothWeighted::new(&[1, 2, 3]);
         let order: Vec<usize> = selection.order().collect();
         assert_eq!(order.len(), 6);
