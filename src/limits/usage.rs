@@ -113,28 +113,35 @@ impl Entry {
 
 const SHARDS: usize = 16;
 
+/// Hashes user ids and period starts: fast, and keyed at random per process (user ids are
+/// chosen by operators, but need not be trusted to spread well).
+type Hashing = foldhash::fast::RandomState;
+
 /// Period start → user id → entry, in shards by user, so the per-request lookup takes one
 /// short lock among many and allocates nothing.
-type Shard = HashMap<i64, HashMap<String, Arc<Entry>>>;
+type Shard = HashMap<i64, HashMap<String, Arc<Entry>, Hashing>, Hashing>;
 
 pub struct UsageBook {
     shards: Vec<Mutex<Shard>>,
+    /// Picks a user's shard (keyed apart from the maps' own hashers).
+    spread: Hashing,
 }
 
 impl Default for UsageBook {
     fn default() -> Self {
         UsageBook {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(HashMap::default()))
+                .collect(),
+            spread: Hashing::default(),
         }
     }
 }
 
 impl UsageBook {
     fn shard(&self, user_id: &str) -> std::sync::MutexGuard<'_, Shard> {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        user_id.hash(&mut h);
-        self.shards[(h.finish() as usize) % SHARDS]
+        use std::hash::BuildHasher;
+        self.shards[(self.spread.hash_one(user_id) as usize) % SHARDS]
             .lock()
             .unwrap_or_else(|p| p.into_inner())
     }

@@ -45,7 +45,7 @@ impl RequestLine<'_> {
             .millis("duration_ms", self.duration)
             .opt_str("user_id", self.user_id)
             .opt_str("key_id", self.key_id)
-            .opt_plain("client_ip", self.client_ip)
+            .opt_ip("client_ip", self.client_ip)
             .opt_str("backend", self.backend)
             .uint("bytes_in", self.bytes_in as u64)
             .uint("bytes_out", self.bytes_out as u64)
