@@ -115,6 +115,12 @@ impl Gateway {
             // the size of the convert path.
             Route::Upload => return Box::pin(self.upload(session, ctx, &query)).await,
             Route::Convert => {
+                // A body would be streamed to the backend as it came: refused, never relayed.
+                if !session.is_body_empty() {
+                    return Err(GatewayError::BadRequest(
+                        "convert takes no request body".into(),
+                    ));
+                }
                 let user = &caller(ctx)?.user_id;
                 ctx.job = stages::convert::prepare(state, user, &query).await?;
                 return Ok(Next::Proxy);
@@ -302,7 +308,10 @@ impl ProxyHttp for Gateway {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let mut answer = match self.handle(session, ctx).await {
-            Ok(Next::Proxy) => return Ok(false),
+            Ok(Next::Proxy) => {
+                backend_request::trim_client(session.req_header_mut());
+                return Ok(false);
+            }
             Ok(Next::Answer(answer)) => answer,
             Err(err) => {
                 self.security_event(ctx, &err);
