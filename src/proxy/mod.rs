@@ -282,13 +282,16 @@ fn proxy_failure(e: &Error) -> Option<GatewayError> {
 
 #[async_trait]
 impl ProxyHttp for Gateway {
-    type CTX = Ctx;
+    /// Boxed: Pingora keeps the context inside the future it moves into a fresh box for every
+    /// request (in more than one of its states), so a pointer here spares copying the whole
+    /// context each time.
+    type CTX = Box<Ctx>;
 
-    fn new_ctx(&self) -> Ctx {
-        Ctx::new()
+    fn new_ctx(&self) -> Box<Ctx> {
+        Box::new(Ctx::new())
     }
 
-    async fn early_request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
+    async fn early_request_filter(&self, session: &mut Session, ctx: &mut Box<Ctx>) -> Result<()> {
         self.state.metrics.active_connections.inc();
         let config = self.state.config();
         let server = &config.server;
@@ -306,7 +309,7 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
-    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Box<Ctx>) -> Result<bool> {
         let mut answer = match self.handle(session, ctx).await {
             Ok(Next::Proxy) => {
                 backend_request::trim_client(session.req_header_mut());
@@ -343,7 +346,7 @@ impl ProxyHttp for Gateway {
         Ok(true)
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Box<Ctx>) -> Result<Box<HttpPeer>> {
         let leg = &mut ctx.upstream;
         let generation = leg
             .generation
@@ -368,7 +371,7 @@ impl ProxyHttp for Gateway {
         &self,
         _session: &mut Session,
         upstream: &mut RequestHeader,
-        ctx: &mut Ctx,
+        ctx: &mut Box<Ctx>,
     ) -> Result<()> {
         let host = ctx.upstream.current.as_ref().map(|b| b.host.clone());
         *upstream = backend_request::build(upstream, &ctx.job, host, ctx.request_id.value());
@@ -380,7 +383,7 @@ impl ProxyHttp for Gateway {
         &self,
         _session: &mut Session,
         _peer: &HttpPeer,
-        ctx: &mut Ctx,
+        ctx: &mut Box<Ctx>,
         mut e: Box<Error>,
     ) -> Box<Error> {
         if let Some(backend) = &ctx.upstream.current {
@@ -401,7 +404,7 @@ impl ProxyHttp for Gateway {
         peer: &HttpPeer,
         _session: &mut Session,
         e: Box<Error>,
-        ctx: &mut Ctx,
+        ctx: &mut Box<Ctx>,
         client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("backend {peer}"));
@@ -447,7 +450,7 @@ impl ProxyHttp for Gateway {
         &self,
         _session: &mut Session,
         upstream: &mut ResponseHeader,
-        ctx: &mut Ctx,
+        ctx: &mut Box<Ctx>,
     ) -> Result<()> {
         ctx.upstream.response_time = ctx.upstream.sent_at.map(|t| t.elapsed());
         ctx.upstream.status = Some(upstream.status.as_u16());
@@ -467,7 +470,7 @@ impl ProxyHttp for Gateway {
         &self,
         _session: &mut Session,
         response: &mut ResponseHeader,
-        ctx: &mut Ctx,
+        ctx: &mut Box<Ctx>,
     ) -> Result<()> {
         let extra = ctx.limit_headers.len();
         let header = if response.status.as_u16() >= 400 {
@@ -507,7 +510,7 @@ impl ProxyHttp for Gateway {
         _session: &mut Session,
         body: &mut Option<Bytes>,
         end_of_stream: bool,
-        ctx: &mut Ctx,
+        ctx: &mut Box<Ctx>,
     ) -> Result<Option<Duration>> {
         if let Some(capture) = ctx.upstream.error.as_mut() {
             if let Some(chunk) = body.take() {
@@ -523,7 +526,7 @@ impl ProxyHttp for Gateway {
         Ok(None)
     }
 
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Box<Ctx>) -> FailToProxy {
         if let Some(id) = ctx.job.image_id.take() {
             stages::upload::discard(&self.state, &id).await;
         }
@@ -546,7 +549,7 @@ impl ProxyHttp for Gateway {
         }
     }
 
-    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Box<Ctx>) {
         if let Some(admission) = &ctx.admission {
             let read = ctx.body_billed.unwrap_or_else(|| session.body_bytes_read());
             let bytes = read + session.body_bytes_sent();
