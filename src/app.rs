@@ -243,11 +243,6 @@ fn server_conf(config: &Config) -> ServerConf {
         },
         work_stealing: false,
         upstream_keepalive_pool_size: *config.upstream.keepalive_pool_size,
-        // Every timeout on Tokio's timer wheel (each runtime its own) rather than Pingora's
-        // "fast" timers: those check on every read and write that their clock thread is alive
-        // (a clock read and a load of a line that thread writes, ~6 per proxied request even
-        // when no timer is needed) and register in a map per thread behind a lock.
-        fast_timeout_to_tokio_threshold_seconds: Some(0),
         grace_period_seconds: Some(config.server.grace_period.get().as_secs()),
         graceful_shutdown_timeout_seconds: Some(
             config.server.graceful_shutdown_timeout.get().as_secs(),
