@@ -116,7 +116,7 @@ impl Gateway {
             Route::Upload => return Box::pin(self.upload(session, ctx, &query)).await,
             Route::Convert => {
                 // A body would be streamed to the backend as it came: refused, never relayed.
-                if !session.is_body_empty() {
+                if route::has_body(session.req_header()) {
                     return Err(GatewayError::BadRequest(
                         "convert takes no request body".into(),
                     ));

@@ -116,6 +116,18 @@ pub fn check_request(req: &http::request::Parts) -> GatewayResult<()> {
     Ok(())
 }
 
+/// Whether an HTTP/1 request carries a body: it is chunked, or its `Content-Length` is
+/// anything but 0 (the framing Pingora reads it by). Read off the header, so that asking does
+/// not set up Pingora's body reader for a request that has none.
+pub fn has_body(req: &http::request::Parts) -> bool {
+    req.headers.contains_key(http::header::TRANSFER_ENCODING)
+        || req
+            .headers
+            .get_all(http::header::CONTENT_LENGTH)
+            .iter()
+            .any(|length| length.as_bytes().iter().any(|&b| b != b'0'))
+}
+
 /// Resolve `method path` (path without query) to a route.
 pub fn resolve(method: &Method, path: &str) -> GatewayResult<Route> {
     match path {
@@ -152,6 +164,27 @@ fn segment(path: &str, prefix: &str, suffix: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_body_is_read_off_the_framing_fields() {
+        let parts = |fields: &[(&str, &str)]| {
+            let mut req = http::Request::builder().uri("/api/v1/convert");
+            for (name, value) in fields {
+                req = req.header(*name, *value);
+            }
+            req.body(()).unwrap().into_parts().0
+        };
+        assert!(!has_body(&parts(&[])));
+        assert!(!has_body(&parts(&[("Content-Length", "0")])));
+        assert!(!has_body(&parts(&[("Content-Length", "00")])));
+        assert!(has_body(&parts(&[("Content-Length", "1")])));
+        assert!(has_body(&parts(&[("Content-Length", "10")])));
+        assert!(has_body(&parts(&[("Transfer-Encoding", "chunked")])));
+        assert!(has_body(&parts(&[
+            ("Content-Length", "0"),
+            ("Content-Length", "5")
+        ])));
+    }
 
     #[test]
     fn resolves_every_route() {
