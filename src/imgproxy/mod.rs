@@ -19,17 +19,32 @@ pub use signer::Signer;
 /// exactly these bytes whether imgproxy verifies the raw or the decoded path (v2). The options
 /// are never empty, so v2 sees its three path segments.
 pub fn processing_path(params: &ImageParams, source: &str) -> String {
-    let options = params.options();
-    debug_assert!(!options.is_empty() && options.ends_with('/'));
-    let encoded = URL_SAFE_NO_PAD.encode(source.as_bytes());
-    let extension = params.format.extension();
-    let mut path = String::with_capacity(1 + options.len() + encoded.len() + 1 + extension.len());
-    path.push('/');
-    path.push_str(&options);
-    path.push_str(&encoded);
-    path.push('.');
-    path.push_str(extension);
-    path
+    let mut out = Vec::new();
+    write_processing_path(params, source, &mut out);
+    String::from_utf8(out).expect("a processing path is ASCII")
+}
+
+/// `processing_path`, appended to `out`.
+pub fn write_processing_path(params: &ImageParams, source: &str, out: &mut Vec<u8>) {
+    out.push(b'/');
+    params.write_options(out);
+    let start = out.len();
+    out.resize(
+        start + base64::encoded_len(source.len(), false).unwrap_or(0),
+        0,
+    );
+    let written = URL_SAFE_NO_PAD
+        .encode_slice(source.as_bytes(), &mut out[start..])
+        .unwrap_or(0);
+    out.truncate(start + written);
+    out.push(b'.');
+    out.extend_from_slice(params.format.extension().as_bytes());
+}
+
+/// The backend's request target for `source` processed by `params`, signed by `signer`:
+/// written into one buffer, signature included.
+pub fn signed_target(signer: &Signer, params: &ImageParams, source: &str) -> Vec<u8> {
+    signer.signed(|out| write_processing_path(params, source, out))
 }
 
 #[cfg(test)]
@@ -65,5 +80,25 @@ mod tests {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
         assert_eq!(URL_SAFE_NO_PAD.decode(encoded).unwrap(), source.as_bytes());
+    }
+
+    #[test]
+    fn the_one_buffer_target_is_the_signed_processing_path() {
+        let (key, salt, ..) = signer::tests::VECTORS[1];
+        let mut params = ImageParams::new(Format::Jpeg);
+        params.set("width", "8192").unwrap();
+        params.set("quality", "80").unwrap();
+        let source = "https://x.com/a:/b/c d@2x.jpg?sig=a%2Fb&v=1#f";
+        let path = processing_path(&params, source);
+        assert!(path.starts_with("/rs:fit:8192:0/q:80/"), "{path}");
+        for size in [1, 8, 31, 32] {
+            let signer = Signer::from_hex(Some(key), Some(salt), size).unwrap();
+            let target = signed_target(&signer, &params, source);
+            assert_eq!(target, signer.signed_path(&path).into_bytes(), "{size}");
+            let expected = URL_SAFE_NO_PAD.encode(signer.mac(&path).unwrap());
+            assert_eq!(&target[1..1 + expected.len()], expected.as_bytes());
+        }
+        let insecure = signed_target(&Signer::insecure(), &params, source);
+        assert_eq!(insecure, format!("/insecure{path}").into_bytes());
     }
 }

@@ -126,11 +126,26 @@ impl ImageParams {
     /// imgproxy processing options, each followed by `/`, e.g. `rs:fit:300:0/q:80/`. The
     /// resize is always there (`rs:fit:0:0` keeps the size), so the options are never empty.
     pub fn options(&self) -> String {
-        let mut out = format!("rs:fit:{}:{}/", self.width, self.height);
+        let mut out = Vec::new();
+        self.write_options(&mut out);
+        String::from_utf8(out).expect("options are ASCII")
+    }
+
+    /// `options()`, appended to `out`.
+    pub fn write_options(&self, out: &mut Vec<u8>) {
+        let number = |out: &mut Vec<u8>, n: u32| {
+            out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes())
+        };
+        out.extend_from_slice(b"rs:fit:");
+        number(out, self.width);
+        out.push(b':');
+        number(out, self.height);
+        out.push(b'/');
         if let Some(q) = self.quality {
-            out.push_str(&format!("q:{q}/"));
+            out.extend_from_slice(b"q:");
+            number(out, u32::from(q));
+            out.push(b'/');
         }
-        out
     }
 }
 

@@ -52,31 +52,55 @@ impl Signer {
 
     /// The raw (truncated) MAC of `path`, or `None` without a key.
     pub fn mac(&self, path: &str) -> Option<Vec<u8>> {
+        self.digest(path.as_bytes())
+            .map(|d| d[..self.size].to_vec())
+    }
+
+    /// The full HMAC of `bytes` (of which the first `size` are the signature).
+    fn digest(&self, bytes: &[u8]) -> Option<[u8; 32]> {
         let mut mac = self.keyed.clone()?;
-        mac.update(path.as_bytes());
-        let mut digest = mac.finalize().into_bytes().to_vec();
-        digest.truncate(self.size);
-        Some(digest)
+        mac.update(bytes);
+        Some(mac.finalize().into_bytes().into())
     }
 
     /// The signature segment for `path` (which starts with `/`).
     pub fn sign(&self, path: &str) -> String {
-        match self.mac(path) {
-            Some(mac) => URL_SAFE_NO_PAD.encode(mac),
-            None => "insecure".to_string(),
-        }
+        let signed = self.signed_path(path);
+        signed[1..signed.len() - path.len()].to_string()
     }
 
     /// `/<signature><path>`: the full imgproxy request path.
     pub fn signed_path(&self, path: &str) -> String {
-        let signature = self.sign(path);
-        let mut out = String::with_capacity(1 + signature.len() + path.len());
-        out.push('/');
-        out.push_str(&signature);
-        out.push_str(path);
+        let signed = self.signed(|out| out.extend_from_slice(path.as_bytes()));
+        String::from_utf8(signed).expect("a signed path is ASCII around the given path")
+    }
+
+    /// `/<signature><path>` in one buffer, `path` written by `write` (starting with `/`):
+    /// room for the signature is left in front of it and filled once the path is known.
+    pub fn signed(&self, write: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+        let room = match self.keyed {
+            Some(_) => base64::encoded_len(self.size, false).unwrap_or(0),
+            None => INSECURE.len(),
+        };
+        let mut out = Vec::with_capacity(128);
+        out.push(b'/');
+        out.resize(1 + room, b'/');
+        write(&mut out);
+        let (head, path) = out.split_at_mut(1 + room);
+        let slot = &mut head[1..];
+        match self.digest(path) {
+            Some(digest) => {
+                let written = URL_SAFE_NO_PAD.encode_slice(&digest[..self.size], slot);
+                debug_assert_eq!(written.ok(), Some(room));
+            }
+            None => slot.copy_from_slice(INSECURE),
+        }
         out
     }
 }
+
+/// imgproxy's signature segment when URLs are not signed.
+const INSECURE: &[u8] = b"insecure";
 
 #[cfg(test)]
 pub(crate) mod tests {

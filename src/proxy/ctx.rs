@@ -23,7 +23,7 @@ pub struct Job {
 
 impl Job {
     /// The request target of a signed path (base64url, `/`, `:` and `.`: always a valid one).
-    pub fn target(signed: String) -> Result<http::Uri, GatewayError> {
+    pub fn target(signed: Vec<u8>) -> Result<http::Uri, GatewayError> {
         http::Uri::try_from(signed)
             .map_err(|e| GatewayError::Internal(format!("signed path is not a target: {e}")))
     }

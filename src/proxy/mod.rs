@@ -99,12 +99,13 @@ impl Gateway {
         ip: IpAddr,
     ) -> GatewayResult<Next> {
         let state = &self.state;
-        let query = session.req_header().uri.query().unwrap_or("").to_string();
+        // Owned only on the routes that go on to borrow the session mutably (upload).
+        let query = session.req_header().uri.query().unwrap_or("");
         let answer = match ctx.route.clone() {
             Route::Health => health::health(state),
             Route::Ready => health::ready(state, &ctx.request_id),
             Route::OpenApi => crate::openapi::serve(),
-            Route::Source(id) => match Box::pin(stages::source::serve(state, &id, &query)).await {
+            Route::Source(id) => match Box::pin(stages::source::serve(state, &id, query)).await {
                 Err(e @ GatewayError::Denied(_)) => {
                     return Err(ctx.refused(access::spend_ip(state, ip, e).await))
                 }
@@ -113,7 +114,10 @@ impl Gateway {
             // The routes past this one do database work or stream uploads: their futures are
             // boxed, so the request's own future (moved into a box by every request) stays
             // the size of the convert path.
-            Route::Upload => return Box::pin(self.upload(session, ctx, &query)).await,
+            Route::Upload => {
+                let query = query.to_string();
+                return Box::pin(self.upload(session, ctx, &query)).await;
+            }
             Route::Convert => {
                 // A body would be streamed to the backend as it came: refused, never relayed.
                 if route::has_body(session.req_header()) {
@@ -122,7 +126,7 @@ impl Gateway {
                     ));
                 }
                 let user = &caller(ctx)?.user_id;
-                ctx.job = stages::convert::prepare(state, user, &query).await?;
+                ctx.job = stages::convert::prepare(state, user, query).await?;
                 return Ok(Next::Proxy);
             }
             Route::Quota(id) => {

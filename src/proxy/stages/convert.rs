@@ -60,7 +60,7 @@ pub async fn prepare(state: &AppState, caller: &str, query: &str) -> GatewayResu
             // What goes to the backend is the parsed URL (lower-case scheme and host,
             // normalized escapes), never the client's raw string.
             let url = source::validate(&raw, &config.imgproxy, &state.resolver).await?;
-            (url.as_str().to_string(), SourceKind::Client)
+            (String::from(url), SourceKind::Client)
         }
         Source::Stored(id) => {
             let not_found = || {
@@ -77,9 +77,8 @@ pub async fn prepare(state: &AppState, caller: &str, query: &str) -> GatewayResu
             }
         }
     };
-    let path = imgproxy::processing_path(&params, &source);
     Ok(Job {
-        path: Job::target(state.signer.signed_path(&path))?,
+        path: Job::target(imgproxy::signed_target(&state.signer, &params, &source))?,
         source: kind,
         format: Some(params.format),
         image_id: None,

@@ -176,9 +176,9 @@ pub async fn receive(
         let _ = state.images.delete(&id).await;
         return Err(e);
     }
-    let path = imgproxy::processing_path(&params, &state.source_url(&id, unix_now()));
+    let source = state.source_url(&id, unix_now());
     Ok(Job {
-        path: Job::target(state.signer.signed_path(&path))?,
+        path: Job::target(imgproxy::signed_target(&state.signer, &params, &source))?,
         source: SourceKind::Stored,
         format: Some(params.format),
         image_id: Some(id),
