@@ -3,8 +3,9 @@
 //! rule, and consumes only when all admit: a refused request consumes nothing anywhere.
 
 use super::rules::{CounterKey, Decision, Rule, Shape, Standing};
+use foldhash::fast::RandomState;
+use hashbrown::HashTable;
 use smallvec::SmallVec;
-use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::{Mutex, MutexGuard};
 
@@ -16,36 +17,60 @@ enum Slot {
     Count { value: u64, expires: u64 },
 }
 
-/// Counters by key. The hasher is keyed at random per process (the keys hold client-chosen
-/// parts: IPv6 networks, user ids), and fast: a key is hashed once for its shard, once here.
-type Shard = HashMap<CounterKey, Slot, foldhash::fast::RandomState>;
+/// A key's hash, computed once per key and request: it picks the shard (bits 32 to 37, which
+/// the table's own bucket index and tag leave alone) and finds the key in it. The hasher is
+/// keyed at random per process (the keys hold client-chosen parts: IPv6 networks, user ids).
+#[derive(Clone, Copy)]
+struct Hashed(u64);
+
+impl Hashed {
+    fn shard(self) -> usize {
+        (self.0 >> 32) as usize % SHARDS
+    }
+}
+
+/// The counters of one shard, by key.
+#[derive(Default)]
+struct Shard(HashTable<(CounterKey, Slot)>);
+
+impl Shard {
+    fn get(&self, hash: Hashed, key: &CounterKey) -> Option<Slot> {
+        self.0
+            .find(hash.0, |(k, _)| k == key)
+            .map(|(_, slot)| *slot)
+    }
+
+    fn get_mut(&mut self, hash: Hashed, key: &CounterKey) -> Option<&mut Slot> {
+        self.0
+            .find_mut(hash.0, |(k, _)| k == key)
+            .map(|(_, slot)| slot)
+    }
+
+    /// Write a counter's new value: in place when it exists (no key is cloned), else inserted.
+    fn put(&mut self, hasher: &RandomState, hash: Hashed, key: &CounterKey, next: Slot) {
+        match self.get_mut(hash, key) {
+            Some(slot) => *slot = next,
+            None => {
+                self.0
+                    .insert_unique(hash.0, (key.clone(), next), |(k, _)| hasher.hash_one(k));
+            }
+        }
+    }
+}
 
 /// Scratch of one decision, on the stack for up to 6 rules.
 type PerRule<T> = SmallVec<[T; 6]>;
 
 pub struct LocalLimiter {
     shards: Vec<Mutex<Shard>>,
-    /// Picks a key's shard (keyed apart from the maps' own hashers).
-    spread: foldhash::fast::RandomState,
+    hasher: RandomState,
 }
 
 impl Default for LocalLimiter {
     fn default() -> Self {
         LocalLimiter {
-            shards: (0..SHARDS)
-                .map(|_| Mutex::new(HashMap::with_hasher(Default::default())))
-                .collect(),
-            spread: Default::default(),
-        }
-    }
-}
-
-/// Write a counter's new value: in place when it exists (no key is cloned), else inserted.
-fn store(shard: &mut Shard, key: &CounterKey, next: Slot) {
-    match shard.get_mut(key) {
-        Some(slot) => *slot = next,
-        None => {
-            shard.insert(key.clone(), next);
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            hasher: Default::default(),
         }
     }
 }
@@ -93,24 +118,31 @@ fn evaluate(rule: &Rule, slot: Option<Slot>, now_ms: u64, divisor: u64) -> Evalu
 }
 
 impl LocalLimiter {
-    fn shard_of(&self, key: &CounterKey) -> usize {
-        (self.spread.hash_one(key) as usize) % SHARDS
+    fn hash(&self, key: &CounterKey) -> Hashed {
+        Hashed(self.hasher.hash_one(key))
     }
 
-    /// Lock the shards of `shards` (each rule's), in index order; for each rule, the position
-    /// of its shard's guard.
-    fn lock(&self, shards: &[usize]) -> (PerRule<MutexGuard<'_, Shard>>, PerRule<usize>) {
-        let mut order: PerRule<usize> = shards.iter().copied().collect();
-        order.sort_unstable();
-        order.dedup();
-        let at = shards
+    fn shard(&self, hash: Hashed) -> MutexGuard<'_, Shard> {
+        self.shards[hash.shard()]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Lock the shards of `hashes` in index order (each once); for each hash, the position of
+    /// its shard's guard: the number of locked shards below its own.
+    fn lock(&self, hashes: &[Hashed]) -> (PerRule<MutexGuard<'_, Shard>>, PerRule<usize>) {
+        let wanted = hashes.iter().fold(0u64, |m, h| m | 1 << h.shard());
+        let at = hashes
             .iter()
-            .map(|i| order.iter().position(|j| j == i).unwrap_or(0))
+            .map(|h| (wanted & ((1u64 << h.shard()) - 1)).count_ones() as usize)
             .collect();
-        let guards = order
-            .iter()
-            .map(|&i| self.shards[i].lock().unwrap_or_else(|p| p.into_inner()))
-            .collect();
+        let mut guards = PerRule::new();
+        let mut rest = wanted;
+        while rest != 0 {
+            let i = rest.trailing_zeros() as usize;
+            guards.push(self.shards[i].lock().unwrap_or_else(|p| p.into_inner()));
+            rest &= rest - 1;
+        }
         (guards, at)
     }
 
@@ -126,12 +158,13 @@ impl LocalLimiter {
     }
 
     fn run(&self, rules: &[Rule], now_ms: u64, divisor: u64, consume: bool) -> Decision {
-        let shards: PerRule<usize> = rules.iter().map(|r| self.shard_of(&r.key)).collect();
-        let (mut guards, at) = self.lock(&shards);
+        let hashes: PerRule<Hashed> = rules.iter().map(|r| self.hash(&r.key)).collect();
+        let (mut guards, at) = self.lock(&hashes);
         let evaluations: PerRule<Evaluation> = rules
             .iter()
+            .zip(&hashes)
             .zip(&at)
-            .map(|(rule, &g)| evaluate(rule, guards[g].get(&rule.key).copied(), now_ms, divisor))
+            .map(|((rule, &h), &g)| evaluate(rule, guards[g].get(h, &rule.key), now_ms, divisor))
             .collect();
         let rejected = rules
             .iter()
@@ -140,8 +173,8 @@ impl LocalLimiter {
             .map(|(rule, _)| rule.kind);
         let consumed = consume && rejected.is_none();
         if consumed {
-            for ((rule, e), &g) in rules.iter().zip(&evaluations).zip(&at) {
-                store(&mut guards[g], &rule.key, e.next);
+            for (((rule, e), &h), &g) in rules.iter().zip(&evaluations).zip(&hashes).zip(&at) {
+                guards[g].put(&self.hasher, h, &rule.key, e.next);
             }
         }
         Decision {
@@ -160,55 +193,49 @@ impl LocalLimiter {
 
     /// The current value of a counter (quota usage), if this process holds it.
     pub fn value(&self, key: &CounterKey) -> Option<u64> {
-        match self.shards[self.shard_of(key)]
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(key)
-        {
-            Some(Slot::Count { value, .. }) => Some(*value),
+        let hash = self.hash(key);
+        match self.shard(hash).get(hash, key) {
+            Some(Slot::Count { value, .. }) => Some(value),
             _ => None,
         }
     }
 
     /// Set a counter (quota reset, or a lowered limit re-read from the database).
     pub fn set(&self, key: &CounterKey, value: u64, expires: u64) {
-        self.shards[self.shard_of(key)]
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key.clone(), Slot::Count { value, expires });
+        let hash = self.hash(key);
+        self.shard(hash)
+            .put(&self.hasher, hash, key, Slot::Count { value, expires });
     }
 
     /// Raise a counter to at least `value` (a shared total seen).
     pub fn raise(&self, key: &CounterKey, value: u64, expires: u64) {
-        let mut shard = self.shards[self.shard_of(key)]
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        match shard.get_mut(key) {
-            Some(Slot::Count { value: v, .. }) => *v = (*v).max(value),
-            _ => {
-                shard.insert(key.clone(), Slot::Count { value, expires });
-            }
-        }
+        self.update(key, Slot::Count { value, expires }, |slot| match slot {
+            Slot::Count { value: v, .. } => *v = (*v).max(value),
+            Slot::Bucket { .. } => *slot = Slot::Count { value, expires },
+        });
     }
 
     /// Add `delta` to a counter (counts another process stored); a counter not held yet is
     /// created at `base + delta`, so a request whose rules carry the older seed still counts
     /// from the new total. Under the shard lock, like a check creating the counter.
     pub fn add(&self, key: &CounterKey, delta: u64, base: u64, expires: u64) {
-        let mut shard = self.shards[self.shard_of(key)]
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        match shard.get_mut(key) {
-            Some(Slot::Count { value, .. }) => *value += delta,
-            _ => {
-                shard.insert(
-                    key.clone(),
-                    Slot::Count {
-                        value: base + delta,
-                        expires,
-                    },
-                );
-            }
+        let fresh = Slot::Count {
+            value: base + delta,
+            expires,
+        };
+        self.update(key, fresh, |slot| match slot {
+            Slot::Count { value, .. } => *value += delta,
+            Slot::Bucket { .. } => *slot = fresh,
+        });
+    }
+
+    /// Change a held counter in place, or create it as `fresh`.
+    fn update(&self, key: &CounterKey, fresh: Slot, change: impl FnOnce(&mut Slot)) {
+        let hash = self.hash(key);
+        let mut shard = self.shard(hash);
+        match shard.get_mut(hash, key) {
+            Some(slot) => change(slot),
+            None => shard.put(&self.hasher, hash, key, fresh),
         }
     }
 
@@ -219,7 +246,8 @@ impl LocalLimiter {
             shard
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .retain(|_, slot| match slot {
+                .0
+                .retain(|(_, slot)| match slot {
                     Slot::Count { expires, .. } => *expires > now,
                     Slot::Bucket { at_ms, .. } => now_ms.saturating_sub(*at_ms) < 3_600_000,
                 });
@@ -341,5 +369,40 @@ mod tests {
         );
         assert_eq!(d.tightest().unwrap().kind, Kind::UserMinute);
         assert_eq!(d.tightest().unwrap().remaining, 2);
+    }
+
+    #[test]
+    fn rules_sharing_a_shard_lock_it_once_and_each_counts_its_own() {
+        let l = LocalLimiter::default();
+        let keys: Vec<String> = (0..200).map(|i| format!("um:k{i}")).collect();
+        let shard = |k: &String| l.hash(&k.as_str().into()).shard();
+        let first = &keys[0];
+        let twin = keys[1..].iter().find(|k| shard(k) == shard(first)).unwrap();
+        let other = keys[1..].iter().find(|k| shard(k) != shard(first)).unwrap();
+        let rules = [
+            minute(Kind::UserMinute, other, 5),
+            minute(Kind::UserHour, first, 3),
+            minute(Kind::Api, twin, 4),
+        ];
+        let hashes: Vec<Hashed> = rules.iter().map(|r| l.hash(&r.key)).collect();
+        let (guards, at) = l.lock(&hashes);
+        assert_eq!(guards.len(), 2);
+        assert_eq!(at[1], at[2]);
+        assert_ne!(at[0], at[1]);
+        assert_eq!(at[0], usize::from(shard(other) > shard(first)));
+        drop(guards);
+        for _ in 0..2 {
+            assert!(l.check(&rules, 1_000, 1).admitted());
+        }
+        let d = l.check(&rules, 1_000, 1);
+        let remaining: Vec<u64> = d.standings.iter().map(|s| s.remaining).collect();
+        assert_eq!(remaining, [2, 0, 1]);
+        assert_eq!(l.check(&rules, 1_000, 1).rejected, Some(Kind::UserHour));
+        assert_eq!(l.value(&twin.as_str().into()), Some(3));
+        l.raise(&twin.as_str().into(), 9, 10);
+        l.add(&twin.as_str().into(), 1, 0, 10);
+        l.add(&"um:new".into(), 2, 5, 10);
+        assert_eq!(l.value(&twin.as_str().into()), Some(10));
+        assert_eq!(l.value(&"um:new".into()), Some(7));
     }
 }
