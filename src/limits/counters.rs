@@ -146,10 +146,13 @@ impl Counters {
     ) -> Option<u64> {
         let c = self.in_redis.as_ref()?;
         let key = key().to_string();
-        let total = c
-            .redis
-            .settle(&key, count, seed, end + shared::PERIOD_GRACE)
-            .await;
+        // Boxed: the Redis call's state would otherwise widen every caller's future (the
+        // request's `logging`, copied into a box per request) in embedded mode too.
+        let total = Box::pin(
+            c.redis
+                .settle(&key, count, seed, end + shared::PERIOD_GRACE),
+        )
+        .await;
         if total.is_none() {
             c.owed.add(key, count, seed, end);
         }

@@ -483,7 +483,9 @@ impl ProxyHttp for Gateway {
         let extra = ctx.limit_headers.len();
         let header = if response.status.as_u16() >= 400 {
             if let Some(id) = ctx.job.image_id.take() {
-                stages::upload::discard(&self.state, &id).await;
+                // Boxed: a rare await whose state would otherwise widen the future that
+                // async-trait copies into a box for every response.
+                Box::pin(stages::upload::discard(&self.state, &id)).await;
             }
             let length = backend_error::content_length(response);
             let capture =
