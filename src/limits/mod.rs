@@ -421,14 +421,21 @@ mod tests {
         Identity::plain("u1", "k1")
     }
 
-    /// Two processes counting the same user at once (the old and the new one during an
-    /// upgrade) both land in the database: flushes add, they never overwrite.
-    #[tokio::test]
-    async fn two_processes_flushing_one_database_add_up() {
+    /// A configuration on a fresh SQLite database, and its store (the directory lives as long
+    /// as the first value).
+    async fn sqlite() -> (tempfile::TempDir, Config, Store) {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::default();
         config.database.dsn = format!("sqlite://{}/t.db?mode=rwc", dir.path().display());
         let store = crate::db::open_migrated(&config.database).await.unwrap();
+        (dir, config, store)
+    }
+
+    /// Two processes counting the same user at once (the old and the new one during an
+    /// upgrade) both land in the database: flushes add, they never overwrite.
+    #[tokio::test]
+    async fn two_processes_flushing_one_database_add_up() {
+        let (_dir, config, store) = sqlite().await;
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         let (old, new) = (
             Limits::new(&config, Notifier::new(None).0, Arc::default()),
@@ -467,10 +474,7 @@ mod tests {
     /// (5.9 KB in a debug build when it was awaited inline, 208 bytes boxed).
     #[tokio::test]
     async fn counting_bandwidth_keeps_the_request_future_small() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = Config::default();
-        config.database.dsn = format!("sqlite://{}/t.db?mode=rwc", dir.path().display());
-        let store = crate::db::open_migrated(&config.database).await.unwrap();
+        let (_dir, config, store) = sqlite().await;
         let limits = Limits::new(&config, Notifier::new(None).0, Arc::default());
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         let admission = limits
