@@ -10,6 +10,8 @@ use std::hash::BuildHasher;
 use std::sync::{Mutex, MutexGuard};
 
 const SHARDS: usize = 64;
+// `lock` names the shards a decision needs by the bits of one u64.
+const _: () = assert!(SHARDS <= 64);
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Slot {
@@ -50,11 +52,14 @@ impl Shard {
     fn put(&mut self, hasher: &RandomState, hash: Hashed, key: &CounterKey, next: Slot) {
         match self.get_mut(hash, key) {
             Some(slot) => *slot = next,
-            None => {
-                self.0
-                    .insert_unique(hash.0, (key.clone(), next), |(k, _)| hasher.hash_one(k));
-            }
+            None => self.insert(hasher, hash, key, next),
         }
+    }
+
+    /// Add a counter this shard does not hold.
+    fn insert(&mut self, hasher: &RandomState, hash: Hashed, key: &CounterKey, slot: Slot) {
+        self.0
+            .insert_unique(hash.0, (key.clone(), slot), |(k, _)| hasher.hash_one(k));
     }
 }
 
@@ -235,7 +240,7 @@ impl LocalLimiter {
         let mut shard = self.shard(hash);
         match shard.get_mut(hash, key) {
             Some(slot) => change(slot),
-            None => shard.put(&self.hasher, hash, key, fresh),
+            None => shard.insert(&self.hasher, hash, key, fresh),
         }
     }
 
