@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod admin;
+pub mod allocator;
 pub mod app;
 pub mod cli;
 pub mod client_ip;

@@ -7,8 +7,7 @@ use imgproxy_gateway::manage_cli::{self, Managed};
 use imgproxy_gateway::{app, dev_mode, logging};
 use std::process::ExitCode;
 
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+imgproxy_gateway::process_allocator!();
 
 fn fail(message: impl std::fmt::Display) -> ExitCode {
     eprintln!("imgproxy-gateway: {message}");

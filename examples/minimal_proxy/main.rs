@@ -1,6 +1,6 @@
 //! The reference of `benches/side_by_side.sh`: a minimal Pingora reverse proxy, tuned like the
-//! gateway (mimalloc, `work_stealing: false`, one thread per core, the production profile's fat
-//! LTO) and with its peers built once, round robin over the backends. No policy at all: what
+//! gateway (its allocator, `work_stealing: false`, one thread per core, the production
+//! profile's fat LTO) and with its peers built once, round robin over the backends. No policy at all: what
 //! Pingora itself costs on this machine.
 //!
 //! `cargo run --profile production --example minimal_proxy -- LISTEN BACKEND...`
@@ -12,8 +12,8 @@
 
 mod proxy;
 
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+// The gateway's allocator, tuned alike.
+imgproxy_gateway::process_allocator!();
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
