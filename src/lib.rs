@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod oneshot;
 pub mod openapi;
 pub mod proxy;
+pub mod query;
 pub mod redis;
 pub mod reloader;
 pub mod request_id;

@@ -32,7 +32,7 @@ pub fn users(query: &str) -> GatewayResult<UserFilter> {
         limit: 100,
         ..UserFilter::default()
     };
-    for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
+    for (name, value) in crate::query::pairs(query) {
         match name.as_ref() {
             "q" if value.chars().count() <= MAX_QUERY => {
                 filter.q = Some(value.to_lowercase()).filter(|q| !q.is_empty())
@@ -69,7 +69,7 @@ pub fn audit(query: &str) -> GatewayResult<AuditFilter> {
         limit: 100,
         ..AuditFilter::default()
     };
-    for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
+    for (name, value) in crate::query::pairs(query) {
         let exact = || Some(value.to_string()).filter(|v| !v.is_empty());
         match name.as_ref() {
             "limit" => filter.limit = limit(&value)?,

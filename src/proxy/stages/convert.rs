@@ -19,7 +19,7 @@ pub enum Source {
 pub fn parse_query(query: &str, params: &mut ImageParams) -> GatewayResult<Source> {
     let mut url = None;
     let mut image_id = None;
-    for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
+    for (name, value) in crate::query::pairs(query) {
         let slot = match name.as_ref() {
             "url" => &mut url,
             "image_id" => &mut image_id,

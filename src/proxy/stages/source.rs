@@ -11,7 +11,7 @@ use http::StatusCode;
 pub async fn serve(state: &AppState, id: &str, query: &str) -> GatewayResult<Answer> {
     let mut expires = None;
     let mut sig = None;
-    for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
+    for (name, value) in crate::query::pairs(query) {
         match name.as_ref() {
             "exp" => expires = value.parse::<u64>().ok(),
             "sig" => sig = Some(value.into_owned()),

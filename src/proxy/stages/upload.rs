@@ -102,7 +102,7 @@ fn expects_continue(session: &Session) -> bool {
 
 /// Apply query parameters (the same names as the multipart text fields).
 fn apply_query(query: &str, params: &mut ImageParams) -> GatewayResult<()> {
-    for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
+    for (name, value) in crate::query::pairs(query) {
         if !params.set(&name, &value)? {
             return Err(GatewayError::BadRequest(format!(
                 "unknown query parameter `{}`",
