@@ -5,6 +5,8 @@
 use super::rules::{Decision, Kind, Standing};
 use bytes::{BufMut, BytesMut};
 use http::{HeaderName, HeaderValue};
+use smallvec::SmallVec;
+use std::cell::RefCell;
 
 /// Header names with their values; the values of one request share one buffer. The names are
 /// built once (`from_static`), so a header costs no parsing or copy of its name.
@@ -20,7 +22,8 @@ pub static X_QUOTA_REMAINING: HeaderName = HeaderName::from_static("x-quota-rema
 pub static X_QUOTA_RESET: HeaderName = HeaderName::from_static("x-quota-reset");
 
 /// The headers of `decision` at `now`: every value is written into one buffer, and each header
-/// value is a slice of it, so the whole set costs a buffer and a list.
+/// value is a slice of it, so the whole set costs a buffer and a list; `RateLimit-Policy`, the
+/// same for every request of a plan, is reused while it says the same (`policy_of`).
 pub fn render(decision: &Decision, now: u64) -> Headers {
     let tightest = decision.tightest();
     let quota = decision.standing(Kind::Requests);
@@ -28,6 +31,7 @@ pub fn render(decision: &Decision, now: u64) -> Headers {
         return Headers::new();
     }
     let mut values = Values::default();
+    let mut policy = None;
     if let Some(t) = tightest {
         values.numbers(
             [
@@ -37,17 +41,7 @@ pub fn render(decision: &Decision, now: u64) -> Headers {
             ],
             t,
         );
-        let policies = decision.standings.iter().filter(|s| !s.kind.is_quota());
-        for (i, s) in policies.enumerate() {
-            // `"user-minute";q=1000;w=60`, comma-separated
-            values.text(if i == 0 { "\"" } else { ", \"" });
-            values.text(s.kind.policy());
-            values.text("\";q=");
-            values.number(s.limit);
-            values.text(";w=");
-            values.number(s.window);
-        }
-        values.end(&RATELIMIT_POLICY);
+        policy = policy_of(decision);
         // `"user-minute";r=998;t=42`
         values.text("\"");
         values.text(t.kind.policy());
@@ -60,7 +54,53 @@ pub fn render(decision: &Decision, now: u64) -> Headers {
     if let Some(q) = quota {
         values.numbers([&X_QUOTA_LIMIT, &X_QUOTA_REMAINING, &X_QUOTA_RESET], q);
     }
-    values.headers()
+    let mut headers = values.headers();
+    if let Some(policy) = policy {
+        // After the three `X-RateLimit-*` fields.
+        headers.insert(3, (RATELIMIT_POLICY.clone(), policy));
+    }
+    headers
+}
+
+/// What a `RateLimit-Policy` value says: each rate limit's kind, limit and window.
+type Policies = SmallVec<[(Kind, u64, u64); 4]>;
+
+thread_local! {
+    /// The `RateLimit-Policy` value this thread wrote last, with what it says. The users of
+    /// one plan share one value, so most requests reuse it (a clone of shared bytes) instead
+    /// of writing it again.
+    static LAST_POLICY: RefCell<Option<(Policies, HeaderValue)>> = const { RefCell::new(None) };
+}
+
+/// `"user-minute";q=1000;w=60, "user-hour";q=5000;w=3600`: every rate limit of `decision`.
+fn policy_of(decision: &Decision) -> Option<HeaderValue> {
+    let said: Policies = decision
+        .standings
+        .iter()
+        .filter(|s| !s.kind.is_quota())
+        .map(|s| (s.kind, s.limit, s.window))
+        .collect();
+    LAST_POLICY.with(|last| {
+        let mut last = last.borrow_mut();
+        if let Some((policies, value)) = last.as_ref() {
+            if *policies == said {
+                return Some(value.clone());
+            }
+        }
+        let mut text = BytesMut::with_capacity(64);
+        for (i, &(kind, limit, window)) in said.iter().enumerate() {
+            text.put_slice(if i == 0 { b"\"" } else { b", \"" });
+            text.put_slice(kind.policy().as_bytes());
+            text.put_slice(b"\";q=");
+            text.put_slice(itoa::Buffer::new().format(limit).as_bytes());
+            text.put_slice(b";w=");
+            text.put_slice(itoa::Buffer::new().format(window).as_bytes());
+        }
+        // Policy names and digits: always valid header text.
+        let value = HeaderValue::from_maybe_shared(text.freeze()).ok()?;
+        *last = Some((said, value.clone()));
+        Some(value)
+    })
 }
 
 /// Header values written one after another into one buffer, each ended by its name.
@@ -109,7 +149,8 @@ impl Values {
     fn headers(self) -> Headers {
         let all = self.text.freeze();
         let mut start = 0;
-        let mut headers = Headers::with_capacity(self.count);
+        // One more for `RateLimit-Policy`.
+        let mut headers = Headers::with_capacity(self.count + 1);
         for &(name, stop) in &self.ends[..self.count] {
             if let Ok(value) = HeaderValue::from_maybe_shared(all.slice(start..stop)) {
                 headers.push((name.clone(), value));
@@ -161,5 +202,34 @@ mod tests {
         assert_eq!(h["x-quota-remaining"], "5");
         assert_eq!(h["x-quota-reset"], "2000000");
         assert!(render(&Decision::default(), 0).is_empty());
+    }
+
+    /// The policy a thread reuses is the one the decision says: another plan in between, or
+    /// the same kinds with another limit or window, write their own.
+    #[test]
+    fn a_reused_policy_is_always_the_decisions_own() {
+        let minute = |limit, window| Decision {
+            rejected: None,
+            standings: smallvec::smallvec![Standing {
+                kind: Kind::UserMinute,
+                limit,
+                remaining: 1,
+                reset: 100,
+                window,
+            }],
+            shared: false,
+        };
+        let policy = |d: &Decision| {
+            let headers = render(d, 0);
+            let (name, value) = &headers[3];
+            assert_eq!(name, &RATELIMIT_POLICY);
+            value.to_str().unwrap().to_string()
+        };
+        for _ in 0..2 {
+            assert_eq!(policy(&minute(10, 60)), "\"user-minute\";q=10;w=60");
+            assert_eq!(policy(&minute(10, 60)), "\"user-minute\";q=10;w=60");
+            assert_eq!(policy(&minute(11, 60)), "\"user-minute\";q=11;w=60");
+            assert_eq!(policy(&minute(11, 30)), "\"user-minute\";q=11;w=30");
+        }
     }
 }
