@@ -119,13 +119,34 @@ const ESCAPE: [u8; 256] = {
     table
 };
 
-/// `value` as a JSON string: runs of plain bytes copied whole, one table lookup per byte.
+/// Whether any of the eight bytes of `chunk` has to be escaped: below 0x20, `"` or `\`.
+/// (For bytes `x` and `n` ≤ 0x80, `(x - n) & !x & 0x80` is set in some byte exactly when some
+/// byte is below `n`; a byte equal to `c` is a zero byte of `x ^ c`.)
+fn needs_escape(chunk: u64) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGH: u64 = ONES * 0x80;
+    let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGH;
+    let control = below(chunk, 0x20);
+    let quote = below(chunk ^ (ONES * u64::from(b'"')), 1);
+    let backslash = below(chunk ^ (ONES * u64::from(b'\\')), 1);
+    control | quote | backslash != 0
+}
+
+/// `value` as a JSON string: runs of plain bytes copied whole; the leading plain bytes found
+/// eight at a time, the rest by one table lookup per byte.
 fn escaped(out: &mut Vec<u8>, value: &str) {
     let bytes = value.as_bytes();
     out.reserve(bytes.len() + 2);
     out.push(b'"');
+    let plain = 8 * bytes
+        .chunks_exact(8)
+        .take_while(|chunk| {
+            // Every chunk has eight bytes; the fallback (zeros) would only end the skip.
+            !needs_escape(u64::from_ne_bytes((*chunk).try_into().unwrap_or([0; 8])))
+        })
+        .count();
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    for (i, &b) in bytes.iter().enumerate().skip(plain) {
         let escape = ESCAPE[usize::from(b)];
         if escape == 0 {
             continue;
@@ -170,6 +191,43 @@ mod tests {
         assert_eq!(line["path"], hostile);
         assert!(line["user_id"].is_null());
         assert_eq!(line["key_id"], "k1");
+    }
+
+    /// Every byte that needs escaping, at every position of a string long enough to be read
+    /// eight bytes at a time, and every other byte value beside it.
+    #[test]
+    fn escapes_are_found_wherever_they_are() {
+        let specials: Vec<char> = (0u8..0x20).map(char::from).chain(['"', '\\']).collect();
+        for special in specials {
+            for at in 0..24 {
+                let mut text: String = "abcdefghijklmnopqrstuvwxyz".into();
+                text.insert(at, special);
+                let line = object(|f| {
+                    f.str("v", &text);
+                });
+                assert_eq!(line["v"], text.as_str(), "{special:?} at {at}");
+            }
+        }
+        let every: String = (0x20u8..0x7f)
+            .map(char::from)
+            .chain("é✓\u{7f}".chars())
+            .collect();
+        let mut out = Vec::new();
+        escaped(&mut out, &every);
+        assert_eq!(out, serde_json::to_vec(&every).unwrap());
+        for (chunk, expected) in [
+            (*b"abcdefgh", false),
+            (*b"abc\"efgh", true),
+            (*b"\\bcdefgh", true),
+            (*b"abcdefg\x1f", true),
+            (*b"\x7f\x80\xff !#[]", false),
+        ] {
+            assert_eq!(
+                needs_escape(u64::from_ne_bytes(chunk)),
+                expected,
+                "{chunk:?}"
+            );
+        }
     }
 
     #[test]

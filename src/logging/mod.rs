@@ -188,7 +188,9 @@ fn format(line: &mut Vec<u8>, message: &[u8], level: log::Level, target: &str) {
 fn json_head(line: &mut Vec<u8>, level: &str) {
     line.extend_from_slice(b"{\"ts\":\"");
     timestamp(line);
-    let _ = write!(line, "\",\"level\":\"{level}\"");
+    line.extend_from_slice(b"\",\"level\":\"");
+    line.extend_from_slice(level.as_bytes());
+    line.push(b'"');
 }
 
 /// `,"target":…,"message":…}`: the rest of a line whose message is not a JSON object.
