@@ -56,8 +56,9 @@ pub fn render(decision: &Decision, now: u64) -> Headers {
     }
     let mut headers = values.headers();
     if let Some(policy) = policy {
-        // After the three `X-RateLimit-*` fields.
-        headers.insert(3, (RATELIMIT_POLICY.clone(), policy));
+        // After the three `X-RateLimit-*` fields (all present: their values are digits).
+        let at = headers.len().min(3);
+        headers.insert(at, (RATELIMIT_POLICY.clone(), policy));
     }
     headers
 }
