@@ -22,17 +22,21 @@ pub fn pairs(query: &str) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> 
         })
 }
 
-/// One name or value: borrowed when it has nothing to decode.
+/// One name or value: borrowed when it has nothing to decode; otherwise one copy made for
+/// its `+`s and one for its escapes, each only when there is one to replace.
 fn decode(piece: &str) -> Cow<'_, str> {
     if !piece.bytes().any(|b| b == b'+' || b == b'%') {
         return Cow::Borrowed(piece);
     }
-    let spaced = piece.replace('+', " ");
-    Cow::Owned(
-        percent_encoding::percent_decode_str(&spaced)
-            .decode_utf8_lossy()
-            .into_owned(),
-    )
+    let spaced = match piece.contains('+') {
+        true => Cow::Owned(piece.replace('+', " ")),
+        false => Cow::Borrowed(piece),
+    };
+    if let Cow::Owned(decoded) = percent_encoding::percent_decode_str(&spaced).decode_utf8_lossy() {
+        return Cow::Owned(decoded);
+    }
+    // No escape to decode (`%` alone or not followed by two hex digits stays as it is).
+    spaced
 }
 
 #[cfg(test)]
