@@ -1,5 +1,6 @@
 //! `X-Request-ID`: the client's when well-formed, else a fresh random one.
 
+use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use rand::RngCore;
 
@@ -41,8 +42,11 @@ impl RequestId {
     pub fn from_header(given: Option<&HeaderValue>) -> RequestId {
         match given {
             Some(id) if is_well_formed(id.as_bytes()) => RequestId(id.clone()),
+            // The digits in one allocation that every clone shares: a copied slice would be
+            // copied again into a shared buffer by the first clone (`value`).
             _ => RequestId(
-                HeaderValue::from_bytes(&fresh()).unwrap_or(HeaderValue::from_static("-")),
+                HeaderValue::from_maybe_shared(Bytes::from_owner(fresh()))
+                    .unwrap_or(HeaderValue::from_static("-")),
             ),
         }
     }

@@ -3,7 +3,7 @@
 //! request quota.
 
 use super::rules::{Decision, Kind, Standing};
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderName, HeaderValue};
 use smallvec::SmallVec;
 use std::cell::RefCell;
@@ -104,9 +104,26 @@ fn policy_of(decision: &Decision) -> Option<HeaderValue> {
     })
 }
 
-/// Header values written one after another into one buffer, each ended by its name.
+/// Room for every value of one request: eight numbers of at most 20 digits (`u64::MAX`) and
+/// `RateLimit`'s text around two of them (`"monthly-requests";r=;t=`, 24 bytes) take 184.
+const ROOM: usize = 256;
+
+/// The bytes written so far; shared by the header values once written.
+struct Text {
+    bytes: [u8; ROOM],
+    len: usize,
+}
+
+impl AsRef<[u8]> for Text {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+/// Header values written one after another into one buffer, each ended by its name. The
+/// buffer becomes one shared allocation (`Bytes::from_owner`) that every value slices.
 struct Values {
-    text: BytesMut,
+    text: Text,
     /// Each value's name and where it ends in `text`.
     ends: [(&'static HeaderName, usize); 8],
     count: usize,
@@ -115,7 +132,10 @@ struct Values {
 impl Default for Values {
     fn default() -> Values {
         Values {
-            text: BytesMut::with_capacity(256),
+            text: Text {
+                bytes: [0; ROOM],
+                len: 0,
+            },
             ends: [(&X_RATELIMIT_LIMIT, 0); 8],
             count: 0,
         }
@@ -126,7 +146,7 @@ impl Values {
     /// What was written since the last end is the value of `name`.
     fn end(&mut self, name: &'static HeaderName) {
         if let Some(slot) = self.ends.get_mut(self.count) {
-            *slot = (name, self.text.len());
+            *slot = (name, self.text.len);
             self.count += 1;
         }
     }
@@ -139,8 +159,12 @@ impl Values {
         }
     }
 
+    /// Appends `text` (`ROOM` holds the most a request writes; see there).
     fn text(&mut self, text: &str) {
-        self.text.put_slice(text.as_bytes());
+        let Text { bytes, len } = &mut self.text;
+        let n = text.len().min(ROOM - *len);
+        bytes[*len..*len + n].copy_from_slice(&text.as_bytes()[..n]);
+        *len += n;
     }
 
     fn number(&mut self, n: u64) {
@@ -148,7 +172,7 @@ impl Values {
     }
 
     fn headers(self) -> Headers {
-        let all = self.text.freeze();
+        let all = Bytes::from_owner(self.text);
         let mut start = 0;
         // One more for `RateLimit-Policy`.
         let mut headers = Headers::with_capacity(self.count + 1);
@@ -203,6 +227,54 @@ mod tests {
         assert_eq!(h["x-quota-remaining"], "5");
         assert_eq!(h["x-quota-reset"], "2000000");
         assert!(render(&Decision::default(), 0).is_empty());
+    }
+
+    /// The largest numbers there are, under the longest names, fit the buffer whole.
+    #[test]
+    fn the_longest_values_are_written_whole() {
+        let max = u64::MAX;
+        let d = Decision {
+            rejected: None,
+            standings: smallvec::smallvec![
+                Standing {
+                    kind: Kind::UserMinute,
+                    limit: max,
+                    remaining: max,
+                    reset: max,
+                    window: max,
+                },
+                Standing {
+                    kind: Kind::Requests,
+                    limit: max,
+                    remaining: max,
+                    reset: max,
+                    window: max,
+                },
+            ],
+            shared: false,
+        };
+        let all = "18446744073709551615";
+        let rendered: Vec<(String, String)> = render(&d, 0)
+            .into_iter()
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_string()))
+            .collect();
+        let want = |name: &str, value: String| (name.to_string(), value);
+        assert_eq!(
+            rendered,
+            [
+                want("x-ratelimit-limit", all.into()),
+                want("x-ratelimit-remaining", all.into()),
+                want("x-ratelimit-reset", all.into()),
+                want(
+                    "ratelimit-policy",
+                    format!("\"user-minute\";q={all};w={all}")
+                ),
+                want("ratelimit", format!("\"user-minute\";r={all};t={all}")),
+                want("x-quota-limit", all.into()),
+                want("x-quota-remaining", all.into()),
+                want("x-quota-reset", all.into()),
+            ]
+        );
     }
 
     /// The policy a thread reuses is the one the decision says: another plan in between, or
