@@ -112,6 +112,14 @@ storage.source_base_url; check that every backend reaches that address and, for 
 private address, that imgproxy runs with IMGPROXY_ALLOW_LOOPBACK_SOURCE_ADDRESSES=true or \
 IMGPROXY_ALLOW_PRIVATE_SOURCE_ADDRESSES=true (or use storage.source: local)";
 
+/// A 429 of imgproxy's own (its queue is full), not a source's 429 passed through.
+pub fn queue_full(upstream: &pingora::http::ResponseHeader) -> bool {
+    match content_length(upstream) {
+        Some(n) => meaning_of_length(429, n) != Some(Meaning::Unreachable),
+        None => true,
+    }
+}
+
 /// The client's error for a backend answer.
 pub fn classify(status: u16, meaning: Option<Meaning>, source: SourceKind) -> GatewayError {
     use GatewayError::*;

@@ -1,9 +1,11 @@
 //! Whose fault a proxy error is. Only a backend's own failure before its first response byte
 //! (refused or reset connection, garbage instead of a response) counts against it; a client
 //! that hangs up or stalls reaches `error_while_proxy` too, and must never take a healthy
-//! backend out of the rotation.
+//! backend out of the rotation. `client_error` is what the client is told about such an error
+//! when the gateway did not decide the answer itself.
 
 use super::ctx::UpstreamLeg;
+use crate::error::GatewayError;
 use pingora::prelude::*;
 
 /// Stale pooled connections retried on the same backend before it counts as tried.
@@ -45,6 +47,34 @@ pub fn blame(e: &Error, leg: &UpstreamLeg, client_reused: bool) -> Fault {
         return Fault::StaleConnection;
     }
     Fault::Backend
+}
+
+/// The client-facing error for a proxy failure the gateway did not decide itself.
+pub fn client_error(e: &Error) -> Option<GatewayError> {
+    match e.esource() {
+        ErrorSource::Upstream => Some(match e.etype() {
+            ErrorType::ReadTimedout | ErrorType::WriteTimedout => GatewayError::BackendTimeout,
+            ErrorType::ConnectTimedout
+            | ErrorType::ConnectRefused
+            | ErrorType::ConnectNoRoute
+            | ErrorType::ConnectError
+            | ErrorType::ConnectProxyFailure
+            | ErrorType::TLSHandshakeFailure => {
+                GatewayError::BackendFailed("no backend accepted the connection".into())
+            }
+            _ => GatewayError::BackendFailed("the backend failed to answer".into()),
+        }),
+        ErrorSource::Downstream => match e.etype() {
+            ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed => None,
+            ErrorType::ReadTimedout => Some(GatewayError::BadRequest(
+                "the request was not received in time".into(),
+            )),
+            _ => Some(GatewayError::BadRequest(
+                "the request could not be read".into(),
+            )),
+        },
+        _ => Some(GatewayError::Internal("internal error".into())),
+    }
 }
 
 #[cfg(test)]

@@ -246,44 +246,6 @@ pub fn security_event(
     log::warn!("{line}");
 }
 
-/// A 429 of imgproxy's own (its queue is full), not a source's 429 passed through.
-fn queue_full(upstream: &ResponseHeader) -> bool {
-    match backend_error::content_length(upstream) {
-        Some(n) => {
-            backend_error::meaning_of_length(429, n) != Some(backend_error::Meaning::Unreachable)
-        }
-        None => true,
-    }
-}
-
-/// The client-facing error for a proxy failure the gateway did not decide itself.
-fn proxy_failure(e: &Error) -> Option<GatewayError> {
-    match e.esource() {
-        ErrorSource::Upstream => Some(match e.etype() {
-            ErrorType::ReadTimedout | ErrorType::WriteTimedout => GatewayError::BackendTimeout,
-            ErrorType::ConnectTimedout
-            | ErrorType::ConnectRefused
-            | ErrorType::ConnectNoRoute
-            | ErrorType::ConnectError
-            | ErrorType::ConnectProxyFailure
-            | ErrorType::TLSHandshakeFailure => {
-                GatewayError::BackendFailed("no backend accepted the connection".into())
-            }
-            _ => GatewayError::BackendFailed("the backend failed to answer".into()),
-        }),
-        ErrorSource::Downstream => match e.etype() {
-            ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed => None,
-            ErrorType::ReadTimedout => Some(GatewayError::BadRequest(
-                "the request was not received in time".into(),
-            )),
-            _ => Some(GatewayError::BadRequest(
-                "the request could not be read".into(),
-            )),
-        },
-        _ => Some(GatewayError::Internal("internal error".into())),
-    }
-}
-
 #[async_trait]
 impl ProxyHttp for Gateway {
     /// Boxed: Pingora keeps the context inside the future it moves into a fresh box for every
@@ -462,7 +424,9 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         ctx.upstream.response_time = ctx.upstream.sent_at.map(|t| t.elapsed());
         ctx.upstream.status = Some(upstream.status.as_u16());
-        if upstream.status == http::StatusCode::TOO_MANY_REQUESTS && queue_full(upstream) {
+        if upstream.status == http::StatusCode::TOO_MANY_REQUESTS
+            && backend_error::queue_full(upstream)
+        {
             // imgproxy's queue is full. Nothing has reached the client yet: `error_while_proxy`
             // tries another backend once, then answers 503 with Retry-After.
             ctx.upstream.busy = true;
@@ -545,7 +509,7 @@ impl ProxyHttp for Gateway {
         if let Some(id) = ctx.job.image_id.take() {
             stages::upload::discard(&self.state, &id).await;
         }
-        let failure = ctx.failure.take().or_else(|| proxy_failure(e));
+        let failure = ctx.failure.take().or_else(|| fault::client_error(e));
         let mut code = 0;
         if let Some(err) = failure {
             if session.response_written().is_none() {
