@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The gateway side by side with nginx and a minimal Pingora proxy, on this machine, in one run.
 #
-#   bash benches/side_by_side.sh            # 3 rounds, 8 s per contender and concurrency
+#   bash benches/side_by_side.sh            # 5 rounds, 8 s per contender and concurrency
 #   ROUNDS=1 SECONDS_PER_RUN=4 bash benches/side_by_side.sh
 #
 # Two nginx "imgproxy" backends answer every path with a 2 KiB body. In front of them, in turn:
@@ -10,15 +10,16 @@
 #              built once), production profile
 #   gateway    imgproxy-gateway, production profile, embedded mode, the legacy key, every limit
 #              and quota on with high values, request log lines on (INFO)
-# Each is driven with wrk (2 threads) on GET /api/v1/convert?url=… for c64 and c1000, the three
-# alternating within each round. Printed per run: req/s, p99, socket errors, non-2xx, CPU per
-# request (utime + stime of the contender's processes from /proc, over the requests wrk
-# completed) and RSS (summed over its processes, at the end of the run); then per round the
-# ratios gateway/minimal and gateway/nginx. Everything listens on 127.0.0.1 and stops at exit.
+# Each is driven with wrk (2 threads) on GET /api/v1/convert?url=… for c64 and c1000, the
+# contenders alternating within each round: in the order given in odd rounds, in reverse in even
+# ones (so that none always runs right after the same one). Printed per run: req/s, p99, socket
+# errors, non-2xx, CPU per request (utime + stime of the contender's processes from /proc, over
+# the requests wrk completed) and RSS (summed over its processes, at the end of the run); then
+# per round the ratios gateway/minimal and gateway/nginx. Everything listens on 127.0.0.1 and stops at exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ROUNDS="${ROUNDS:-3}"
+ROUNDS="${ROUNDS:-5}"
 SECONDS_PER_RUN="${SECONDS_PER_RUN:-8}"
 CONCURRENCIES="${CONCURRENCIES:-64 1000}"
 CONTENDERS="${CONTENDERS:-nginx minimal gateway gw-401 gw-429}"
@@ -156,7 +157,9 @@ run() {
 printf '%-6s %-8s %6s %10s %9s %7s %7s %10s %7s\n' round who conns "req/s" "p99 ms" errors non2xx "cpu µs/req" "RSS MB"
 for round in $(seq "$ROUNDS"); do
   for conns in $CONCURRENCIES; do
-    for who in $CONTENDERS; do
+    order=$CONTENDERS
+    if ((round % 2 == 0)); then order=$(tr ' ' '\n' <<<"$CONTENDERS" | tac | tr '\n' ' '); fi
+    for who in $order; do
       read -r r p e n c m <<<"$(run "$who" "$conns")"
       printf '%-6s %-8s %6s %10s %9s %7s %7s %10s %7s\n' "$round" "$who" "$conns" "$r" "$p" "$e" "$n" "$c" "$m" | tee -a "$work/results"
     done
