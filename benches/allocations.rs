@@ -345,8 +345,9 @@ fn main() {
     let unknown = request("GET", PATH, &ghost, "");
     per_request("gateway, unknown key", port, &unknown, 401);
 
-    // A user allowed one request a minute: every request after the first is a 429.
-    let user = r#"{"id":"limited","name":"Limited","email":"l@example.com","role":"user","rate_limits":{"requests_per_minute":1}}"#;
+    // A user allowed one request a minute and one an hour: every request after the first is a
+    // 429, also when the run crosses the start of a minute (the windows are the clock's).
+    let user = r#"{"id":"limited","name":"Limited","email":"l@example.com","role":"user","rate_limits":{"requests_per_minute":1,"requests_per_hour":1}}"#;
     let mut admin_client = Client::connect(admin);
     let (status, body) = admin_client.exchange(&request("POST", "/api/v1/users", KEY, user));
     assert_eq!(status, 201, "{}", String::from_utf8_lossy(body));
