@@ -15,7 +15,8 @@
 # ones (so that none always runs right after the same one). Printed per run: req/s, p99, socket
 # errors, non-2xx, CPU per request (utime + stime of the contender's processes from /proc, over
 # the requests wrk completed) and RSS (summed over its processes, at the end of the run); then
-# per round the ratios gateway/minimal and gateway/nginx. Everything listens on 127.0.0.1 and stops at exit.
+# per round the ratios gateway/minimal and gateway/nginx. Everything listens on 127.0.0.1 and
+# stops at exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
