@@ -3,6 +3,7 @@
 #
 #   bash benches/side_by_side.sh            # 5 rounds, 8 s per contender and concurrency
 #   ROUNDS=1 SECONDS_PER_RUN=4 bash benches/side_by_side.sh
+#   BASELINE=/tmp/gateway-before CONTENDERS="minimal gateway baseline" bash benches/side_by_side.sh
 #
 # Two nginx "imgproxy" backends answer every path with a 2 KiB body. In front of them, in turn:
 #   nginx      an nginx reverse proxy (2 workers, upstream keepalive 256, buffered access log)
@@ -10,6 +11,10 @@
 #              built once), production profile
 #   gateway    imgproxy-gateway, production profile, embedded mode, the legacy key, every limit
 #              and quota on with high values, request log lines on (INFO)
+#   min-shared the minimal proxy with Pingora's one upstream pool for all threads
+#              (MINIMAL_SHARED_POOL=1) instead of the gateway's pool per thread
+#   baseline   with BASELINE=PATH, another gateway binary (an earlier build) configured alike,
+#              to weigh a change against the code before it in the same run
 # Each is driven with wrk (2 threads) on GET /api/v1/convert?url=… for c64 and c1000, the
 # contenders alternating within each round: in the order given in odd rounds, in reverse in even
 # ones (so that none always runs right after the same one). Printed per run: req/s, p99, socket
@@ -48,13 +53,20 @@ cleanup() {
   for pidfile in "$work/nginx.pid" "$work/backends.pid"; do
     [[ -f $pidfile ]] && kill "$(cat "$pidfile")" 2>/dev/null || true
   done
-  sleep 0.5
+  # Pingora's graceful stop can outlast the script (seen: a minimal proxy still up minutes
+  # later); what has not stopped after two seconds is killed.
+  for _ in $(seq 20); do
+    kill -0 "${pids[@]}" 2>/dev/null || break
+    sleep 0.1
+  done
+  for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
   rm -rf "$work"
 }
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 B1=$(free_port); B2=$(free_port); NGINX=$(free_port); MIN=$(free_port); GW=$(free_port); ADMIN=$(free_port)
+BASE=$(free_port); BASE_ADMIN=$(free_port); SHARED=$(free_port)
 
 head -c 2048 /dev/zero | tr '\0' 'x' > "$work/body"
 chmod 644 "$work/body"
@@ -78,11 +90,19 @@ start_nginx nginx "  access_log $work/access.log combined buffer=64k flush=1s;
 
 "$MINIMAL" "127.0.0.1:$MIN" "127.0.0.1:$B1" "127.0.0.1:$B2" 2>"$work/minimal.log" &
 pids+=($!); MIN_PID=$!
+SHARED_PID=
+if [[ " $CONTENDERS " == *" min-shared "* ]]; then
+  MINIMAL_SHARED_POOL=1 "$MINIMAL" "127.0.0.1:$SHARED" "127.0.0.1:$B1" "127.0.0.1:$B2" 2>"$work/min-shared.log" &
+  pids+=($!); SHARED_PID=$!
+fi
 
-cat > "$work/gateway.yaml" <<EOF
-server: {host: 127.0.0.1, port: $GW, pid_file: $work/gw.pid, upgrade_sock: $work/gw.sock}
-admin: {listen: "127.0.0.1:$ADMIN"}
-database: {driver: sqlite, dsn: "sqlite://$work/gw.db?mode=rwc"}
+# gateway_config NAME PORT ADMIN-PORT: a gateway's configuration, its files under $work/NAME.
+gateway_config() {
+  mkdir -p "$work/$1"
+  cat <<EOF
+server: {host: 127.0.0.1, port: $2, pid_file: $work/$1/gw.pid, upgrade_sock: $work/$1/gw.sock}
+admin: {listen: "127.0.0.1:$3"}
+database: {driver: sqlite, dsn: "sqlite://$work/$1/gw.db?mode=rwc"}
 backends:
   - url: http://127.0.0.1:$B1
   - url: http://127.0.0.1:$B2
@@ -93,11 +113,19 @@ rate_limits:
   api_level: {/api/v1/convert: {requests_per_minute: 100000000}}
 quotas: {monthly_requests: 1000000000, monthly_bandwidth_mb: 100000000, storage_quota_mb: 1024}
 imgproxy: {source_hosts: {images.example: [93.184.216.34]}}
-storage: {dir: $work/images}
+storage: {dir: $work/$1/images}
 observability: {log_level: INFO}
 EOF
+}
+gateway_config gateway "$GW" "$ADMIN" > "$work/gateway.yaml"
 "$BIN" --config "$work/gateway.yaml" 2>"$work/gateway.log" &
 pids+=($!); GW_PID=$!
+BASE_PID=
+if [[ -n ${BASELINE:-} ]]; then
+  gateway_config baseline "$BASE" "$BASE_ADMIN" > "$work/baseline.yaml"
+  "$BASELINE" --config "$work/baseline.yaml" 2>"$work/baseline.log" &
+  pids+=($!); BASE_PID=$!
+fi
 
 wait_up() {
   for _ in $(seq 100); do
@@ -111,7 +139,9 @@ wait_up() {
 }
 wait_up "http://127.0.0.1:$NGINX$PATH_Q"
 wait_up "http://127.0.0.1:$MIN$PATH_Q"
+if [[ -n $SHARED_PID ]]; then wait_up "http://127.0.0.1:$SHARED$PATH_Q"; fi
 wait_up "http://127.0.0.1:$GW$PATH_Q"
+if [[ -n $BASE_PID ]]; then wait_up "http://127.0.0.1:$BASE$PATH_Q"; fi
 
 # Refusals, on the same gateway: an unknown key (401), and a user allowed one request a minute
 # (429 after its first).
@@ -126,10 +156,12 @@ pids_of() {
   case $1 in
     nginx) nginx_pids ;;
     minimal) echo "$MIN_PID" ;;
+    min-shared) echo "$SHARED_PID" ;;
     gateway | gw-401 | gw-429) echo "$GW_PID" ;;
+    baseline) echo "$BASE_PID" ;;
   esac
 }
-port_of() { case $1 in nginx) echo "$NGINX" ;; minimal) echo "$MIN" ;; *) echo "$GW" ;; esac; }
+port_of() { case $1 in nginx) echo "$NGINX" ;; minimal) echo "$MIN" ;; min-shared) echo "$SHARED" ;; baseline) echo "$BASE" ;; *) echo "$GW" ;; esac; }
 key_of() { case $1 in gw-401) echo "$GHOST_KEY" ;; gw-429) echo "$LIMITED_KEY" ;; *) echo "$KEY" ;; esac; }
 # CPU ticks (utime + stime) and RSS (kB) summed over the given pids.
 ticks() { local t=0; for p in $*; do read -r -a f < "/proc/$p/stat"; t=$((t + f[13] + f[14])); done; echo "$t"; }
@@ -169,8 +201,9 @@ for round in $(seq "$ROUNDS"); do
       function ratio(a, b) { return (a in rps && b in rps && rps[b] > 0) ? sprintf("%.2f", rps[a] / rps[b]) : "-" }
       END {
         p = ("gateway" in p99 && "minimal" in p99 && p99["minimal"] > 0) ? sprintf("%.2f", p99["gateway"] / p99["minimal"]) : "-"
-        printf "%-6s ratios c%s: gateway/minimal %s, gateway/nginx %s, minimal/nginx %s; p99 gateway/minimal %s; 401/proxied %s, 429/proxied %s\n",
-          r, c, ratio("gateway", "minimal"), ratio("gateway", "nginx"), ratio("minimal", "nginx"), p, ratio("gw-401", "gateway"), ratio("gw-429", "gateway")
+        printf "%-6s ratios c%s: gateway/minimal %s, gateway/nginx %s, minimal/nginx %s; p99 gateway/minimal %s; 401/proxied %s, 429/proxied %s%s\n",
+          r, c, ratio("gateway", "minimal"), ratio("gateway", "nginx"), ratio("minimal", "nginx"), p, ratio("gw-401", "gateway"), ratio("gw-429", "gateway"),
+          ("baseline" in rps) ? "; gateway/baseline " ratio("gateway", "baseline") : ""
       }' "$work/results"
   done
 done

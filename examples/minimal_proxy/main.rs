@@ -7,7 +7,9 @@
 //!
 //! `MINIMAL_THREADS` (default: one per core), `MINIMAL_IDLE_SERVICES` (default 0),
 //! `MINIMAL_READ_BUFFER` and `MINIMAL_WRITE_BUFFER` (bytes; default: the gateway's, see
-//! `imgproxy_gateway::listen::client_buffers`) vary the tuning for `benches/side_by_side.sh`'s
+//! `imgproxy_gateway::listen::client_buffers`) and `MINIMAL_SHARED_POOL=1` (Pingora's one
+//! upstream pool for all threads instead of the gateway's pool per thread, see
+//! `imgproxy_gateway::upstream::affinity`) vary the tuning for `benches/side_by_side.sh`'s
 //! study of Pingora's own costs.
 
 mod proxy;
@@ -33,6 +35,9 @@ fn main() {
     }
     if let Some(write) = number("MINIMAL_WRITE_BUFFER") {
         tuning.buffers.write = Some(write);
+    }
+    if std::env::var_os("MINIMAL_SHARED_POOL").is_some_and(|v| v == "1") {
+        tuning.pool_per_thread = false;
     }
     proxy::server(listen, backends, &tuning).run_forever()
 }

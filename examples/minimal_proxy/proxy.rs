@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 struct Minimal {
     peers: Vec<HttpPeer>,
     next: AtomicUsize,
+    pool_per_thread: bool,
 }
 
 #[async_trait]
@@ -23,7 +24,11 @@ impl ProxyHttp for Minimal {
 
     async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut ()) -> Result<Box<HttpPeer>> {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.peers.len();
-        Ok(Box::new(self.peers[i].clone()))
+        Ok(if self.pool_per_thread {
+            imgproxy_gateway::upstream::affinity::pooled_here(&self.peers[i])
+        } else {
+            Box::new(self.peers[i].clone())
+        })
     }
 }
 
@@ -36,16 +41,20 @@ pub struct Tuning {
     pub idle_services: usize,
     /// What an accepted connection buffers (read-ahead, write).
     pub buffers: L4BufferSettings,
+    /// Idle upstream connections kept per proxy thread, as the gateway keeps them
+    /// (`imgproxy_gateway::upstream::affinity`); `false` is Pingora's one pool for all threads.
+    pub pool_per_thread: bool,
 }
 
 impl Default for Tuning {
-    /// One thread per core, no other service, the gateway's connection buffers: the
-    /// gateway's tuning.
+    /// One thread per core, no other service, the gateway's connection buffers and upstream
+    /// pool per thread: the gateway's tuning.
     fn default() -> Tuning {
         Tuning {
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             idle_services: 0,
             buffers: imgproxy_gateway::listen::client_buffers(),
+            pool_per_thread: true,
         }
     }
 }
@@ -67,8 +76,8 @@ impl pingora::services::background::BackgroundService for Idle {
 }
 
 /// A server proxying `listen` to `backends`, tuned like the gateway: one thread per core,
-/// `work_stealing: false`, a pool of 512 upstream connections, the gateway's connection
-/// buffers. `Server::run` starts it.
+/// `work_stealing: false`, a pool of 512 upstream connections partitioned per thread, the
+/// gateway's connection buffers. `Server::run` starts it.
 pub fn server(listen: &str, backends: &[String], tuning: &Tuning) -> Server {
     let conf = ServerConf {
         threads: tuning.threads,
@@ -86,6 +95,7 @@ pub fn server(listen: &str, backends: &[String], tuning: &Tuning) -> Server {
     let proxy = Minimal {
         peers,
         next: AtomicUsize::new(0),
+        pool_per_thread: tuning.pool_per_thread,
     };
     let mut service = pingora::proxy::http_proxy_service(&server.configuration, proxy);
     service.add_listener(ListenerConfig::tcp(listen).l4_buffer(tuning.buffers));

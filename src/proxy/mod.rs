@@ -332,7 +332,7 @@ impl ProxyHttp for Gateway {
         };
         ctx.upstream.tried.add(backend.index);
         backend.count_request();
-        let peer = backend.peer.clone();
+        let peer = crate::upstream::affinity::pooled_here(&backend.peer);
         ctx.upstream.current = Some(backend);
         Ok(peer)
     }

@@ -2,6 +2,7 @@
 //! plus passive marking of backends whose connections fail. The pool is rebuilt on a
 //! configuration reload; health and counters live per URL and carry over.
 
+pub mod affinity;
 mod probe;
 pub mod selection;
 pub mod state;
