@@ -60,6 +60,7 @@ cleanup() {
     sleep 0.1
   done
   for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true  # reaped quietly, without bash's "Killed" notices
   rm -rf "$work"
 }
 trap cleanup EXIT
