@@ -1,16 +1,18 @@
-//! Upstream connections stay with the proxy thread that opened them.
+//! Upstream connections stay with the proxy thread that used them.
 //!
-//! Pingora keeps idle upstream connections in one pool for all threads, and each idle
-//! connection is watched by a task on the thread that released it. With `work_stealing: false`
-//! every proxy thread is a runtime of its own, so a request on another thread that takes that
-//! connection has to wake the watcher's thread, wait until it lets go, and be woken back: two
-//! wake-ups across threads (eventfd writes) per reused connection, and when the watcher has not
-//! let go in time Pingora logs "failed to acquire reusable stream" and drops the connection.
+//! Pingora keeps idle upstream connections in one pool for all threads. With
+//! `work_stealing: false` every proxy thread is a runtime of its own, so a connection released
+//! by a request on one thread could be taken by a request on another, which then wakes the
+//! connection's idle watcher, waits until it lets go of the connection and is woken back, across
+//! threads (eventfd writes); when the watcher has not let go in time, Pingora logs "failed to
+//! acquire reusable stream" and drops the connection.
 //!
 //! A peer's `group_key` partitions the pool ("requests with different group keys cannot share
-//! connections"), so giving each thread a key of its own keeps a connection's release, watch and
-//! reuse on one thread. The cost: up to one set of idle connections per thread instead of one
-//! for all (the pool's total size is unchanged).
+//! connections"), so giving each thread a key of its own keeps a connection's release and reuse
+//! on one thread. The idle watcher itself is spawned by Pingora on a random thread's runtime
+//! (`pingora_runtime::current_handle()`), so with two threads half of its wake-ups still cross
+//! (`docs/performance.md`, upstream proposal 4). The cost: up to one set of idle connections per
+//! thread instead of one for all (the pool's total size is unchanged).
 
 use pingora::upstreams::peer::HttpPeer;
 use std::sync::atomic::{AtomicU64, Ordering};
