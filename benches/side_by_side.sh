@@ -11,8 +11,8 @@
 #              built once), production profile
 #   gateway    imgproxy-gateway, production profile, embedded mode, the legacy key, every limit
 #              and quota on with high values, request log lines on (INFO)
-#   min-shared the minimal proxy with Pingora's one upstream pool for all threads
-#              (MINIMAL_SHARED_POOL=1) instead of the gateway's pool per thread
+#   min-alt    the minimal proxy again, with the MINIMAL_* settings in MIN_ALT (default
+#              MINIMAL_SHARED_POOL=1: Pingora's one upstream pool instead of one per thread)
 #   baseline   with BASELINE=PATH, another gateway binary (an earlier build) configured alike,
 #              to weigh a change against the code before it in the same run
 # Each is driven with wrk (2 threads) on GET /api/v1/convert?url=… for c64 and c1000, the
@@ -67,7 +67,7 @@ trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 B1=$(free_port); B2=$(free_port); NGINX=$(free_port); MIN=$(free_port); GW=$(free_port); ADMIN=$(free_port)
-BASE=$(free_port); BASE_ADMIN=$(free_port); SHARED=$(free_port)
+BASE=$(free_port); BASE_ADMIN=$(free_port); ALT=$(free_port)
 
 head -c 2048 /dev/zero | tr '\0' 'x' > "$work/body"
 chmod 644 "$work/body"
@@ -91,10 +91,11 @@ start_nginx nginx "  access_log $work/access.log combined buffer=64k flush=1s;
 
 "$MINIMAL" "127.0.0.1:$MIN" "127.0.0.1:$B1" "127.0.0.1:$B2" 2>"$work/minimal.log" &
 pids+=($!); MIN_PID=$!
-SHARED_PID=
-if [[ " $CONTENDERS " == *" min-shared "* ]]; then
-  MINIMAL_SHARED_POOL=1 "$MINIMAL" "127.0.0.1:$SHARED" "127.0.0.1:$B1" "127.0.0.1:$B2" 2>"$work/min-shared.log" &
-  pids+=($!); SHARED_PID=$!
+ALT_PID=
+if [[ " $CONTENDERS " == *" min-alt "* ]]; then
+  # shellcheck disable=SC2086 # MIN_ALT is a list of NAME=VALUE words
+  env ${MIN_ALT:-MINIMAL_SHARED_POOL=1} "$MINIMAL" "127.0.0.1:$ALT" "127.0.0.1:$B1" "127.0.0.1:$B2" 2>"$work/min-alt.log" &
+  pids+=($!); ALT_PID=$!
 fi
 
 # gateway_config NAME PORT ADMIN-PORT: a gateway's configuration, its files under $work/NAME.
@@ -140,7 +141,7 @@ wait_up() {
 }
 wait_up "http://127.0.0.1:$NGINX$PATH_Q"
 wait_up "http://127.0.0.1:$MIN$PATH_Q"
-if [[ -n $SHARED_PID ]]; then wait_up "http://127.0.0.1:$SHARED$PATH_Q"; fi
+if [[ -n $ALT_PID ]]; then wait_up "http://127.0.0.1:$ALT$PATH_Q"; fi
 wait_up "http://127.0.0.1:$GW$PATH_Q"
 if [[ -n $BASE_PID ]]; then wait_up "http://127.0.0.1:$BASE$PATH_Q"; fi
 
@@ -157,12 +158,12 @@ pids_of() {
   case $1 in
     nginx) nginx_pids ;;
     minimal) echo "$MIN_PID" ;;
-    min-shared) echo "$SHARED_PID" ;;
+    min-alt) echo "$ALT_PID" ;;
     gateway | gw-401 | gw-429) echo "$GW_PID" ;;
     baseline) echo "$BASE_PID" ;;
   esac
 }
-port_of() { case $1 in nginx) echo "$NGINX" ;; minimal) echo "$MIN" ;; min-shared) echo "$SHARED" ;; baseline) echo "$BASE" ;; *) echo "$GW" ;; esac; }
+port_of() { case $1 in nginx) echo "$NGINX" ;; minimal) echo "$MIN" ;; min-alt) echo "$ALT" ;; baseline) echo "$BASE" ;; *) echo "$GW" ;; esac; }
 key_of() { case $1 in gw-401) echo "$GHOST_KEY" ;; gw-429) echo "$LIMITED_KEY" ;; *) echo "$KEY" ;; esac; }
 # CPU ticks (utime + stime) and RSS (kB) summed over the given pids.
 ticks() { local t=0; for p in $*; do read -r -a f < "/proc/$p/stat"; t=$((t + f[13] + f[14])); done; echo "$t"; }

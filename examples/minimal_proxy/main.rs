@@ -5,7 +5,8 @@
 //!
 //! `cargo run --profile production --example minimal_proxy -- LISTEN BACKEND...`
 //!
-//! `MINIMAL_THREADS` (default: one per core), `MINIMAL_IDLE_SERVICES` (default 0),
+//! `MINIMAL_THREADS` (default: one per core), `MINIMAL_SERVICES` (proxy services on the same
+//! address, each with `MINIMAL_THREADS` threads; default 1), `MINIMAL_IDLE_SERVICES` (default 0),
 //! `MINIMAL_READ_BUFFER` and `MINIMAL_WRITE_BUFFER` (bytes; default: the gateway's, see
 //! `imgproxy_gateway::listen::client_buffers`) and `MINIMAL_SHARED_POOL=1` (Pingora's one
 //! upstream pool for all threads instead of the gateway's pool per thread, see
@@ -26,6 +27,9 @@ fn main() {
     let number = |name: &str| std::env::var(name).ok().and_then(|v| v.parse().ok());
     if let Some(threads) = number("MINIMAL_THREADS") {
         tuning.threads = threads;
+    }
+    if let Some(services) = number("MINIMAL_SERVICES") {
+        tuning.services = services;
     }
     if let Some(services) = number("MINIMAL_IDLE_SERVICES") {
         tuning.idle_services = services;

@@ -34,8 +34,13 @@ impl ProxyHttp for Minimal {
 
 /// What `benches/side_by_side.sh` may vary to find what costs Pingora its share of nginx.
 pub struct Tuning {
-    /// Worker threads of the proxy service.
+    /// Worker threads of each proxy service.
     pub threads: usize,
+    /// Proxy services on the same address (sharing its listening socket), each with `threads`
+    /// threads, its own runtimes and its own upstream pool. With one thread each, Pingora's
+    /// spawns (each accepted connection's task, each idle connection's watcher) stay on the
+    /// thread that asked for them.
+    pub services: usize,
     /// Idle background services beside the proxy, each with a runtime of `threads` threads
     /// and a timer every second (as the gateway's admin, state and health-check services).
     pub idle_services: usize,
@@ -52,6 +57,7 @@ impl Default for Tuning {
     fn default() -> Tuning {
         Tuning {
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            services: 1,
             idle_services: 0,
             buffers: imgproxy_gateway::listen::client_buffers(),
             pool_per_thread: true,
@@ -88,18 +94,23 @@ pub fn server(listen: &str, backends: &[String], tuning: &Tuning) -> Server {
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
-    let peers = backends
+    let peers: Vec<HttpPeer> = backends
         .iter()
         .map(|b| HttpPeer::new(b.as_str(), false, String::new()))
         .collect();
-    let proxy = Minimal {
-        peers,
-        next: AtomicUsize::new(0),
-        pool_per_thread: tuning.pool_per_thread,
-    };
-    let mut service = pingora::proxy::http_proxy_service(&server.configuration, proxy);
-    service.add_listener(ListenerConfig::tcp(listen).l4_buffer(tuning.buffers));
-    server.add_service(service);
+    for i in 0..tuning.services.max(1) {
+        let proxy = Minimal {
+            peers: peers.clone(),
+            next: AtomicUsize::new(0),
+            pool_per_thread: tuning.pool_per_thread,
+        };
+        let name = format!("Pingora HTTP Proxy Service {i}");
+        let mut service =
+            pingora::proxy::http_proxy_service_with_name(&server.configuration, proxy, &name);
+        service.threads = Some(tuning.threads);
+        service.add_listener(ListenerConfig::tcp(listen).l4_buffer(tuning.buffers));
+        server.add_service(service);
+    }
     for i in 0..tuning.idle_services {
         let name = format!("idle {i}");
         server.add_service(pingora::services::background::background_service(
