@@ -242,6 +242,15 @@ fn server_conf(config: &Config) -> ServerConf {
             n => n,
         },
         work_stealing: false,
+        // Pingora's I/O timeouts (the keep-alive wait, the read and write timeouts, each
+        // backend leg's and each idle pooled connection's) on the timer of the runtime that
+        // waits, not on Pingora's "fast" timers: those keep each thread's deadlines in a map
+        // behind a lock, served by a clock thread that wakes every 10 ms, and every wait that
+        // pends (about three per proxied request) locks the map, clones two `Arc`s and parks
+        // on a `Notify`. Without work stealing each proxy thread is a runtime of its own, whose
+        // tokio timer only that thread touches. (Pingora compares whole seconds: a timeout
+        // under one second keeps its fast timer.)
+        fast_timeout_to_tokio_threshold_seconds: Some(0),
         upstream_keepalive_pool_size: *config.upstream.keepalive_pool_size,
         grace_period_seconds: Some(config.server.grace_period.get().as_secs()),
         graceful_shutdown_timeout_seconds: Some(
