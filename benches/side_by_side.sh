@@ -99,10 +99,12 @@ if [[ " $CONTENDERS " == *" min-alt "* ]]; then
 fi
 
 # gateway_config NAME PORT ADMIN-PORT: a gateway's configuration, its files under $work/NAME.
+# No grace period: at the end of the run nothing is left to finish, and the gateway stops at once
+# (with the default 5 s it would be killed by `cleanup`).
 gateway_config() {
   mkdir -p "$work/$1"
   cat <<EOF
-server: {host: 127.0.0.1, port: $2, pid_file: $work/$1/gw.pid, upgrade_sock: $work/$1/gw.sock}
+server: {host: 127.0.0.1, port: $2, pid_file: $work/$1/gw.pid, upgrade_sock: $work/$1/gw.sock, grace_period: 0s}
 admin: {listen: "127.0.0.1:$3"}
 database: {driver: sqlite, dsn: "sqlite://$work/$1/gw.db?mode=rwc"}
 backends:
