@@ -38,7 +38,9 @@ pub struct ServerConfig {
     /// Address the public listener binds to.
     pub host: HostAddr,
     pub port: u16,
-    /// How long the gateway waits for a client's request header or the next body chunk.
+    /// How long the gateway waits for the next chunk of a request's body. (A request header is
+    /// read before the gateway sees the request, under Pingora's own timeout per read: 60 s on
+    /// a new connection, `keepalive_timeout` on a reused one.)
     pub read_timeout: Positive,
     /// How long a write to a client may stall.
     pub write_timeout: Positive,
