@@ -60,7 +60,7 @@ cleanup() {
     sleep 0.1
   done
   for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true  # reaped quietly, without bash's "Killed" notices
+  wait 2>/dev/null || true  # reaped (bash still reports a process it had to kill -9)
   rm -rf "$work"
 }
 trap cleanup EXIT

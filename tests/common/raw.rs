@@ -79,6 +79,27 @@ impl RawClient {
     }
 }
 
+impl RawClient {
+    /// Wait up to `limit` for the server to close the connection this client holds, idle:
+    /// `Some(bytes it sent before closing)`, or `None` when it was still open after `limit`.
+    pub async fn closed_by_server_within(&mut self, limit: Duration) -> Option<Vec<u8>> {
+        let conn = self.conn.as_mut().expect("a connection to watch");
+        let mut sent = Vec::new();
+        let read = async {
+            let mut buf = [0u8; 1024];
+            loop {
+                match conn.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => sent.extend_from_slice(&buf[..n]),
+                }
+            }
+        };
+        tokio::time::timeout(limit, read).await.ok()?;
+        self.conn = None;
+        Some(sent)
+    }
+}
+
 async fn exchange(
     conn: &mut BufReader<TcpStream>,
     request: &[u8],
