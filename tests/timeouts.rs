@@ -6,7 +6,6 @@
 mod common;
 
 use common::raw::{Outcome, RawClient};
-use common::stub::{Mode, Stub};
 use common::{Gateway, CONVERT, KEY};
 use std::time::Duration;
 
@@ -21,11 +20,8 @@ fn thread_names(pid: u32) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_idle_keepalive_connection_is_closed_after_its_timeout_by_the_runtime_timer() {
-    let a = Stub::start("a", Mode::Image).await;
-    let b = Stub::start("b", Mode::Image).await;
-    let gw = Gateway::builder()
-        .backend(a.url(), 1)
-        .backend(b.url(), 1)
+    let (a, b) = common::image_stubs().await;
+    let gw = Gateway::over(&[&a, &b])
         .server("  keepalive_timeout: 1s")
         .start()
         .await;
