@@ -31,15 +31,32 @@ impl Hashed {
     }
 }
 
+/// A counter's place in its shard's table, valid until the table next grows or shrinks.
+#[derive(Clone, Copy)]
+struct Position(usize);
+
 /// The counters of one shard, by key.
 #[derive(Default)]
 struct Shard(HashTable<(CounterKey, Slot)>);
 
 impl Shard {
     fn get(&self, hash: Hashed, key: &CounterKey) -> Option<Slot> {
-        self.0
-            .find(hash.0, |(k, _)| k == key)
-            .map(|(_, slot)| *slot)
+        self.find(hash, key).map(|(_, slot)| slot)
+    }
+
+    /// Where a counter sits in the table, and its value: a check writes it back by position,
+    /// without hashing and comparing its key again.
+    fn find(&self, hash: Hashed, key: &CounterKey) -> Option<(Position, Slot)> {
+        let at = self.0.find_bucket_index(hash.0, |(k, _)| k == key)?;
+        let (_, slot) = self.0.get_bucket(at)?;
+        Some((Position(at), *slot))
+    }
+
+    /// Write the counter found at `at` (no insertion into this table since).
+    fn write_at(&mut self, at: Position, next: Slot) {
+        if let Some((_, slot)) = self.0.get_bucket_mut(at.0) {
+            *slot = next;
+        }
     }
 
     fn get_mut(&mut self, hash: Hashed, key: &CounterKey) -> Option<&mut Slot> {
@@ -82,6 +99,8 @@ impl Default for LocalLimiter {
 
 /// What a rule would do to its slot.
 struct Evaluation {
+    /// Where its counter is, when it exists.
+    found: Option<Position>,
     admitted: bool,
     next: Slot,
     /// The counter's value before this request (a bucket's tokens after refill).
@@ -89,7 +108,8 @@ struct Evaluation {
     standing: Standing,
 }
 
-fn evaluate(rule: &Rule, slot: Option<Slot>, now_ms: u64, divisor: u64) -> Evaluation {
+fn evaluate(rule: &Rule, found: Option<(Position, Slot)>, now_ms: u64, divisor: u64) -> Evaluation {
+    let (found, slot) = (found.map(|(at, _)| at), found.map(|(_, slot)| slot));
     let current = match (rule.shape, slot) {
         (Shape::Bucket { .. }, Some(Slot::Bucket { tokens, at_ms })) => {
             rule.refill(tokens, now_ms.saturating_sub(at_ms), divisor)
@@ -115,6 +135,7 @@ fn evaluate(rule: &Rule, slot: Option<Slot>, now_ms: u64, divisor: u64) -> Evalu
         },
     };
     Evaluation {
+        found,
         admitted,
         next,
         current,
@@ -169,7 +190,7 @@ impl LocalLimiter {
             .iter()
             .zip(&hashes)
             .zip(&at)
-            .map(|((rule, &h), &g)| evaluate(rule, guards[g].get(h, &rule.key), now_ms, divisor))
+            .map(|((rule, &h), &g)| evaluate(rule, guards[g].find(h, &rule.key), now_ms, divisor))
             .collect();
         let rejected = rules
             .iter()
@@ -178,8 +199,17 @@ impl LocalLimiter {
             .map(|(rule, _)| rule.kind);
         let consumed = consume && rejected.is_none();
         if consumed {
+            // Counters that exist are written where they were found, before any new one is
+            // inserted (an insertion can move every counter of its shard).
+            for (e, &g) in evaluations.iter().zip(&at) {
+                if let Some(found) = e.found {
+                    guards[g].write_at(found, e.next);
+                }
+            }
             for (((rule, e), &h), &g) in rules.iter().zip(&evaluations).zip(&hashes).zip(&at) {
-                guards[g].put(&self.hasher, h, &rule.key, e.next);
+                if e.found.is_none() {
+                    guards[g].put(&self.hasher, h, &rule.key, e.next);
+                }
             }
         }
         Decision {
@@ -411,5 +441,30 @@ mod tests {
         l.add(&"um:new".into(), 2, 5, 10);
         assert_eq!(l.value(&twin.as_str().into()), Some(10));
         assert_eq!(l.value(&"um:new".into()), Some(7));
+    }
+
+    #[test]
+    fn a_counter_found_keeps_its_count_when_a_new_one_grows_its_shard() {
+        let l = LocalLimiter::default();
+        let kept = minute(Kind::UserMinute, "um:kept", 1_000);
+        let shard = |k: &str| l.hash(&k.into()).shard();
+        // New counters in the kept one's shard, one per check beside it: the shard's table
+        // grows (and moves every counter) several times while `kept` is written by position.
+        let newcomers: Vec<String> = (0..20_000)
+            .map(|i| format!("api:n{i}"))
+            .filter(|k| shard(k) == shard("um:kept"))
+            .take(40)
+            .collect();
+        assert_eq!(newcomers.len(), 40);
+        assert!(l.check(std::slice::from_ref(&kept), 1_000, 1).admitted());
+        for (i, key) in newcomers.iter().enumerate() {
+            let d = l.check(&[minute(Kind::Api, key, 5), kept.clone()], 1_000, 1);
+            assert!(d.admitted());
+            assert_eq!(d.standings[1].remaining, 1_000 - 2 - i as u64, "check {i}");
+        }
+        assert_eq!(l.value(&"um:kept".into()), Some(41));
+        for key in &newcomers {
+            assert_eq!(l.value(&key.as_str().into()), Some(1), "{key}");
+        }
     }
 }
