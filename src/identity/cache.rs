@@ -1,13 +1,16 @@
 //! Verified keys, rejected keys and proven secrets, in bounded caches with a TTL, keyed by the
 //! SHA-256 of the presented key. A hit is a hash and a concurrent map read: no lock held
-//! across an await, no SQL, no bcrypt.
+//! across an await, no SQL, no bcrypt. The maps hash the fingerprint with foldhash, seeded at
+//! random per process (a client can grind fingerprints, not guess the seed): a fingerprint
+//! is already a digest, and SipHash, moka's default, would hash it again at several times
+//! the cost.
 //!
 //! An invalidation bumps an epoch before removing entries; a fill that started before the bump
 //! does not stay cached, so a change can never be undone by a verification that was in flight.
 
 use super::key::Fingerprint;
 use super::snapshot::Identity;
-use moka::sync::Cache;
+use foldhash::fast::RandomState;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,30 +32,33 @@ pub struct CacheLimits {
     pub negative_ttl: Duration,
 }
 
+/// A bounded map keyed by fingerprint.
+type Cache<V> = moka::sync::Cache<Fingerprint, V, RandomState>;
+
 pub struct KeyCache {
-    verified: Cache<Fingerprint, Arc<Identity>>,
-    rejected: Cache<Fingerprint, ()>,
+    verified: Cache<Arc<Identity>>,
+    rejected: Cache<()>,
     /// The bcrypt hash each fingerprint was proven against: while the stored hash is the same,
     /// a refill after the TTL needs no bcrypt.
-    proven: Cache<Fingerprint, Arc<str>>,
+    proven: Cache<Arc<str>>,
     epoch: AtomicU64,
 }
 
 impl KeyCache {
     pub fn new(limits: &CacheLimits) -> KeyCache {
         KeyCache {
-            verified: Cache::builder()
+            verified: moka::sync::Cache::builder()
                 .max_capacity(limits.capacity)
                 .time_to_live(limits.ttl)
-                .build(),
-            rejected: Cache::builder()
+                .build_with_hasher(RandomState::default()),
+            rejected: moka::sync::Cache::builder()
                 .max_capacity(limits.capacity)
                 .time_to_live(limits.negative_ttl)
-                .build(),
-            proven: Cache::builder()
+                .build_with_hasher(RandomState::default()),
+            proven: moka::sync::Cache::builder()
                 .max_capacity(limits.capacity)
                 .time_to_idle(limits.ttl * 10)
-                .build(),
+                .build_with_hasher(RandomState::default()),
             epoch: AtomicU64::new(0),
         }
     }
