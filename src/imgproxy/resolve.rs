@@ -65,17 +65,17 @@ impl SourceResolver {
     }
 
     /// Every address of `host`, never an empty list. Failures are not cached.
-    pub async fn addresses(
+    pub async fn addresses<'a>(
         &self,
         host: &str,
-        statics: &BTreeMap<HostName, Addresses>,
+        statics: &'a BTreeMap<HostName, Addresses>,
         timeout: Duration,
-    ) -> Result<Arc<[IpAddr]>, ResolveError> {
+    ) -> Result<Resolved<'a>, ResolveError> {
         if let Some(fixed) = statics.get(host) {
-            return Ok(Arc::from(&**fixed));
+            return Ok(Resolved::Fixed(fixed));
         }
         if let Some(hit) = self.cache.get(host) {
-            return Ok(hit);
+            return Ok(Resolved::Looked(hit));
         }
         // Boxed: a lookup's future is large and rare (the request's own stays small).
         let found = Box::pin(tokio::time::timeout(timeout, self.inner.lookup(host)))
@@ -87,7 +87,25 @@ impl SourceResolver {
         }
         let found: Arc<[IpAddr]> = found.into();
         self.cache.insert(host.to_string(), found.clone());
-        Ok(found)
+        Ok(Resolved::Looked(found))
+    }
+}
+
+/// A host's addresses: the configured ones, read in place (no copy per request), or the ones
+/// looked up, shared with the cache.
+#[derive(Debug, PartialEq)]
+pub enum Resolved<'a> {
+    Fixed(&'a [IpAddr]),
+    Looked(Arc<[IpAddr]>),
+}
+
+impl std::ops::Deref for Resolved<'_> {
+    type Target = [IpAddr];
+    fn deref(&self) -> &[IpAddr] {
+        match self {
+            Resolved::Fixed(fixed) => fixed,
+            Resolved::Looked(looked) => looked,
+        }
     }
 }
 
@@ -166,6 +184,10 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(&*pinned, &["10.0.0.1".parse::<IpAddr>().unwrap()]);
+        assert!(
+            matches!(pinned, Resolved::Fixed(_)),
+            "the configured list, read in place"
+        );
         assert_eq!(
             table.asked.load(Ordering::SeqCst),
             1,

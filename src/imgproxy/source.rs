@@ -9,6 +9,7 @@ use super::address::{self, AddressPolicy};
 use super::resolve::{ResolveError, SourceResolver};
 use crate::config::ImgproxyConfig;
 use crate::error::{GatewayError, GatewayResult};
+use std::borrow::Cow;
 use std::net::IpAddr;
 use url::{Host, Url};
 
@@ -54,19 +55,25 @@ pub fn parse(raw: &str, max_len: usize) -> GatewayResult<Url> {
 
 /// Where the URL's host leads before any resolver is asked.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Target {
+pub enum Target<'a> {
     Address(IpAddr),
     /// `localhost` and `*.localhost` (always loopback, RFC 6761) or a metadata service name.
     Reserved(address::AddressClass),
-    Name(String),
+    /// Lower case, without a trailing dot; borrowed from the URL unless it had to be changed.
+    Name(Cow<'a, str>),
 }
 
-pub fn target(url: &Url) -> Target {
+pub fn target(url: &Url) -> Target<'_> {
     match url.host() {
         Some(Host::Ipv4(ip)) => Target::Address(IpAddr::V4(ip)),
         Some(Host::Ipv6(ip)) => Target::Address(IpAddr::V6(ip)),
         Some(Host::Domain(name)) => {
-            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            let name = name.trim_end_matches('.');
+            // Parsing lowercases the host of an http(s) URL: a copy only for anything else.
+            let name = match name.bytes().any(|b| b.is_ascii_uppercase()) {
+                true => Cow::Owned(name.to_ascii_lowercase()),
+                false => Cow::Borrowed(name),
+            };
             if name == "localhost" || name.ends_with(".localhost") {
                 Target::Reserved(address::AddressClass::Loopback)
             } else if address::is_metadata_name(&name) {
@@ -253,5 +260,26 @@ mod tests {
                 .unwrap();
         assert!(check("http://pinned.example/a.jpg", &config).await.is_err());
         check("http://cdn.example/a.jpg", &config).await.unwrap();
+    }
+
+    #[test]
+    fn a_host_name_is_read_in_place_and_lowercased_only_when_it_has_to_be() {
+        let name = |raw: &str| match target(&Url::parse(raw).unwrap()) {
+            Target::Name(name) => name.into_owned(),
+            _ => panic!("{raw} names no host"),
+        };
+        let url = Url::parse("http://CDN.Example./a.jpg").unwrap();
+        assert!(matches!(
+            target(&url),
+            Target::Name(Cow::Borrowed("cdn.example"))
+        ));
+        // Outside http(s) the parser keeps the host's case.
+        assert_eq!(name("foo://CDN.Example/a.jpg"), "cdn.example");
+        let url = Url::parse("foo://CDN.Example/a.jpg").unwrap();
+        assert!(matches!(target(&url), Target::Name(Cow::Owned(_))));
+        assert!(matches!(
+            target(&Url::parse("foo://LocalHost/").unwrap()),
+            Target::Reserved(address::AddressClass::Loopback)
+        ));
     }
 }
