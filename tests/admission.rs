@@ -180,8 +180,12 @@ async fn concurrent_forgeries_spend_the_ip_level_before_verification() {
     let bystander_status = r.status().as_u16();
     let body = r.text().await.unwrap();
     let got = burst.await.unwrap();
-    assert!(count(&got, 401) <= BURST, "{got:?}");
-    assert_eq!(count(&got, 401) + count(&got, 429), 100, "{got:?}");
+    // Those that reached verification answer 401, or 503 (`auth_busy`) when bcrypt's queue
+    // outlasts `hash_wait` on a loaded machine (seen: 17 and 3 while fuzzers held both
+    // cores); every other one is 429.
+    let verified = count(&got, 401) + count(&got, 503);
+    assert!(verified <= BURST, "{got:?}");
+    assert_eq!(verified + count(&got, 429), 100, "{got:?}");
     assert_eq!(
         bystander_status, 200,
         "a new key from another client: {body}"
