@@ -109,7 +109,7 @@ struct Evaluation {
 }
 
 fn evaluate(rule: &Rule, found: Option<(Position, Slot)>, now_ms: u64, divisor: u64) -> Evaluation {
-    let (found, slot) = (found.map(|(at, _)| at), found.map(|(_, slot)| slot));
+    let (found, slot) = found.unzip();
     let current = match (rule.shape, slot) {
         (Shape::Bucket { .. }, Some(Slot::Bucket { tokens, at_ms })) => {
             rule.refill(tokens, now_ms.saturating_sub(at_ms), divisor)
