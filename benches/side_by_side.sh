@@ -4,6 +4,8 @@
 #   bash benches/side_by_side.sh            # 5 rounds, 8 s per contender and concurrency
 #   ROUNDS=1 SECONDS_PER_RUN=4 bash benches/side_by_side.sh
 #   BASELINE=/tmp/gateway-before CONTENDERS="minimal gateway baseline" bash benches/side_by_side.sh
+#   PGO=1 bash benches/side_by_side.sh      # both proxies built with profile-guided optimisation
+#   PGO=1 PGO_ONLY=1 bash benches/side_by_side.sh   # only build them (target/pgo/production/)
 #
 # Two nginx "imgproxy" backends answer every path with a 2 KiB body. In front of them, in turn:
 #   nginx      an nginx reverse proxy (2 workers, upstream keepalive 256, buffered access log)
@@ -40,10 +42,13 @@ if ((${#need[@]})); then
 fi
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
-echo "== building (production profile)" >&2
-cargo build --locked --profile production --bin imgproxy-gateway --example minimal_proxy >&2
+PGO="${PGO:-0}"
 BIN=target/production/imgproxy-gateway
 MINIMAL=target/production/examples/minimal_proxy
+if [[ $PGO != 1 ]]; then
+  echo "== building (production profile)" >&2
+  cargo build --locked --profile production --bin imgproxy-gateway --example minimal_proxy >&2
+fi
 
 work=$(mktemp -d)
 chmod 755 "$work"  # nginx workers read the body as their own user
@@ -89,15 +94,6 @@ start_nginx nginx "  access_log $work/access.log combined buffer=64k flush=1s;
     location / { proxy_pass http://imgproxy; proxy_http_version 1.1; proxy_set_header Connection \"\"; }
   }"
 
-"$MINIMAL" "127.0.0.1:$MIN" "127.0.0.1:$B1" "127.0.0.1:$B2" 2>"$work/minimal.log" &
-pids+=($!); MIN_PID=$!
-ALT_PID=
-if [[ " $CONTENDERS " == *" min-alt "* ]]; then
-  # shellcheck disable=SC2086 # MIN_ALT is a list of NAME=VALUE words
-  env ${MIN_ALT:-MINIMAL_SHARED_POOL=1} "$MINIMAL" "127.0.0.1:$ALT" "127.0.0.1:$B1" "127.0.0.1:$B2" 2>"$work/min-alt.log" &
-  pids+=($!); ALT_PID=$!
-fi
-
 # gateway_config NAME PORT ADMIN-PORT: a gateway's configuration, its files under $work/NAME.
 # No grace period: at the end of the run nothing is left to finish, and the gateway stops at once
 # (with the default 5 s it would be killed by `cleanup`).
@@ -121,16 +117,6 @@ storage: {dir: $work/$1/images}
 observability: {log_level: INFO}
 EOF
 }
-gateway_config gateway "$GW" "$ADMIN" > "$work/gateway.yaml"
-"$BIN" --config "$work/gateway.yaml" 2>"$work/gateway.log" &
-pids+=($!); GW_PID=$!
-BASE_PID=
-if [[ -n ${BASELINE:-} ]]; then
-  gateway_config baseline "$BASE" "$BASE_ADMIN" > "$work/baseline.yaml"
-  "$BASELINE" --config "$work/baseline.yaml" 2>"$work/baseline.log" &
-  pids+=($!); BASE_PID=$!
-fi
-
 wait_up() {
   for _ in $(seq 100); do
     curl -fsS -o /dev/null -H "X-API-Key: $KEY" "$1" 2>/dev/null && return 0
@@ -141,6 +127,77 @@ wait_up() {
   curl -sS -D - -o /dev/null -H "X-API-Key: $KEY" "$1" >&2 || true
   exit 1
 }
+
+GHOST_KEY="imgproxy_ghost_$(head -c 43 /dev/zero | tr '\0' 'x')"
+
+# Profile-guided optimisation (PGO=1): both proxies are built instrumented (target/pgo-generate),
+# each serves the benchmark's request for 8 s (the gateway also an unknown key's for 2 s), and
+# both are built again with what they recorded (target/pgo.profdata, target/pgo). The minimal
+# proxy gets the same treatment as the gateway, so the comparison stays like for like.
+if [[ $PGO == 1 ]]; then
+  host=$(rustc -vV | sed -n 's/^host: //p')
+  profdata="$(rustc --print sysroot)/lib/rustlib/$host/bin/llvm-profdata"
+  [[ -x $profdata ]] || rustup component add llvm-tools >&2
+  # A fixed place, so that the instrumented build is not redone on the next run.
+  raw="$PWD/target/pgo-raw"
+  echo "== building instrumented binaries (target/pgo-generate)" >&2
+  RUSTFLAGS="-Cprofile-generate=$raw" CARGO_TARGET_DIR=target/pgo-generate \
+    cargo build --locked --profile production --bin imgproxy-gateway --example minimal_proxy >&2
+  rm -rf "$raw"  # what the build's own instrumented proc macros wrote
+  # train URL KEY SECONDS COMMAND...: run COMMAND, drive it, stop it (it writes its profile as
+  # it exits).
+  train() {
+    local url=$1 key=$2 secs=$3; shift 3
+    "$@" 2>>"$work/train.log" &
+    local pid=$!; pids+=("$pid")
+    wait_up "$url"
+    wrk -t2 -c64 -d"${secs}s" -H "X-API-Key: $key" "$url" >/dev/null
+    if [[ $key == "$KEY" ]]; then
+      wrk -t2 -c64 -d2s -H "X-API-Key: $GHOST_KEY" "$url" >/dev/null
+    fi
+    kill -INT "$pid"
+    for _ in $(seq 200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then echo "pgo: $1 did not stop within 20 s" >&2; exit 1; fi
+  }
+  TRAIN=$(free_port)
+  gateway_config train "$TRAIN" "$(free_port)" > "$work/train.yaml"
+  train "http://127.0.0.1:$TRAIN$PATH_Q" "$KEY" 8 target/pgo-generate/production/imgproxy-gateway --config "$work/train.yaml"
+  TRAIN=$(free_port)
+  train "http://127.0.0.1:$TRAIN$PATH_Q" "" 8 target/pgo-generate/production/examples/minimal_proxy "127.0.0.1:$TRAIN" "127.0.0.1:$B1" "127.0.0.1:$B2"
+  if (($(find "$raw" -name '*.profraw' | wc -l) < 2)); then
+    echo "pgo: expected a profile from each proxy in $raw" >&2; ls -l "$raw" >&2; exit 1
+  fi
+  "$profdata" merge -o target/pgo.profdata "$raw"
+  echo "== building with the profiles (target/pgo)" >&2
+  RUSTFLAGS="-Cprofile-use=$PWD/target/pgo.profdata" CARGO_TARGET_DIR=target/pgo \
+    cargo build --locked --profile production --bin imgproxy-gateway --example minimal_proxy >&2
+  BIN=target/pgo/production/imgproxy-gateway
+  MINIMAL=target/pgo/production/examples/minimal_proxy
+  if [[ ${PGO_ONLY:-0} == 1 ]]; then
+    echo "built with profile-guided optimisation: $BIN, $MINIMAL"
+    exit 0
+  fi
+fi
+
+"$MINIMAL" "127.0.0.1:$MIN" "127.0.0.1:$B1" "127.0.0.1:$B2" 2>"$work/minimal.log" &
+pids+=($!); MIN_PID=$!
+ALT_PID=
+if [[ " $CONTENDERS " == *" min-alt "* ]]; then
+  # shellcheck disable=SC2086 # MIN_ALT is a list of NAME=VALUE words
+  env ${MIN_ALT:-MINIMAL_SHARED_POOL=1} "$MINIMAL" "127.0.0.1:$ALT" "127.0.0.1:$B1" "127.0.0.1:$B2" 2>"$work/min-alt.log" &
+  pids+=($!); ALT_PID=$!
+fi
+
+gateway_config gateway "$GW" "$ADMIN" > "$work/gateway.yaml"
+"$BIN" --config "$work/gateway.yaml" 2>"$work/gateway.log" &
+pids+=($!); GW_PID=$!
+BASE_PID=
+if [[ -n ${BASELINE:-} ]]; then
+  gateway_config baseline "$BASE" "$BASE_ADMIN" > "$work/baseline.yaml"
+  "$BASELINE" --config "$work/baseline.yaml" 2>"$work/baseline.log" &
+  pids+=($!); BASE_PID=$!
+fi
+
 wait_up "http://127.0.0.1:$NGINX$PATH_Q"
 wait_up "http://127.0.0.1:$MIN$PATH_Q"
 if [[ -n $ALT_PID ]]; then wait_up "http://127.0.0.1:$ALT$PATH_Q"; fi
@@ -149,7 +206,6 @@ if [[ -n $BASE_PID ]]; then wait_up "http://127.0.0.1:$BASE$PATH_Q"; fi
 
 # Refusals, on the same gateway: an unknown key (401), and a user allowed one request a minute
 # (429 after its first).
-GHOST_KEY="imgproxy_ghost_$(head -c 43 /dev/zero | tr '\0' 'x')"
 LIMITED_KEY=$(curl -fsS -H "X-API-Key: $KEY" -H 'Content-Type: application/json' \
   -d '{"id":"limited","name":"Limited","email":"limited@example.com","role":"user","rate_limits":{"requests_per_minute":1}}' \
   "http://127.0.0.1:$ADMIN/api/v1/users" | python3 -c 'import json, sys; print(json.load(sys.stdin)["api_key"]["key"])')
