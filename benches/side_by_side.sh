@@ -144,16 +144,16 @@ if [[ $PGO == 1 ]]; then
   RUSTFLAGS="-Cprofile-generate=$raw" CARGO_TARGET_DIR=target/pgo-generate \
     cargo build --locked --profile production --bin imgproxy-gateway --example minimal_proxy >&2
   rm -rf "$raw"  # what the build's own instrumented proc macros wrote
-  # train URL KEY SECONDS COMMAND...: run COMMAND, drive it, stop it (it writes its profile as
-  # it exits).
+  # train URL REFUSED-SECONDS COMMAND...: run COMMAND, drive it for 8 s with the benchmark's
+  # key and REFUSED-SECONDS with an unknown one, stop it (it writes its profile as it exits).
   train() {
-    local url=$1 key=$2 secs=$3; shift 3
+    local url=$1 refused=$2; shift 2
     "$@" 2>>"$work/train.log" &
     local pid=$!; pids+=("$pid")
     wait_up "$url"
-    wrk -t2 -c64 -d"${secs}s" -H "X-API-Key: $key" "$url" >/dev/null
-    if [[ $key == "$KEY" ]]; then
-      wrk -t2 -c64 -d2s -H "X-API-Key: $GHOST_KEY" "$url" >/dev/null
+    wrk -t2 -c64 -d8s -H "X-API-Key: $KEY" "$url" >/dev/null
+    if ((refused > 0)); then
+      wrk -t2 -c64 -d"${refused}s" -H "X-API-Key: $GHOST_KEY" "$url" >/dev/null
     fi
     kill -INT "$pid"
     for _ in $(seq 200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
@@ -161,9 +161,9 @@ if [[ $PGO == 1 ]]; then
   }
   TRAIN=$(free_port)
   gateway_config train "$TRAIN" "$(free_port)" > "$work/train.yaml"
-  train "http://127.0.0.1:$TRAIN$PATH_Q" "$KEY" 8 target/pgo-generate/production/imgproxy-gateway --config "$work/train.yaml"
+  train "http://127.0.0.1:$TRAIN$PATH_Q" 2 target/pgo-generate/production/imgproxy-gateway --config "$work/train.yaml"
   TRAIN=$(free_port)
-  train "http://127.0.0.1:$TRAIN$PATH_Q" "" 8 target/pgo-generate/production/examples/minimal_proxy "127.0.0.1:$TRAIN" "127.0.0.1:$B1" "127.0.0.1:$B2"
+  train "http://127.0.0.1:$TRAIN$PATH_Q" 0 target/pgo-generate/production/examples/minimal_proxy "127.0.0.1:$TRAIN" "127.0.0.1:$B1" "127.0.0.1:$B2"
   if (($(find "$raw" -name '*.profraw' | wc -l) < 2)); then
     echo "pgo: expected a profile from each proxy in $raw" >&2; ls -l "$raw" >&2; exit 1
   fi
