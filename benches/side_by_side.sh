@@ -26,20 +26,14 @@
 # stops at exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=benches/common.sh
+source benches/common.sh
 
 ROUNDS="${ROUNDS:-5}"
 SECONDS_PER_RUN="${SECONDS_PER_RUN:-8}"
 CONCURRENCIES="${CONCURRENCIES:-64 1000}"
 CONTENDERS="${CONTENDERS:-nginx minimal gateway gw-401 gw-429}"
-KEY=a8e77f84e2729dc6728889d4be31b123
-PATH_Q="/api/v1/convert?url=http://images.example/a.jpg&width=300"
-
-need=()
-command -v nginx >/dev/null || need+=(nginx-light)
-command -v wrk >/dev/null || need+=(wrk)
-if ((${#need[@]})); then
-  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"; } >&2
-fi
+need_commands nginx:nginx-light wrk:wrk
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 PGO="${PGO:-0}"
@@ -70,63 +64,17 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 B1=$(free_port); B2=$(free_port); NGINX=$(free_port); MIN=$(free_port); GW=$(free_port); ADMIN=$(free_port)
 BASE=$(free_port); BASE_ADMIN=$(free_port); ALT=$(free_port)
 
-head -c 2048 /dev/zero | tr '\0' 'x' > "$work/body"
-chmod 644 "$work/body"
 # The backends and the nginx proxy are two nginx instances, so that the proxy's CPU is its own.
-# start_nginx NAME HTTP-BLOCK: one instance, 2 workers, its pid and error log under $work.
-start_nginx() {
-  printf 'worker_processes 2;\npid %s/%s.pid;\nerror_log %s/%s-error.log warn;\nevents { worker_connections 8192; }\nhttp {\n  keepalive_requests 100000;\n%s\n}\n' \
-    "$work" "$1" "$work" "$1" "$2" > "$work/$1.conf"
-  nginx -c "$work/$1.conf" -p "$work"
-}
-backend() { echo "  server { listen 127.0.0.1:$1; root $work; location / { default_type image/webp; try_files /body =404; } }"; }
-start_nginx backends "  access_log off;
-$(backend "$B1")
-$(backend "$B2")"
+start_backends
 start_nginx nginx "  access_log $work/access.log combined buffer=64k flush=1s;
   upstream imgproxy { server 127.0.0.1:$B1; server 127.0.0.1:$B2; keepalive 256; }
   server {
     listen 127.0.0.1:$NGINX;
     location / { proxy_pass http://imgproxy; proxy_http_version 1.1; proxy_set_header Connection \"\"; }
   }"
-
-# gateway_config NAME PORT ADMIN-PORT: a gateway's configuration, its files under $work/NAME.
-# No grace period: at the end of the run nothing is left to finish, and the gateway stops at once
-# (with the default 5 s it would be killed by `cleanup`).
-gateway_config() {
-  mkdir -p "$work/$1"
-  cat <<EOF
-server: {host: 127.0.0.1, port: $2, pid_file: $work/$1/gw.pid, upgrade_sock: $work/$1/gw.sock, grace_period: 0s}
-admin: {listen: "127.0.0.1:$3"}
-database: {driver: sqlite, dsn: "sqlite://$work/$1/gw.db?mode=rwc"}
-backends:
-  - url: http://127.0.0.1:$B1
-  - url: http://127.0.0.1:$B2
-health_check: {interval: 5s, timeout: 1s}
-rate_limits:
-  ip_level: {requests_per_minute: 10000000, burst: 10000000}
-  user_level: {requests_per_minute: 10000000, requests_per_hour: 100000000}
-  api_level: {/api/v1/convert: {requests_per_minute: 100000000}}
-quotas: {monthly_requests: 1000000000, monthly_bandwidth_mb: 100000000, storage_quota_mb: 1024}
-imgproxy: {source_hosts: {images.example: [93.184.216.34]}}
-storage: {dir: $work/$1/images}
-observability: {log_level: INFO}
-EOF
-}
-wait_up() {
-  for _ in $(seq 100); do
-    curl -fsS -o /dev/null -H "X-API-Key: $KEY" "$1" 2>/dev/null && return 0
-    sleep 0.2
-  done
-  echo "not up: $1" >&2
-  tail -n 5 "$work"/*.log >&2
-  curl -sS -D - -o /dev/null -H "X-API-Key: $KEY" "$1" >&2 || true
-  exit 1
-}
 
 GHOST_KEY="imgproxy_ghost_$(head -c 43 /dev/zero | tr '\0' 'x')"
 
@@ -287,7 +235,7 @@ awk '{ rps[$1, $2] = $3; p99[$1, $2] = $4; err[$1, $2] = $5; non[$1, $2] = $6; r
     if (!("gateway" in who && "minimal" in who)) { print "  (needs the gateway and minimal contenders)"; exit }
     for (c in seen) {
       g = rps["gateway", c]; m = rps["minimal", c]
-      check(g >= 0.9 * m, sprintf("c%s gateway/minimal req/s %.2f >= 0.90", c, g / m))
+      check(g >= 0.9 * m, sprintf("c%s gateway/minimal req/s %.3f >= 0.90", c, g / m))
       check(p99["gateway", c] <= 1.2 * p99["minimal", c], sprintf("c%s p99 gateway/minimal %.2f <= 1.20", c, p99["gateway", c] / p99["minimal", c]))
       if (("gw-401", c) in rps) check(rps["gw-401", c] >= 2 * g, sprintf("c%s 401/proxied %.2f >= 2", c, rps["gw-401", c] / g))
       if (("gw-429", c) in rps) check(rps["gw-429", c] >= 2 * g, sprintf("c%s 429/proxied %.2f >= 2", c, rps["gw-429", c] / g))

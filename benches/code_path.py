@@ -1,0 +1,133 @@
+"""The two halves of benches/code_path.sh.
+
+drive PORT COUNT KEY PATH
+    COUNT keep-alive GET requests, one after another, on one connection; exits 1 unless every
+    answer was a 200.
+report COUNT MINIMAL.callgrind GATEWAY.callgrind
+    From two callgrind dumps made with --dump-instr=yes over COUNT requests each: instructions
+    per request, and the code the requests ran through (an instruction is on the path when it
+    ran at least COUNT times, once per request): distinct 64-byte lines (the unit the
+    instruction cache holds) and 4 KiB pages, by where the code comes from.
+"""
+
+import collections
+import http.client
+import re
+import sys
+
+# Where a function's code comes from, by the first pattern its name matches.
+ORIGINS = [
+    ("gateway", r"imgproxy_gateway"),
+    ("pingora", r"pingora"),
+    ("tokio", r"tokio"),
+    ("http, httparse", r"\bhttp::|httparse"),
+    ("mimalloc", r"\bmi_|_mi_|mimalloc"),
+    ("url", r"\burl::"),
+    ("sha2, hmac", r"sha2|hmac|digest"),
+    ("moka, crossbeam", r"moka|crossbeam"),
+    ("bytes", r"\bbytes::"),
+    ("std", r"\b(core|alloc|std)::"),
+]
+
+
+def origin(function):
+    for name, pattern in ORIGINS:
+        if re.search(pattern, function):
+            return name
+    return "other"
+
+
+def drive(port, count, key, path):
+    connection = http.client.HTTPConnection("127.0.0.1", int(port), timeout=120)
+    failed = 0
+    for _ in range(int(count)):
+        connection.request("GET", path, headers={"X-API-Key": key})
+        response = connection.getresponse()
+        response.read()
+        failed += response.status != 200
+    if failed:
+        sys.exit(f"{failed} of {count} answers were not 200")
+
+
+def costs(path):
+    """(total Ir, {instruction address: (Ir, function)}) of a callgrind dump."""
+    names, function, last, total = {}, None, 0, 0
+    per_address = {}
+    skip_next = False
+    columns = 2
+    with open(path) as dump:
+        for line in dump:
+            if line.startswith("positions:"):
+                columns = len(line.split()) - 1
+                continue
+            if line.startswith("summary:"):
+                total = int(line.split()[1])
+                continue
+            name = re.match(r"(c?fn)=\((\d+)\)(?: (.*))?", line)
+            if name:
+                if name.group(3):
+                    names[name.group(2)] = name.group(3).strip()
+                if name.group(1) == "fn":
+                    function = names[name.group(2)]
+                continue
+            if line.startswith("calls="):
+                skip_next = True  # the next cost line is the call's inclusive cost
+                continue
+            if not line or line[0] not in "0123456789+-*":
+                continue
+            fields = line.split()
+            at = fields[0]
+            if at.startswith("0x"):
+                address = int(at, 16)
+            elif at[0] in "+-":
+                address = last + int(at)
+            elif at == "*":
+                address = last
+            else:
+                address = int(at)
+            last = address
+            if skip_next:
+                skip_next = False
+                continue
+            if len(fields) > columns:
+                ir, _ = per_address.get(address, (0, function))
+                per_address[address] = (ir + int(fields[columns]), function)
+    return total, per_address
+
+
+def path_of(per_address, count):
+    """{origin: (lines, pages)}, {function: lines} of the instructions run once per request."""
+    lines, pages = {}, set()
+    for address, (ir, function) in per_address.items():
+        if ir >= count:
+            lines.setdefault(address >> 6, function)
+            pages.add(address >> 12)
+    by_origin = collections.Counter(origin(f) for f in lines.values())
+    by_function = collections.Counter(lines.values())
+    return len(lines), len(pages), by_origin, by_function
+
+
+def report(count, minimal_dump, gateway_dump):
+    count = int(count)
+    results = {}
+    for who, dump in (("minimal", minimal_dump), ("gateway", gateway_dump)):
+        total, per_address = costs(dump)
+        results[who] = (total / count,) + path_of(per_address, count)
+    print(f"{'':<28}{'minimal':>12}{'gateway':>12}{'difference':>12}")
+    rows = [("instructions per request", 0), ("lines of code (64 B)", 1), ("pages of code (4 KiB)", 2)]
+    for label, i in rows:
+        m, g = results["minimal"][i], results["gateway"][i]
+        print(f"{label:<28}{m:>12,.0f}{g:>12,.0f}{g - m:>+12,.0f}")
+    print("lines of code by origin:")
+    m_origin, g_origin = results["minimal"][3], results["gateway"][3]
+    for name in sorted(set(m_origin) | set(g_origin), key=lambda n: m_origin[n] - g_origin[n]):
+        print(f"  {name:<26}{m_origin[name]:>12,}{g_origin[name]:>12,}{g_origin[name] - m_origin[name]:>+12,}")
+    print("the gateway's own functions with the most lines on the path:")
+    own = [(n, f) for f, n in results["gateway"][4].items() if origin(f) == "gateway"]
+    for n, function in sorted(own, reverse=True)[:15]:
+        print(f"  {n:>5}  {function[:110]}")
+
+
+if __name__ == "__main__":
+    command, arguments = sys.argv[1], sys.argv[2:]
+    {"drive": drive, "report": report}[command](*arguments)
