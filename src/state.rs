@@ -147,8 +147,17 @@ impl AppState {
 }
 
 pub fn unix_now() -> u64 {
+    since_epoch().as_secs()
+}
+
+/// Milliseconds since the Unix epoch (0 for a clock set before it): the rate limiters' clock,
+/// read once or twice per request, so straight from the system clock, without a calendar date.
+pub fn unix_now_ms() -> u64 {
+    since_epoch().as_millis() as u64
+}
+
+fn since_epoch() -> std::time::Duration {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+        .unwrap_or_default()
 }

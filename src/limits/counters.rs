@@ -11,12 +11,9 @@ use super::rules::{CounterKey, Decision, Rule, Shape};
 use super::shared::{self, Shared};
 use crate::db::usage::Write;
 use crate::error::{GatewayError, GatewayResult};
+use crate::state::unix_now_ms;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-
-fn now_ms() -> u64 {
-    chrono::Utc::now().timestamp_millis().max(0) as u64
-}
 
 /// A quota count admitted while Redis was unreachable: what to add to its Redis counter, the
 /// counter's value when Redis does not have it, and the end of its period (Unix s).
@@ -128,9 +125,9 @@ impl Counters {
 
     fn local_decision(&self, rules: &[Rule], consume: bool, divisor: u64) -> Decision {
         if consume {
-            self.local.check(rules, now_ms(), divisor)
+            self.local.check(rules, unix_now_ms(), divisor)
         } else {
-            self.local.peek(rules, now_ms(), divisor)
+            self.local.peek(rules, unix_now_ms(), divisor)
         }
     }
 

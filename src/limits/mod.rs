@@ -19,6 +19,7 @@ use crate::error::{GatewayError, GatewayResult};
 use crate::identity::record::format_time;
 use crate::identity::Identity;
 use crate::metrics::Metrics;
+use crate::state::unix_now_ms;
 use chrono::Utc;
 use counters::Counters;
 use headers::Headers;
@@ -108,10 +109,6 @@ fn claim_key(entry: &Entry, quota: Quota, percent: u64) -> String {
         entry.period.id(),
         quota.name()
     )
-}
-
-fn now_ms() -> u64 {
-    Utc::now().timestamp_millis().max(0) as u64
 }
 
 fn exceeded(quota: Quota, used: u64, limit: u64, period: &Period) -> GatewayError {
@@ -404,7 +401,7 @@ impl Limits {
 
     /// Forget ended windows and idle buckets.
     pub fn sweep(&self) {
-        self.counters.local().sweep(now_ms());
+        self.counters.local().sweep(unix_now_ms());
     }
 }
 

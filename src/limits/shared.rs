@@ -6,6 +6,7 @@
 
 use super::cluster::{self, Leases};
 use super::rules::{CounterKey, Decision, Rule, Shape};
+use crate::state::unix_now_ms;
 use fred::clients::Client;
 use fred::interfaces::{ClientLike, KeysInterface};
 use fred::types::scripts::Script;
@@ -80,10 +81,6 @@ pub struct Shared {
     degraded: AtomicBool,
     /// The `redis_degraded` metric.
     gauge: prometheus::IntGauge,
-}
-
-fn now_ms() -> u64 {
-    chrono::Utc::now().timestamp_millis().max(0) as u64
 }
 
 impl Shared {
@@ -167,7 +164,7 @@ impl Shared {
     /// call fails at once instead of waiting out its timeout).
     fn available(&self) -> Option<&Client> {
         let client = self.client.get()?;
-        if now_ms() < self.open_until.load(Ordering::Relaxed) {
+        if unix_now_ms() < self.open_until.load(Ordering::Relaxed) {
             return None;
         }
         if !client.is_connected() {
@@ -178,8 +175,10 @@ impl Shared {
     }
 
     fn failed(&self, error: &str) {
-        self.open_until
-            .store(now_ms() + OPEN_FOR.as_millis() as u64, Ordering::Relaxed);
+        self.open_until.store(
+            unix_now_ms() + OPEN_FOR.as_millis() as u64,
+            Ordering::Relaxed,
+        );
         if !self.degraded.swap(true, Ordering::Relaxed) {
             self.gauge.set(1);
             log::error!(
@@ -223,7 +222,7 @@ impl Shared {
     /// Check (and, with `consume`, take) every rule in one round trip; `None` when Redis
     /// cannot answer and the caller must decide locally.
     pub async fn check(&self, rules: &[Rule], consume: bool) -> Option<Decision> {
-        self.check_at(rules, consume, now_ms()).await
+        self.check_at(rules, consume, unix_now_ms()).await
     }
 
     /// `check` as of `now` (Unix ms): the parity test runs the same vectors through both

@@ -72,7 +72,10 @@ pub fn method_label(method: &Method) -> &'static str {
 
 /// `Ok` when `method` is one of `allowed` (HEAD counts as GET), else 405 with `Allow`.
 pub fn check_method(method: &Method, allowed: &'static str) -> GatewayResult<()> {
-    let ok = allowed.split(", ").any(|m| m == method.as_str())
+    // Split at the comma (a byte search), not at ", " (a substring search to set up).
+    let ok = allowed
+        .split(',')
+        .any(|m| m.trim_start() == method.as_str())
         || (method == Method::HEAD && allowed.contains("GET"));
     if ok {
         Ok(())
