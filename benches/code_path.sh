@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The code a proxied request runs through, the minimal Pingora proxy's against the gateway's,
-# counted by callgrind: instructions, not seconds, so the figures are the same for the same
-# binaries whatever else the machine is doing (where side_by_side.sh's clock moves by ±10 %).
+# counted by callgrind: instructions, not seconds, so the same binaries give the same figures
+# (instructions within 1 %, lines within 4 %) whatever else the machine is doing, where
+# side_by_side.sh's ratios move by ±10 % from round to round.
 #
 #   bash benches/code_path.sh                  # 2000 keep-alive requests after 300
 #   REQUESTS=500 WARMUP=100 bash benches/code_path.sh

@@ -156,7 +156,8 @@ pub fn unix_now_ms() -> u64 {
     since_epoch().as_millis() as u64
 }
 
-fn since_epoch() -> std::time::Duration {
+/// The system clock since the Unix epoch (zero for a clock set before it).
+pub fn since_epoch() -> std::time::Duration {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()

@@ -204,9 +204,7 @@ fn json_message(line: &mut Vec<u8>, target: &str, message: &[u8]) {
 
 /// Now as `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC); the date and time are formatted once a second.
 fn timestamp(line: &mut Vec<u8>) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
+    let now = crate::state::since_epoch();
     let (secs, millis) = (now.as_secs(), now.subsec_millis());
     SECOND.with(|second| {
         let mut second = second.borrow_mut();

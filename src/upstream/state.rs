@@ -6,7 +6,7 @@ use pingora::lb::Backend;
 use pingora::upstreams::peer::HttpPeer;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// Stored in `Backend::ext` so health checks can find the state of the backend they probe.
 #[derive(Clone, Copy, Debug)]
@@ -146,11 +146,8 @@ impl BackendState {
     /// Record an active health check and say what it changed.
     pub fn record_check(&self, ok: bool, took: Duration, thresholds: Thresholds) -> Transition {
         let live = &self.live;
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
-        live.last_check_unix_ms.store(now_ms, Relaxed);
+        live.last_check_unix_ms
+            .store(crate::state::unix_now_ms(), Relaxed);
         live.last_check_ok.store(ok, Relaxed);
         if !ok {
             live.good_checks.store(0, Relaxed);
