@@ -7,6 +7,7 @@
 #   bash benches/code_path.sh                  # 2000 keep-alive requests after 300
 #   REQUESTS=500 WARMUP=100 bash benches/code_path.sh
 #   MINIMAL=… GATEWAY=… bash benches/code_path.sh   # other builds (PGO: target/pgo/production/…)
+#   DUMPS=DIR bash benches/code_path.sh        # keep both dumps, for callgrind_annotate
 #
 # Each proxy (production profile, in front of side_by_side.sh's two nginx backends, the gateway
 # with its configuration: the legacy key, every limit and quota on, request log lines at INFO)
@@ -74,3 +75,8 @@ profile gateway "$PORT" "$GATEWAY" --config "$work/gateway.yaml"
 
 echo "$REQUESTS requests each ($MINIMAL, $GATEWAY):"
 python3 benches/code_path.py report "$REQUESTS" "$work/minimal.callgrind" "$work/gateway.callgrind"
+if [[ -n ${DUMPS:-} ]]; then
+  mkdir -p "$DUMPS"
+  cp "$work/minimal.callgrind" "$work/gateway.callgrind" "$DUMPS/"
+  echo "dumps: $DUMPS/minimal.callgrind, $DUMPS/gateway.callgrind"
+fi
