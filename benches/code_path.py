@@ -7,12 +7,15 @@ report COUNT MINIMAL.callgrind GATEWAY.callgrind
     From two callgrind dumps made with --dump-instr=yes over COUNT requests each: instructions
     per request, and the code the requests ran through (an instruction is on the path when it
     ran at least COUNT times, once per request): distinct 64-byte lines (the unit the
-    instruction cache holds) and 4 KiB pages, by where the code comes from.
+    instruction cache holds) and 4 KiB pages, by where the code comes from; instructions of a
+    few kinds of work both proxies do (timers, copies, allocation, SHA-256); and the gateway's
+    phases and the parts of the policy inside them, inclusive (callgrind_annotate).
 """
 
 import collections
 import http.client
 import re
+import subprocess
 import sys
 
 # Where a function's code comes from, by the first pattern its name matches.
@@ -28,6 +31,49 @@ ORIGINS = [
     ("bytes", r"\bbytes::"),
     ("std", r"\b(core|alloc|std)::"),
 ]
+
+
+# Work both proxies do, by the functions that do it (self instructions, summed).
+KINDS = [
+    ("timers and clock reads", r"tokio::time|tokio::runtime::time|Timespec|clock_gettime|Clock::now"),
+    ("memory copies (memcpy)", r"memcpy|memmove"),
+    ("allocation (mimalloc)", r"\bmi_|_mi_"),
+    ("SHA-256 (valgrind: software)", r"sha2|hmac|digest::"),
+]
+
+# The gateway's phases and the parts of the policy inside them, by the function that runs
+# each (inclusive instructions per request; indented rows are part of the row above them).
+GATEWAY = "<imgproxy_gateway::proxy::Gateway as pingora_proxy::proxy_trait::ProxyHttp>::"
+PARTS = [
+    ("early_request_filter: timeouts, request id", GATEWAY + "early_request_filter::{{closure}}"),
+    ("request_filter", GATEWAY + "request_filter::{{closure}}"),
+    ("  admission", "imgproxy_gateway::access::admit::{{closure}}"),
+    ("    key fingerprint (SHA-256)", "<D as digest::digest::Digest>::digest"),
+    ("    key cache read", "moka::sync::cache::Cache<K,V,S>::get"),
+    ("    rate limits and quotas", "imgproxy_gateway::limits::Limits::decide::{{closure}}"),
+    ("    limit headers rendered", "imgproxy_gateway::limits::headers::render"),
+    ("  convert endpoint", "imgproxy_gateway::proxy::Gateway::endpoint::{{closure}}"),
+    ("    source URL parsed", "url::ParseOptions::parse"),
+    ("upstream_peer: backend picked", GATEWAY + "upstream_peer::{{closure}}"),
+    ("upstream_request_filter: backend request", GATEWAY + "upstream_request_filter::{{closure}}"),
+    ("response_filter: answer's header", GATEWAY + "response_filter::{{closure}}"),
+    ("logging: log line, metrics, usage", GATEWAY + "logging::{{closure}}"),
+    ("  request log line", "imgproxy_gateway::proxy::request_line::RequestLine::log::{{closure}}"),
+]
+
+
+def inclusive(dump):
+    """{function: inclusive Ir} of a callgrind dump, by callgrind_annotate."""
+    text = subprocess.run(
+        ["callgrind_annotate", "--inclusive=yes", "--threshold=100", dump],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    found = {}
+    for line in text.splitlines():
+        m = re.match(r"\s*([\d,]+) \([ \d.]+%\)\s+\S*?:(.*?) \[", line)
+        if m:
+            found.setdefault(m.group(2), int(m.group(1).replace(",", "")))
+    return found
 
 
 def origin(function):
@@ -110,9 +156,14 @@ def path_of(per_address, count):
 def report(count, minimal_dump, gateway_dump):
     count = int(count)
     results = {}
+    kinds = {}
     for who, dump in (("minimal", minimal_dump), ("gateway", gateway_dump)):
         total, per_address = costs(dump)
         results[who] = (total / count,) + path_of(per_address, count)
+        kinds[who] = [
+            sum(ir for ir, f in per_address.values() if f and re.search(pattern, f)) / count
+            for _, pattern in KINDS
+        ]
     print(f"{'':<28}{'minimal':>12}{'gateway':>12}{'difference':>12}")
     rows = [("instructions per request", 0), ("lines of code (64 B)", 1), ("pages of code (4 KiB)", 2)]
     for label, i in rows:
@@ -122,6 +173,14 @@ def report(count, minimal_dump, gateway_dump):
     m_origin, g_origin = results["minimal"][3], results["gateway"][3]
     for name in sorted(set(m_origin) | set(g_origin), key=lambda n: m_origin[n] - g_origin[n]):
         print(f"  {name:<26}{m_origin[name]:>12,}{g_origin[name]:>12,}{g_origin[name] - m_origin[name]:>+12,}")
+    print("instructions per request of work both do:")
+    for i, (label, _) in enumerate(KINDS):
+        m, g = kinds["minimal"][i], kinds["gateway"][i]
+        print(f"  {label:<26}{m:>12,.0f}{g:>12,.0f}{g - m:>+12,.0f}")
+    print("the gateway's phases, instructions per request (inclusive):")
+    found = inclusive(gateway_dump)
+    for label, function in PARTS:
+        print(f"  {label:<48}{found.get(function, 0) / count:>12,.0f}")
     print("the gateway's own functions with the most lines on the path:")
     own = [(n, f) for f, n in results["gateway"][4].items() if origin(f) == "gateway"]
     for n, function in sorted(own, reverse=True)[:15]:
