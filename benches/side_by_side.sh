@@ -22,8 +22,9 @@
 # ones (so that none always runs right after the same one). Printed per run: req/s, p99, socket
 # errors, non-2xx, CPU per request (utime + stime of the contender's processes from /proc, over
 # the requests wrk completed) and RSS (summed over its processes, at the end of the run); then
-# per round the ratios gateway/minimal and gateway/nginx. Everything listens on 127.0.0.1 and
-# stops at exit.
+# per round the ratios gateway/minimal and gateway/nginx. Each run starts after a `sync`, so
+# that the disk writeback of earlier runs' log lines does not land in it. Everything listens on
+# 127.0.0.1 and stops at exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=benches/common.sh
@@ -180,6 +181,10 @@ HZ=$(getconf CLK_TCK)
 run() {
   local who=$1 conns=$2 out
   local pids_now; pids_now=$(pids_of "$who")
+  # The log lines earlier runs wrote (the gateway's, gigabytes over a run, and nginx's) go to
+  # disk now, not during this run: the kernel's writeback of them would take CPU from whichever
+  # contender ran 30 s later (dirty pages expire after 30 s).
+  sync
   local before; before=$(ticks $pids_now)
   out=$(wrk -t2 -c"$conns" -d"${SECONDS_PER_RUN}s" --latency -H "X-API-Key: $(key_of "$who")" \
     "http://127.0.0.1:$(port_of "$who")$PATH_Q")
