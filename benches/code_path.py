@@ -177,7 +177,7 @@ def report(count, minimal_dump, gateway_dump):
     for i, (label, _) in enumerate(KINDS):
         m, g = kinds["minimal"][i], kinds["gateway"][i]
         print(f"  {label:<26}{m:>12,.0f}{g:>12,.0f}{g - m:>+12,.0f}")
-    print("the gateway's phases, instructions per request (inclusive; 'inlined': counted in the row above):")
+    print("the gateway's phases, instructions per request (inclusive; 'inlined': the compiler merged it into the phase that calls it, which counts it):")
     found = inclusive(gateway_dump)
     for label, function in PARTS:
         cost = f"{found[function] / count:,.0f}" if function in found else "inlined"
