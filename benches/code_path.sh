@@ -27,7 +27,7 @@ WARMUP="${WARMUP:-300}"
 MINIMAL="${MINIMAL:-target/production/examples/minimal_proxy}"
 GATEWAY="${GATEWAY:-target/production/imgproxy-gateway}"
 
-need_commands nginx:nginx-light valgrind:valgrind
+need_commands cmake:cmake nginx:nginx-light valgrind:valgrind
 if [[ $MINIMAL == target/production/* || $GATEWAY == target/production/* ]]; then
   echo "== building (production profile)" >&2
   cargo build --locked --profile production --bin imgproxy-gateway --example minimal_proxy >&2

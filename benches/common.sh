@@ -4,6 +4,8 @@
 
 KEY=a8e77f84e2729dc6728889d4be31b123
 PATH_Q="/api/v1/convert?url=http://images.example/a.jpg&width=300"
+# A well-formed key no user has (refused with 401).
+GHOST_KEY="imgproxy_ghost_$(head -c 43 /dev/zero | tr '\0' 'x')"
 
 # need_commands COMMAND:PACKAGE...: install (Debian) the packages of the commands missing.
 need_commands() {

@@ -4,15 +4,17 @@
 #   bash benches/side_by_side.sh            # 5 rounds, 8 s per contender and concurrency
 #   ROUNDS=1 SECONDS_PER_RUN=4 bash benches/side_by_side.sh
 #   BASELINE=/tmp/gateway-before CONTENDERS="minimal gateway baseline" bash benches/side_by_side.sh
-#   PGO=1 bash benches/side_by_side.sh      # both proxies built with profile-guided optimisation
-#   PGO=1 PGO_ONLY=1 bash benches/side_by_side.sh   # only build them (target/pgo/production/)
+#   PGO=0 bash benches/side_by_side.sh      # both proxies built plain (no profile), not as released
+#   PGO_ONLY=1 bash benches/side_by_side.sh # only build them (target/pgo/production/)
+#   BUILD=0 bash benches/side_by_side.sh    # the binaries an earlier run built, as they are
 #
 # Two nginx "imgproxy" backends answer every path with a 2 KiB body. In front of them, in turn:
 #   nginx      an nginx reverse proxy (2 workers, upstream keepalive 256, buffered access log)
 #   minimal    examples/minimal_proxy.rs (Pingora 0.9.1, mimalloc, work_stealing: false, peers
-#              built once), production profile
-#   gateway    imgproxy-gateway, production profile, embedded mode, the legacy key, every limit
-#              and quota on with high values, request log lines on (INFO)
+#              built once), built as the gateway is
+#   gateway    imgproxy-gateway as released (scripts/pgo-build.sh: production profile,
+#              profile-guided), embedded mode, the legacy key, every limit and quota on with high
+#              values, request log lines on (INFO)
 #   min-alt    the minimal proxy again, with the MINIMAL_* settings in MIN_ALT (default
 #              MINIMAL_SHARED_POOL=1: Pingora's one upstream pool instead of one per thread)
 #   baseline   with BASELINE=PATH, another gateway binary (an earlier build) configured alike,
@@ -34,15 +36,24 @@ ROUNDS="${ROUNDS:-5}"
 SECONDS_PER_RUN="${SECONDS_PER_RUN:-8}"
 CONCURRENCIES="${CONCURRENCIES:-64 1000}"
 CONTENDERS="${CONTENDERS:-nginx minimal gateway gw-401 gw-429}"
-need_commands nginx:nginx-light wrk:wrk
+need_commands cmake:cmake nginx:nginx-light wrk:wrk
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
-PGO="${PGO:-0}"
-BIN=target/production/imgproxy-gateway
-MINIMAL=target/production/examples/minimal_proxy
-if [[ $PGO != 1 ]]; then
-  echo "== building (production profile)" >&2
-  cargo build --locked --profile production --bin imgproxy-gateway --example minimal_proxy >&2
+# Both proxies are built as the gateway's release is (scripts/pgo-build.sh: production profile,
+# profile-guided, each trained on the benchmark's request), or with PGO=0 plain
+# (`cargo build --profile production`).
+if [[ ${PGO:-1} == 1 ]]; then
+  BIN=target/pgo/production/imgproxy-gateway
+  MINIMAL=target/pgo/production/examples/minimal_proxy
+  [[ ${BUILD:-1} == 0 ]] || WITH_MINIMAL=1 bash scripts/pgo-build.sh >&2
+  if [[ ${PGO_ONLY:-0} == 1 ]]; then exit 0; fi
+else
+  BIN=target/production/imgproxy-gateway
+  MINIMAL=target/production/examples/minimal_proxy
+  if [[ ${BUILD:-1} != 0 ]]; then
+    echo "== building (production profile)" >&2
+    cargo build --locked --profile production --bin imgproxy-gateway --example minimal_proxy >&2
+  fi
 fi
 
 work=$(mktemp -d)
@@ -76,57 +87,6 @@ start_nginx nginx "  access_log $work/access.log combined buffer=64k flush=1s;
     listen 127.0.0.1:$NGINX;
     location / { proxy_pass http://imgproxy; proxy_http_version 1.1; proxy_set_header Connection \"\"; }
   }"
-
-GHOST_KEY="imgproxy_ghost_$(head -c 43 /dev/zero | tr '\0' 'x')"
-
-# Profile-guided optimisation (PGO=1): both proxies are built instrumented (target/pgo-generate),
-# each serves the benchmark's request for 8 s (the gateway also an unknown key's for 2 s), and
-# both are built again with what they recorded (target/pgo.profdata, target/pgo). The minimal
-# proxy gets the same treatment as the gateway, so the comparison stays like for like.
-if [[ $PGO == 1 ]]; then
-  host=$(rustc -vV | sed -n 's/^host: //p')
-  profdata="$(rustc --print sysroot)/lib/rustlib/$host/bin/llvm-profdata"
-  [[ -x $profdata ]] || rustup component add llvm-tools >&2
-  # A fixed place, so that the instrumented build is not redone on the next run.
-  raw="$PWD/target/pgo-raw"
-  echo "== building instrumented binaries (target/pgo-generate)" >&2
-  RUSTFLAGS="-Cprofile-generate=$raw" CARGO_TARGET_DIR=target/pgo-generate \
-    cargo build --locked --profile production --bin imgproxy-gateway --example minimal_proxy >&2
-  rm -rf "$raw"  # what the build's own instrumented proc macros wrote
-  # train URL REFUSED-SECONDS COMMAND...: run COMMAND, drive it for 8 s with the benchmark's
-  # key and REFUSED-SECONDS with an unknown one, stop it (it writes its profile as it exits).
-  train() {
-    local url=$1 refused=$2; shift 2
-    "$@" 2>>"$work/train.log" &
-    local pid=$!; pids+=("$pid")
-    wait_up "$url"
-    wrk -t2 -c64 -d8s -H "X-API-Key: $KEY" "$url" >/dev/null
-    if ((refused > 0)); then
-      wrk -t2 -c64 -d"${refused}s" -H "X-API-Key: $GHOST_KEY" "$url" >/dev/null
-    fi
-    kill -INT "$pid"
-    for _ in $(seq 200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$pid" 2>/dev/null; then echo "pgo: $1 did not stop within 20 s" >&2; exit 1; fi
-  }
-  TRAIN=$(free_port)
-  gateway_config train "$TRAIN" "$(free_port)" > "$work/train.yaml"
-  train "http://127.0.0.1:$TRAIN$PATH_Q" 2 target/pgo-generate/production/imgproxy-gateway --config "$work/train.yaml"
-  TRAIN=$(free_port)
-  train "http://127.0.0.1:$TRAIN$PATH_Q" 0 target/pgo-generate/production/examples/minimal_proxy "127.0.0.1:$TRAIN" "127.0.0.1:$B1" "127.0.0.1:$B2"
-  if (($(find "$raw" -name '*.profraw' | wc -l) < 2)); then
-    echo "pgo: expected a profile from each proxy in $raw" >&2; ls -l "$raw" >&2; exit 1
-  fi
-  "$profdata" merge -o target/pgo.profdata "$raw"
-  echo "== building with the profiles (target/pgo)" >&2
-  RUSTFLAGS="-Cprofile-use=$PWD/target/pgo.profdata" CARGO_TARGET_DIR=target/pgo \
-    cargo build --locked --profile production --bin imgproxy-gateway --example minimal_proxy >&2
-  BIN=target/pgo/production/imgproxy-gateway
-  MINIMAL=target/pgo/production/examples/minimal_proxy
-  if [[ ${PGO_ONLY:-0} == 1 ]]; then
-    echo "built with profile-guided optimisation: $BIN, $MINIMAL"
-    exit 0
-  fi
-fi
 
 "$MINIMAL" "127.0.0.1:$MIN" "127.0.0.1:$B1" "127.0.0.1:$B2" 2>"$work/minimal.log" &
 pids+=($!); MIN_PID=$!
