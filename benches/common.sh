@@ -16,6 +16,19 @@ need_commands() {
   fi
 }
 
+# stop_pids PID...: SIGTERM, then SIGKILL what has not stopped within two seconds (Pingora's
+# graceful stop can outlast a script: seen, a minimal proxy still up minutes later); reaped.
+stop_pids() {
+  (($#)) || return 0
+  kill "$@" 2>/dev/null || true
+  for _ in $(seq 20); do
+    kill -0 "$@" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -9 "$@" 2>/dev/null || true
+  wait 2>/dev/null || true  # reaped (bash still reports a process it had to kill -9)
+}
+
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # start_nginx NAME HTTP-BLOCK: one instance, 2 workers, its pid and error log under $work.

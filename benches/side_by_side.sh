@@ -5,13 +5,14 @@
 #   ROUNDS=1 SECONDS_PER_RUN=4 bash benches/side_by_side.sh
 #   BASELINE=/tmp/gateway-before CONTENDERS="minimal gateway baseline" bash benches/side_by_side.sh
 #   PGO=0 bash benches/side_by_side.sh      # both proxies built plain (no profile), not as released
-#   PGO_ONLY=1 bash benches/side_by_side.sh # only build them (target/pgo/production/)
+#   BUILD_ONLY=1 bash benches/side_by_side.sh  # only build them
 #   BUILD=0 bash benches/side_by_side.sh    # the binaries an earlier run built, as they are
 #
 # Two nginx "imgproxy" backends answer every path with a 2 KiB body. In front of them, in turn:
 #   nginx      an nginx reverse proxy (2 workers, upstream keepalive 256, buffered access log)
 #   minimal    examples/minimal_proxy.rs (Pingora 0.9.1, mimalloc, work_stealing: false, peers
-#              built once), built as the gateway is
+#              built once), built as the gateway is (profile-guided: trained alone, on the
+#              same request, target/pgo-minimal)
 #   gateway    imgproxy-gateway as released (scripts/pgo-build.sh: production profile,
 #              profile-guided), embedded mode, the legacy key, every limit and quota on with high
 #              values, request log lines on (INFO)
@@ -44,9 +45,8 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 # (`cargo build --profile production`).
 if [[ ${PGO:-1} == 1 ]]; then
   BIN=target/pgo/production/imgproxy-gateway
-  MINIMAL=target/pgo/production/examples/minimal_proxy
+  MINIMAL=target/pgo-minimal/production/examples/minimal_proxy
   [[ ${BUILD:-1} == 0 ]] || WITH_MINIMAL=1 bash scripts/pgo-build.sh >&2
-  if [[ ${PGO_ONLY:-0} == 1 ]]; then exit 0; fi
 else
   BIN=target/production/imgproxy-gateway
   MINIMAL=target/production/examples/minimal_proxy
@@ -55,23 +55,19 @@ else
     cargo build --locked --profile production --bin imgproxy-gateway --example minimal_proxy >&2
   fi
 fi
+for binary in "$BIN" "$MINIMAL"; do
+  [[ -x $binary ]] || { echo "no $binary (BUILD=0 runs what an earlier run built)" >&2; exit 1; }
+done
+if [[ ${BUILD_ONLY:-0} == 1 ]]; then echo "built: $BIN $MINIMAL"; exit 0; fi
 
 work=$(mktemp -d)
 chmod 755 "$work"  # nginx workers read the body as their own user
 pids=()
 cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pidfile in "$work/nginx.pid" "$work/backends.pid"; do
     [[ -f $pidfile ]] && kill "$(cat "$pidfile")" 2>/dev/null || true
   done
-  # Pingora's graceful stop can outlast the script (seen: a minimal proxy still up minutes
-  # later); what has not stopped after two seconds is killed.
-  for _ in $(seq 20); do
-    kill -0 "${pids[@]}" 2>/dev/null || break
-    sleep 0.1
-  done
-  for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true  # reaped (bash still reports a process it had to kill -9)
+  stop_pids "${pids[@]}"
   rm -rf "$work"
 }
 trap cleanup EXIT
