@@ -6,7 +6,7 @@
 #
 #   bash benches/code_path.sh                  # 2000 keep-alive requests after 300
 #   REQUESTS=500 WARMUP=100 bash benches/code_path.sh
-#   MINIMAL=… GATEWAY=… bash benches/code_path.sh   # other builds (PGO: target/pgo/production/…)
+#   MINIMAL=… GATEWAY=… bash benches/code_path.sh   # other builds (PGO: target/pgo/…, target/pgo-minimal/…)
 #   DUMPS=DIR bash benches/code_path.sh        # keep both dumps, for callgrind_annotate
 #
 # Each proxy (production profile, in front of side_by_side.sh's two nginx backends, the gateway
@@ -30,7 +30,9 @@ GATEWAY="${GATEWAY:-target/production/imgproxy-gateway}"
 need_commands cmake:cmake nginx:nginx-light valgrind:valgrind
 if [[ $MINIMAL == target/production/* || $GATEWAY == target/production/* ]]; then
   echo "== building (production profile)" >&2
-  cargo build --locked --profile production --bin imgproxy-gateway --example minimal_proxy >&2
+  # Two invocations, so that the gateway does not get the example's dev-dependency features.
+  cargo build --locked --profile production --bin imgproxy-gateway >&2
+  cargo build --locked --profile production --example minimal_proxy >&2
 fi
 
 work=$(mktemp -d)

@@ -52,7 +52,10 @@ else
   MINIMAL=target/production/examples/minimal_proxy
   if [[ ${BUILD:-1} != 0 ]]; then
     echo "== building (production profile)" >&2
-    cargo build --locked --profile production --bin imgproxy-gateway --example minimal_proxy >&2
+    # Two invocations: built together, the gateway would get the example's dev-dependency
+    # features (not the binary a user builds).
+    cargo build --locked --profile production --bin imgproxy-gateway >&2
+    cargo build --locked --profile production --example minimal_proxy >&2
   fi
 fi
 for binary in "$BIN" "$MINIMAL"; do

@@ -32,8 +32,6 @@ profdata="$(rustc --print sysroot)/lib/rustlib/$host/bin/llvm-profdata"
 [[ -x $profdata ]] || rustup component add llvm-tools >&2
 [[ -x $profdata ]] || { echo "pgo: no llvm-profdata at $profdata" >&2; exit 1; }
 
-targets=(--bin imgproxy-gateway)
-[[ ${WITH_MINIMAL:-0} == 1 ]] && targets+=(--example minimal_proxy)
 
 work=$(mktemp -d)
 chmod 755 "$work"  # nginx workers read the backends' body as their own user
@@ -45,22 +43,28 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# 1. Instrumented, both in one build (their profiles are kept apart at run time, below).
+# 1. Instrumented. The gateway and the example are built by separate cargo invocations, here
+# and in step 3: built together, the gateway would get the features the example's
+# dev-dependencies turn on, which changes every dependent crate's symbols, so that the profile
+# of one build would not match the other (seen: a gateway built so ran as if unprofiled).
 raw="$PWD/target/pgo-raw"
 echo "== pgo: building instrumented (target/pgo-generate)" >&2
-RUSTFLAGS="-Cprofile-generate=$raw" CARGO_TARGET_DIR=target/pgo-generate \
-  cargo build --locked --profile production "${targets[@]}" >&2
+instrumented() {
+  RUSTFLAGS="-Cprofile-generate=$raw" CARGO_TARGET_DIR=target/pgo-generate \
+    cargo build --locked --profile production "$@" >&2
+}
+instrumented --bin imgproxy-gateway
+[[ ${WITH_MINIMAL:-0} == 1 ]] && instrumented --example minimal_proxy
 rm -rf "$raw"  # what the build's own instrumented proc macros and build scripts wrote
 
-# 2. Trained. Each binary writes its counts under a folder of its own (LLVM_PROFILE_FILE), so
-# that each is built with its own profile alone.
+# 2. Trained, one binary after the other; what each wrote in $raw is moved to a folder of its
+# own when it stops ($raw.NAME), so that each is built with its own profile alone.
 B1=$(free_port); B2=$(free_port)
 start_backends
-# start NAME COMMAND...: run COMMAND in the background, its profile under $raw/NAME (pid in
-# $trainee).
+# start NAME COMMAND...: run COMMAND in the background (pid in $trainee, name in $trainee_name).
 start() {
-  local name=$1; shift
-  LLVM_PROFILE_FILE="$raw/$name/%p-%m.profraw" "$@" 2>>"$work/train.log" &
+  trainee_name=$1; shift
+  "$@" 2>>"$work/train.log" &
   trainee=$!; pids+=("$trainee")
 }
 # drive SECONDS KEY URL [refused]: wrk, 2 threads, 64 keep-alive connections. Unless the
@@ -75,10 +79,17 @@ drive() {
     exit 1
   fi
 }
-# stop: SIGINT, and wait (the binary writes its profile as it exits).
+# stop: SIGINT, and wait (the binary writes its profile as it exits); its profile moved aside.
 stop() {
   kill -INT "$trainee"
-  for _ in $(seq 200); do kill -0 "$trainee" 2>/dev/null || return 0; sleep 0.1; done
+  for _ in $(seq 200); do
+    if ! kill -0 "$trainee" 2>/dev/null; then
+      rm -rf "$raw.$trainee_name"
+      if [[ -d $raw ]]; then mv "$raw" "$raw.$trainee_name"; fi
+      return 0
+    fi
+    sleep 0.1
+  done
   echo "pgo: $trainee did not stop within 20 s" >&2
   exit 1
 }
@@ -115,12 +126,12 @@ fi
 # optimise NAME TARGET-DIR CARGO-TARGET...
 optimise() {
   local name=$1 dir=$2; shift 2
-  if ! compgen -G "$raw/$name/*.profraw" >/dev/null; then
-    echo "pgo: $name wrote no profile in $raw/$name" >&2
+  if ! compgen -G "$raw.$name/*.profraw" >/dev/null; then
+    echo "pgo: $name wrote no profile in $raw.$name" >&2
     exit 1
   fi
   mkdir -p "$dir"
-  "$profdata" merge -o "$work/$name.profdata" "$raw/$name"
+  "$profdata" merge -o "$work/$name.profdata" "$raw.$name"
   local digest; digest=$(sha256sum "$work/$name.profdata" | cut -c1-16)
   local profile="$PWD/$dir/$digest.profdata"
   find "$dir" -maxdepth 1 -name '*.profdata' ! -name "$digest.profdata" -delete
@@ -135,5 +146,5 @@ if [[ ${WITH_MINIMAL:-0} == 1 ]]; then
   optimise minimal target/pgo-minimal --example minimal_proxy
   built+=" target/pgo-minimal/production/examples/minimal_proxy"
 fi
-rm -rf "$raw"
+rm -rf "$raw".*
 echo "built with profile-guided optimisation: $built"
