@@ -55,16 +55,16 @@ instrumented() {
 }
 instrumented --bin imgproxy-gateway
 [[ ${WITH_MINIMAL:-0} == 1 ]] && instrumented --example minimal_proxy
-rm -rf "$raw"  # what the build's own instrumented proc macros and build scripts wrote
+rm -rf "$raw" "$raw".*  # what the build's own instrumented proc macros wrote, earlier runs
 
-# 2. Trained, one binary after the other; what each wrote in $raw is moved to a folder of its
-# own when it stops ($raw.NAME), so that each is built with its own profile alone.
+# 2. Trained, one binary after the other, each writing its counts under a folder of its own
+# ($raw.NAME, by LLVM_PROFILE_FILE), so that each is built with its own profile alone.
 B1=$(free_port); B2=$(free_port)
 start_backends
-# start NAME COMMAND...: run COMMAND in the background (pid in $trainee, name in $trainee_name).
+# start NAME COMMAND...: run COMMAND in the background (pid in $trainee).
 start() {
-  trainee_name=$1; shift
-  "$@" 2>>"$work/train.log" &
+  local name=$1; shift
+  LLVM_PROFILE_FILE="$raw.$name/%p-%m.profraw" "$@" 2>>"$work/train.log" &
   trainee=$!; pids+=("$trainee")
 }
 # drive SECONDS KEY URL [refused]: wrk, 2 threads, 64 keep-alive connections. Unless the
@@ -79,17 +79,10 @@ drive() {
     exit 1
   fi
 }
-# stop: SIGINT, and wait (the binary writes its profile as it exits); its profile moved aside.
+# stop: SIGINT, and wait (the binary writes its profile as it exits).
 stop() {
   kill -INT "$trainee"
-  for _ in $(seq 200); do
-    if ! kill -0 "$trainee" 2>/dev/null; then
-      rm -rf "$raw.$trainee_name"
-      if [[ -d $raw ]]; then mv "$raw" "$raw.$trainee_name"; fi
-      return 0
-    fi
-    sleep 0.1
-  done
+  for _ in $(seq 200); do kill -0 "$trainee" 2>/dev/null || return 0; sleep 0.1; done
   echo "pgo: $trainee did not stop within 20 s" >&2
   exit 1
 }
