@@ -32,7 +32,6 @@ profdata="$(rustc --print sysroot)/lib/rustlib/$host/bin/llvm-profdata"
 [[ -x $profdata ]] || rustup component add llvm-tools >&2
 [[ -x $profdata ]] || { echo "pgo: no llvm-profdata at $profdata" >&2; exit 1; }
 
-
 work=$(mktemp -d)
 chmod 755 "$work"  # nginx workers read the backends' body as their own user
 pids=()
