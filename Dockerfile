@@ -1,19 +1,19 @@
-# Multi-stage build: the release build (production profile, fat LTO, profile-guided: see
-# scripts/pgo-build.sh), run as a non-root user.
+# Multi-stage build: the release build (production profile, fat LTO, profile-guided, laid out
+# by BOLT: see scripts/release-build.sh), run as a non-root user.
 # Config: /etc/imgproxy-gateway/gateway.yaml plus GATEWAY__SECTION__KEY environment overrides
 # (see conf/docker-compose.yml). Reload: `docker kill -s HUP <container>`.
 FROM rust:1.95-bookworm AS build
 # cmake for zlib-ng inside Pingora; nginx-light, wrk, curl and python3 for the training run
 # (two nginx backends on the builder's loopback, wrk driving the instrumented gateway);
-# llvm-tools for llvm-profdata.
+# llvm-tools for llvm-profdata; bolt-22 (bookworm-security) for llvm-bolt.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends cmake nginx-light wrk curl python3 \
+ && apt-get install -y --no-install-recommends cmake nginx-light wrk curl python3 bolt-22 \
  && rm -rf /var/lib/apt/lists/* \
  && rustup component add llvm-tools
 WORKDIR /src
 COPY . .
-RUN bash scripts/pgo-build.sh \
- && cp target/pgo/production/imgproxy-gateway /imgproxy-gateway
+RUN bash scripts/release-build.sh \
+ && cp target/dist/imgproxy-gateway /imgproxy-gateway
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl \

@@ -5,17 +5,18 @@
 #   ROUNDS=1 SECONDS_PER_RUN=4 bash benches/side_by_side.sh
 #   BASELINE=/tmp/gateway-before CONTENDERS="minimal gateway baseline" bash benches/side_by_side.sh
 #   PGO=0 bash benches/side_by_side.sh      # both proxies built plain (no profile), not as released
+#   BOLT=0 bash benches/side_by_side.sh     # both profile-guided, without BOLT's layout
 #   BUILD_ONLY=1 bash benches/side_by_side.sh  # only build them
 #   BUILD=0 bash benches/side_by_side.sh    # the binaries an earlier run built, as they are
 #
 # Two nginx "imgproxy" backends answer every path with a 2 KiB body. In front of them, in turn:
 #   nginx      an nginx reverse proxy (2 workers, upstream keepalive 256, buffered access log)
 #   minimal    examples/minimal_proxy.rs (Pingora 0.9.1, mimalloc, work_stealing: false, peers
-#              built once), built as the gateway is (profile-guided: trained alone, on the
-#              same request, target/pgo-minimal)
-#   gateway    imgproxy-gateway as released (scripts/pgo-build.sh: production profile,
-#              profile-guided), embedded mode, the legacy key, every limit and quota on with high
-#              values, request log lines on (INFO)
+#              built once), built as the gateway is (profile-guided and laid out by BOLT, each
+#              trained alone on the same request: target/dist/minimal_proxy)
+#   gateway    imgproxy-gateway as released (scripts/release-build.sh: production profile,
+#              profile-guided, BOLT), embedded mode, the legacy key, every limit and quota on
+#              with high values, request log lines on (INFO)
 #   min-alt    the minimal proxy again, with the MINIMAL_* settings in MIN_ALT (default
 #              MINIMAL_SHARED_POOL=1: Pingora's one upstream pool instead of one per thread)
 #   baseline   with BASELINE=PATH, another gateway binary (an earlier build) configured alike,
@@ -40,13 +41,13 @@ CONTENDERS="${CONTENDERS:-nginx minimal gateway gw-401 gw-429}"
 need_commands cmake:cmake nginx:nginx-light wrk:wrk
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
-# Both proxies are built as the gateway's release is (scripts/pgo-build.sh: production profile,
-# profile-guided, each trained on the benchmark's request), or with PGO=0 plain
+# Both proxies are built as the gateway's release is (scripts/release-build.sh: production
+# profile, profile-guided and BOLT, each trained on the benchmark's request), or with PGO=0 plain
 # (`cargo build --profile production`).
 if [[ ${PGO:-1} == 1 ]]; then
-  BIN=target/pgo/production/imgproxy-gateway
-  MINIMAL=target/pgo-minimal/production/examples/minimal_proxy
-  [[ ${BUILD:-1} == 0 ]] || WITH_MINIMAL=1 bash scripts/pgo-build.sh >&2
+  BIN=target/dist/imgproxy-gateway
+  MINIMAL=target/dist/minimal_proxy
+  [[ ${BUILD:-1} == 0 ]] || WITH_MINIMAL=1 bash scripts/release-build.sh >&2
 else
   BIN=target/production/imgproxy-gateway
   MINIMAL=target/production/examples/minimal_proxy
