@@ -6,7 +6,7 @@
 #
 #   bash benches/code_path.sh                  # 2000 keep-alive requests after 300
 #   REQUESTS=500 WARMUP=100 bash benches/code_path.sh
-#   MINIMAL=… GATEWAY=… bash benches/code_path.sh   # other builds (PGO: target/pgo/…, target/pgo-minimal/…)
+#   MINIMAL=… GATEWAY=… bash benches/code_path.sh   # other builds (the release build: target/dist/…)
 #   DUMPS=DIR bash benches/code_path.sh        # keep both dumps, for callgrind_annotate
 #
 # Each proxy (production profile, in front of side_by_side.sh's two nginx backends, the gateway

@@ -168,7 +168,7 @@ bolt() {
   [[ -s $work/$name.fdata ]] || { echo "bolt: $name wrote no profile" >&2; exit 1; }
   llvm-bolt-22 "$input" -o "$output.new" -data="$work/$name.fdata" \
     -reorder-blocks=ext-tsp -reorder-functions=cdsort -split-functions -split-all-cold \
-    -icf=all -use-gnu-stack >>"$work/$name.bolt.log" 2>&1 ||
+    -split-eh -icf=safe -use-gnu-stack >>"$work/$name.bolt.log" 2>&1 ||
     { cat "$work/$name.bolt.log" >&2; exit 1; }
   mv "$output.new" "$output"
 }

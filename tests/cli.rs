@@ -9,7 +9,7 @@ fn check_config(yaml: &str, env: &[(&str, &str)]) -> (bool, String) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("g.yaml");
     std::fs::write(&file, yaml).unwrap();
-    let out = Command::new(BIN)
+    let out = Command::new(&*BIN)
         .arg("check-config")
         .arg(&file)
         .envs(env.iter().copied())
@@ -29,7 +29,7 @@ fn printed(out: &std::process::Output) -> String {
 
 #[test]
 fn the_shipped_configuration_is_valid() {
-    let out = Command::new(BIN)
+    let out = Command::new(&*BIN)
         .args([
             "check-config",
             concat!(env!("CARGO_MANIFEST_DIR"), "/conf/gateway.yaml"),
@@ -139,7 +139,7 @@ fn the_shipped_deployment_keeps_the_admin_listener_and_client_addresses_closed()
 
 #[test]
 fn help_lists_the_commands() {
-    let out = Command::new(BIN).arg("--help").output().unwrap();
+    let out = Command::new(&*BIN).arg("--help").output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     for command in ["run", "dev", "dev-backend", "migrate", "check-config"] {
         assert!(text.contains(command), "{command} missing from --help");
@@ -166,7 +166,7 @@ fn passwords_in_dsns_and_urls_are_never_printed() {
         format!("{two}database:\n  driver: postgres\n  dsn: postgres://gw:hunter2@127.0.0.1:1/gw\n  timeout: 2s\n"),
     )
     .unwrap();
-    let out = Command::new(BIN)
+    let out = Command::new(&*BIN)
         .args(["migrate", "--config"])
         .arg(&file)
         .output()

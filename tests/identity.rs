@@ -474,7 +474,7 @@ async fn the_cli_bootstraps_users_and_keys(engine: Engine) {
     };
     let gw = &env.gw;
     let cli = |args: &[&str]| {
-        let out = std::process::Command::new(BIN)
+        let out = std::process::Command::new(&*BIN)
             .args(args)
             .arg("--config")
             .arg(gw.config_path())

@@ -16,10 +16,24 @@ use serde_json::{json, Value};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 pub const KEY: &str = "a8e77f84e2729dc6728889d4be31b123";
-pub const BIN: &str = env!("CARGO_BIN_EXE_imgproxy-gateway");
+/// The binary under test: cargo's build of this checkout, or with `IMGPROXY_GATEWAY_BIN` another
+/// build of it, so that the suite can check the release build (README, "Build for production").
+pub static BIN: LazyLock<String> = LazyLock::new(|| {
+    std::env::var("IMGPROXY_GATEWAY_BIN")
+        .ok()
+        .filter(|path| !path.is_empty())
+        .map(|path| {
+            std::fs::canonicalize(&path)
+                .unwrap_or_else(|e| panic!("IMGPROXY_GATEWAY_BIN={path}: {e}"))
+                .to_string_lossy()
+                .into_owned()
+        })
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_imgproxy-gateway").to_string())
+});
 /// The address the test source names stand for (example.com's, never fetched: backends here
 /// are stubs or dev backends serving loopback sources).
 pub const PUBLIC_SOURCE: &str = "93.184.216.34";
@@ -50,7 +64,7 @@ impl DevBackend {
 
     fn spawn(port: u16, args: &[String]) -> Proc {
         Proc::spawn(
-            Command::new(BIN)
+            Command::new(&*BIN)
                 .args(["dev-backend", "--listen", &format!("127.0.0.1:{port}")])
                 .args(args)
                 .env("RUST_LOG", "warn")
@@ -321,7 +335,7 @@ impl Gateway {
             .open(dir.join("gateway.log"))
             .unwrap();
         Proc::spawn(
-            Command::new(BIN)
+            Command::new(&*BIN)
                 .args(["run", "--config"])
                 .arg(dir.join("gateway.yaml"))
                 .args(extra)
