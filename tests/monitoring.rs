@@ -1,6 +1,8 @@
 //! Monitoring as code: the alert rules pass `promtool check rules` and their unit tests
 //! (`promtool test rules`), and the Grafana dashboard queries only metrics the gateway exports.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -157,7 +159,7 @@ fn the_compose_gateways_have_a_valid_configuration() {
         let env = compose["services"][name.as_str()]["environment"]
             .as_mapping()
             .unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_imgproxy-gateway"));
+        let mut cmd = Command::new(&*common::BIN);
         cmd.arg("check-config").arg(conf("gateway.yaml"));
         for (key, value) in env {
             let value = match value {

@@ -2,15 +2,21 @@
 //! on ephemeral loopback ports; everything stops when dropped.
 #![allow(dead_code)]
 
+pub mod calls;
 pub mod db;
 pub mod load;
 pub mod process;
 pub mod raw;
 pub mod servers;
 pub mod stub;
+pub mod uploads;
 
+#[allow(unused_imports)] // each test binary uses some of them
+pub use calls::*;
 pub use db::TestDb;
 pub use process::{free_port, wait_for_port, Proc};
+#[allow(unused_imports)]
+pub use uploads::*;
 
 use serde_json::{json, Value};
 
@@ -472,150 +478,6 @@ impl Gateway {
     }
 }
 
-pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap()
-}
-
-/// The JSON error body's `code`, asserting the documented shape.
-pub async fn error_code(response: reqwest::Response) -> String {
-    let request_id = response
-        .headers()
-        .get("x-request-id")
-        .expect("X-Request-ID on every answer")
-        .to_str()
-        .unwrap()
-        .to_string();
-    assert_eq!(response.headers()["content-type"], "application/json");
-    let body: serde_json::Value = response.json().await.unwrap();
-    let error = &body["error"];
-    assert!(
-        error["message"].as_str().is_some_and(|m| !m.is_empty()),
-        "{body}"
-    );
-    assert_eq!(error["request_id"], request_id.as_str(), "{body}");
-    error["code"].as_str().unwrap().to_string()
-}
-
-/// One admin-listener call: status and JSON body.
-pub async fn admin(
-    gw: &Gateway,
-    method: &str,
-    path: &str,
-    key: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut req = client()
-        .request(method.parse().unwrap(), gw.admin_url(path))
-        .header("X-API-Key", key);
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    let r = req.send().await.unwrap();
-    let status = r.status().as_u16();
-    let text = r.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
-}
-
-/// Create a user through the admin API; its first key.
-pub async fn create_user(gw: &Gateway, id: &str, role: &str, extra: Value) -> String {
-    let mut body = json!({"id": id, "name": format!("User {id}"), "email": format!("{id}@example.com"), "role": role});
-    body.as_object_mut()
-        .unwrap()
-        .extend(extra.as_object().unwrap().clone());
-    let (status, answer) = admin(gw, "POST", "/api/v1/users", KEY, Some(body)).await;
-    assert_eq!(status, 201, "{answer}");
-    answer["api_key"]["key"].as_str().unwrap().to_string()
-}
-
-/// Poll `check` every 50 ms until it holds or `limit` passes; how long it took.
-pub async fn within<F, Fut>(limit: Duration, mut check: F) -> Option<Duration>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while start.elapsed() <= limit {
-        if check().await {
-            return Some(start.elapsed());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    None
-}
-
-/// Fixed one-minute windows: start away from the end of a clock minute, so a test's requests
-/// stay inside one window (a test needs well under 20 s).
-pub async fn away_from_a_minute_boundary() {
-    let second = chrono::Utc::now().timestamp() % 60;
-    if second >= 40 {
-        tokio::time::sleep(Duration::from_secs((61 - second) as u64)).await;
-    }
-}
-
-/// `GET /api/v1/convert` of a sample URL with `key` (stub backends answer it).
-pub async fn convert(gw: &Gateway, key: &str) -> reqwest::Response {
-    client()
-        .get(gw.url(CONVERT))
-        .header("X-API-Key", key)
-        .send()
-        .await
-        .unwrap()
-}
-
-/// `GET /api/v1/convert?url=<source>&<query>` with the legacy key and extra `headers`.
-pub async fn convert_source(
-    gw: &Gateway,
-    source: &str,
-    query: &[(&str, &str)],
-    headers: &[(&str, &str)],
-) -> reqwest::Response {
-    let mut request = client()
-        .get(gw.url("/api/v1/convert"))
-        .query(&[("url", source)])
-        .query(query)
-        .header("X-API-Key", KEY);
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    request.send().await.unwrap()
-}
-
-/// The admin listener's `/metrics` exposition.
-pub async fn metrics_text(gw: &Gateway) -> String {
-    client()
-        .get(gw.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
-/// The value of one series of the admin listener's `/metrics`, e.g.
-/// `user_rate_limit_violations{limit_type="ip",user_id="legacy"}` (labels in name order).
-pub async fn metric(gw: &Gateway, series: &str) -> Option<f64> {
-    metrics_text(gw)
-        .await
-        .lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-}
-
-/// `GET url` (with `key`, if any) as JSON.
-pub async fn get_json(url: String, key: Option<&str>) -> Value {
-    let mut req = client().get(url);
-    if let Some(key) = key {
-        req = req.header("X-API-Key", key);
-    }
-    req.send().await.unwrap().json().await.unwrap()
-}
-
 /// A gateway with two image stubs on a fresh database of `engine` (identity and access tests).
 pub struct Env {
     pub gw: Gateway,
@@ -663,94 +525,3 @@ macro_rules! on_both_databases {
 
 #[allow(unused_imports)]
 pub(crate) use on_both_databases;
-
-/// A real JPEG padded with trailing bytes to `size` (image sniffing reads only the head).
-pub fn jpeg_of_size(size: usize) -> Vec<u8> {
-    let mut bytes = std::fs::read(fixture("board-720x477.jpg")).unwrap();
-    bytes.resize(size.max(bytes.len()), 0);
-    bytes
-}
-
-/// Upload `bytes` `n` times at once, round robin over `gateways`: each answer's status and
-/// `quota` field (for a 402).
-pub async fn parallel_uploads(
-    gateways: &[&Gateway],
-    key: &str,
-    n: usize,
-    bytes: &[u8],
-) -> Vec<(u16, Option<String>)> {
-    let handles: Vec<_> = (0..n)
-        .map(|i| {
-            let url = gateways[i % gateways.len()].url("/api/v1/upload");
-            let (key, bytes) = (key.to_string(), bytes.to_vec());
-            tokio::spawn(async move {
-                let form = reqwest::multipart::Form::new().part(
-                    "file",
-                    reqwest::multipart::Part::bytes(bytes).file_name("a.jpg"),
-                );
-                let r = client()
-                    .post(url)
-                    .header("X-API-Key", key)
-                    .multipart(form)
-                    .send()
-                    .await
-                    .unwrap();
-                let status = r.status().as_u16();
-                let body: Value = r.json().await.unwrap_or(Value::Null);
-                (status, body["error"]["quota"].as_str().map(str::to_string))
-            })
-        })
-        .collect();
-    let mut out = Vec::new();
-    for h in handles {
-        out.push(h.await.unwrap());
-    }
-    out
-}
-
-/// The stored bytes of `user` by the admin quota report, and a check that every answer was a
-/// 200 or a storage 402 and that the 200s are what is stored.
-pub async fn storage_after_parallel_uploads(
-    gw: &Gateway,
-    user: &str,
-    answers: &[(u16, Option<String>)],
-    each: usize,
-) -> u64 {
-    for (status, quota) in answers {
-        assert!(
-            *status == 200 || (*status == 402 && quota.as_deref() == Some("storage_bytes")),
-            "{answers:?}"
-        );
-    }
-    let stored = answers.iter().filter(|(s, _)| *s == 200).count();
-    assert!(stored >= 1, "at least one upload fits: {answers:?}");
-    let (_, quota) = admin(gw, "GET", &format!("/api/v1/users/{user}/quota"), KEY, None).await;
-    let used = quota["storage_bytes"]["used"].as_u64().unwrap();
-    assert_eq!(
-        used,
-        (stored * each) as u64,
-        "the stored uploads are what counts"
-    );
-    used
-}
-
-/// Send every request at once; their statuses in order (0: no answer).
-pub async fn all_at_once(requests: impl IntoIterator<Item = reqwest::RequestBuilder>) -> Vec<u16> {
-    let handles: Vec<_> = requests
-        .into_iter()
-        .map(|request| {
-            tokio::spawn(async move {
-                request
-                    .send()
-                    .await
-                    .map(|r| r.status().as_u16())
-                    .unwrap_or(0)
-            })
-        })
-        .collect();
-    let mut statuses = Vec::new();
-    for h in handles {
-        statuses.push(h.await.unwrap());
-    }
-    statuses
-}
