@@ -4,7 +4,7 @@
 mod common;
 
 use common::stub::{Mode, Stub};
-use common::{admin, convert, create_user, Gateway, KEY};
+use common::{admin, convert, create_user, Gateway, LogValve, KEY};
 use serde_json::{json, Value};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -187,4 +187,52 @@ async fn a_graceful_stop_loses_no_log_line() {
     let log = gw.log();
     let last = log.lines().last().unwrap_or_default();
     assert!(last.contains("All runtimes exited, exiting now"), "{last}");
+}
+
+/// A log reader that stops reading (journald or a log shipper falling behind: the gateway's
+/// stderr is a pipe nobody drains) holds no request up while the lines waiting stay under the
+/// bound (1 MiB): they wait in memory, only the flusher thread is blocked on the pipe, and once
+/// the reader reads again every line arrives. (Before, the thread that logged the line that
+/// filled a batch wrote it itself, and with the pipe full it stopped serving: every request on
+/// its connections waited for the reader.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_log_reader_that_stops_holds_no_request_up() {
+    let (a, b) = common::image_stubs().await;
+    let valve = LogValve::default();
+    let gw = Gateway::over(&[&a, &b])
+        .yaml("observability:\n  log_level: INFO")
+        .log_valve(&valve)
+        .start()
+        .await;
+    let unknown = "imgproxy_nobody_0123456789abcdef0123456789abcdef";
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let refuse = |n: usize| {
+        common::all_at_once((0..n).map(|_| {
+            client
+                .get(gw.url(common::CONVERT))
+                .header("X-API-Key", unknown)
+        }))
+    };
+    assert_eq!(refuse(1).await, [401]);
+    gw.wait_log("\"event\":\"auth_failure\"", 1).await;
+    let before = gw.log().len();
+    valve.stop();
+    // At once, so that batches fill faster than the flusher's 100 ms tick empties them.
+    let answered = refuse(600).await;
+    let refused = answered.iter().filter(|s| **s == 401).count();
+    valve.resume();
+    assert_eq!(
+        refused,
+        answered.len(),
+        "answered while the log reader was stopped (0: no answer within 10 s): {answered:?}"
+    );
+    gw.wait_log("\"event\":\"auth_failure\"", 601).await;
+    // What waited: many times the pipe (64 KiB) and the reader's last read (64 KiB), under the
+    // 1 MiB the gateway holds before the thread that logs writes itself.
+    let waited = gw.log().len() - before;
+    eprintln!("600 refusals logged {waited} bytes while the reader was stopped");
+    assert!((3 * 64 * 1024..1024 * 1024).contains(&waited), "{waited}");
 }

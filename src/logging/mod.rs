@@ -2,11 +2,13 @@
 //! JSON objects are merged into the line rather than quoted.
 //!
 //! Lines are formatted into a per-thread buffer and appended to one in memory (`Sink`), which
-//! is written to stderr when it holds `WRITE_AT` bytes, every `FLUSH_EVERY` by a thread of its
-//! own, and by `flush()` when the process stops: a request costs no write syscall, a refused
-//! one neither (security events are warnings, held like any line). Errors are written at once.
-//! Nothing is ever dropped: when stderr cannot keep up and `HOLD_AT_MOST` bytes wait, the
-//! thread that logs writes them itself, so memory stays bounded.
+//! a thread of its own (the flusher) writes to stderr every `FLUSH_EVERY`, and at once when
+//! it holds `WRITE_AT` bytes (the thread that logs wakes it), and `flush()` when the process
+//! stops: a request costs no write syscall, a refused one neither (security events are
+//! warnings, held like any line), and a stderr that blocks (a pipe its reader has stopped
+//! reading) holds up the flusher, not the threads that serve requests. Errors are written at
+//! once. Nothing is ever dropped: when stderr cannot keep up and `HOLD_AT_MOST` bytes wait,
+//! the thread that logs writes them itself, so memory stays bounded.
 
 mod fields;
 
@@ -34,17 +36,23 @@ struct Sink {
 }
 
 impl Sink {
-    /// Append one line; write now when asked to or when enough is held.
+    /// Append one line; write now when asked to or past the bound, and have the flusher write
+    /// when enough is held.
     fn push(&self, line: &[u8], now: bool) {
-        let size = {
+        let (before, size) = {
             let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+            let before = held.len();
             held.extend_from_slice(line);
-            held.len()
+            (before, held.len())
         };
-        if now || size >= WRITE_AT {
-            // Past the bound the caller waits for the write; below it, a flusher already
-            // writing takes these lines too.
-            self.write(size >= HOLD_AT_MOST || now);
+        if now || size >= HOLD_AT_MOST {
+            self.write(true);
+        } else if before < WRITE_AT && size >= WRITE_AT {
+            // Once per batch: the flusher takes every line held when it wakes.
+            match FLUSHER.get() {
+                Some(Some(flusher)) => flusher.unpark(),
+                _ => self.write(false),
+            }
         }
     }
 
@@ -75,6 +83,10 @@ static SINK: Sink = Sink {
     held: Mutex::new(Vec::new()),
     writing: Mutex::new(Vec::new()),
 };
+
+/// The thread that writes held lines (`None` if it could not be started: then the thread that
+/// logs writes them).
+static FLUSHER: OnceLock<Option<std::thread::Thread>> = OnceLock::new();
 
 /// Write every line held (at shutdown; lines logged after it are written by the next flush).
 pub fn flush() {
@@ -236,15 +248,17 @@ pub fn init(level: LogLevel, format: LogFormat) {
     let logger = Logger {
         filter: filter.build(),
     };
-    static FLUSHER: OnceLock<()> = OnceLock::new();
     if log::set_boxed_logger(Box::new(logger)).is_ok() {
         FLUSHER.get_or_init(|| {
-            let _ = std::thread::Builder::new()
+            std::thread::Builder::new()
                 .name("log-flush".into())
                 .spawn(|| loop {
-                    std::thread::sleep(FLUSH_EVERY);
+                    // Woken early by `Sink::push` when a batch is held.
+                    std::thread::park_timeout(FLUSH_EVERY);
                     SINK.write(false);
-                });
+                })
+                .ok()
+                .map(|flusher| flusher.thread().clone())
         });
     }
     set_level(level);

@@ -5,6 +5,7 @@
 pub mod calls;
 pub mod db;
 pub mod load;
+pub mod log_valve;
 pub mod process;
 pub mod raw;
 pub mod servers;
@@ -14,6 +15,7 @@ pub mod uploads;
 #[allow(unused_imports)] // each test binary uses some of them
 pub use calls::*;
 pub use db::TestDb;
+pub use log_valve::LogValve;
 pub use process::{free_port, wait_for_port, Proc};
 #[allow(unused_imports)]
 pub use uploads::*;
@@ -122,6 +124,7 @@ pub struct GatewayBuilder {
     database_lines: String,
     imgproxy: String,
     source_hosts: String,
+    log_valve: Option<LogValve>,
 }
 
 impl GatewayBuilder {
@@ -198,6 +201,13 @@ impl GatewayBuilder {
         self
     }
 
+    /// The gateway's stderr goes through a pipe read while `valve` is open (a log reader that
+    /// can fall behind), then to its log file as usual.
+    pub fn log_valve(mut self, valve: &LogValve) -> Self {
+        self.log_valve = Some(valve.clone());
+        self
+    }
+
     /// The listeners speak TLS (the `tls:` section comes through `yaml`): trust `root_pem`.
     pub fn tls(mut self, root_pem: &[u8], admin: bool) -> Self {
         self.tls = Some(Tls {
@@ -240,7 +250,7 @@ backends:\n{backends}{}",
             self.yaml
         );
         std::fs::write(dir.path().join("gateway.yaml"), config).unwrap();
-        let proc = Gateway::spawn(dir.path());
+        let proc = Gateway::spawn_logging(dir.path(), &[], self.log_valve.as_ref());
         // Port 0: the gateway says which ports it got.
         let (port, admin_port) = listening(dir.path()).await;
         let gateway = Gateway {
@@ -309,6 +319,7 @@ impl Gateway {
             database_lines: String::new(),
             imgproxy: String::new(),
             source_hosts: String::new(),
+            log_valve: None,
         }
     }
 
@@ -335,19 +346,28 @@ impl Gateway {
     }
 
     fn spawn_with(dir: &Path, extra: &[&str]) -> Proc {
+        Self::spawn_logging(dir, extra, None)
+    }
+
+    /// Output to `gateway.log` in `dir`, stderr through `valve`'s pipe when given.
+    fn spawn_logging(dir: &Path, extra: &[&str], valve: Option<&LogValve>) -> Proc {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(dir.join("gateway.log"))
             .unwrap();
+        let stderr: Stdio = match valve {
+            Some(valve) => valve.pipe_into(log.try_clone().unwrap()).into(),
+            None => log.try_clone().unwrap().into(),
+        };
         Proc::spawn(
             Command::new(&*BIN)
                 .args(["run", "--config"])
                 .arg(dir.join("gateway.yaml"))
                 .args(extra)
                 .current_dir(dir)
-                .stdout(log.try_clone().unwrap())
-                .stderr(log),
+                .stdout(log)
+                .stderr(stderr),
         )
     }
 
