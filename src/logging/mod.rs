@@ -47,10 +47,12 @@ impl Sink {
         };
         if now || size >= HOLD_AT_MOST {
             self.write(true);
-        } else if before < WRITE_AT && size >= WRITE_AT {
-            // Once per batch: the flusher takes every line held when it wakes.
+        } else if size >= WRITE_AT {
             match FLUSHER.get() {
-                Some(Some(flusher)) => flusher.unpark(),
+                // Once per batch: the flusher takes every line held when it wakes.
+                Some(Some(flusher)) if before < WRITE_AT => flusher.unpark(),
+                Some(Some(_)) => {}
+                // No flusher: write now, unless another thread is writing.
                 _ => self.write(false),
             }
         }
