@@ -25,7 +25,9 @@
 # contenders alternating within each round: in the order given in odd rounds, in reverse in even
 # ones (so that none always runs right after the same one). Printed per run: req/s, p99, socket
 # errors, non-2xx, CPU per request (utime + stime of the contender's processes from /proc, over
-# the requests wrk completed) and RSS (summed over its processes, at the end of the run); then
+# the requests wrk completed), RSS (summed over its processes, at the end of the run) and the
+# user part of that CPU (utime alone: the contender's own code, where the kernel's part is
+# mostly the same sockets for every contender); then
 # per round the ratios gateway/minimal and gateway/nginx. Each run starts after a `sync`, so
 # that the disk writeback of earlier runs' log lines does not land in it. Everything listens on
 # 127.0.0.1 and stops at exit.
@@ -132,12 +134,13 @@ pids_of() {
 }
 port_of() { case $1 in nginx) echo "$NGINX" ;; minimal) echo "$MIN" ;; min-alt) echo "$ALT" ;; baseline) echo "$BASE" ;; *) echo "$GW" ;; esac; }
 key_of() { case $1 in gw-401) echo "$GHOST_KEY" ;; gw-429) echo "$LIMITED_KEY" ;; *) echo "$KEY" ;; esac; }
-# CPU ticks (utime + stime) and RSS (kB) summed over the given pids.
-ticks() { local t=0; for p in $*; do read -r -a f < "/proc/$p/stat"; t=$((t + f[13] + f[14])); done; echo "$t"; }
+# CPU ticks, "utime stime", and RSS (kB), summed over the given pids.
+ticks() { local u=0 s=0; for p in $*; do read -r -a f < "/proc/$p/stat"; u=$((u + f[13])); s=$((s + f[14])); done; echo "$u $s"; }
 rss() { local r=0; for p in $*; do r=$((r + $(awk '/VmRSS/ {print $2}' "/proc/$p/status"))); done; echo "$r"; }
 HZ=$(getconf CLK_TCK)
 
-# One wrk run: "req/s p99_ms errors non2xx cpu_us_per_req rss_mb".
+# One wrk run: "req/s p99_ms errors non2xx cpu_us_per_req rss_mb user_us_per_req" (the CPU
+# per request, and the part of it spent in the contender's own code rather than the kernel's).
 run() {
   local who=$1 conns=$2 out
   local pids_now; pids_now=$(pids_of "$who")
@@ -145,29 +148,31 @@ run() {
   # disk now, not during this run: the kernel's writeback of them would take CPU from whichever
   # contender ran 30 s later (dirty pages expire after 30 s).
   sync
-  local before; before=$(ticks $pids_now)
+  local before_user before_sys; read -r before_user before_sys <<<"$(ticks $pids_now)"
   out=$(wrk -t2 -c"$conns" -d"${SECONDS_PER_RUN}s" --latency -H "X-API-Key: $(key_of "$who")" \
     "http://127.0.0.1:$(port_of "$who")$PATH_Q")
-  local after; after=$(ticks $pids_now)
+  local after_user after_sys; read -r after_user after_sys <<<"$(ticks $pids_now)"
   local rps p99 total errors non2xx
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p99=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub("us","",v); v/=1000} else if (v ~ /ms$/) {sub("ms","",v)} else if (v ~ /s$/) {sub("s","",v); v*=1000}; print v}' <<<"$out")
   total=$(awk '/requests in/ {print $1}' <<<"$out")
   errors=$(awk '/Socket errors/ {gsub(",",""); print $4+$6+$8+$10; found=1} END {if (!found) print 0}' <<<"$out")
   non2xx=$(awk '/Non-2xx/ {print $5; found=1} END {if (!found) print 0}' <<<"$out")
-  local cpu_us; cpu_us=$(awk -v t=$((after - before)) -v hz="$HZ" -v n="$total" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}')
+  local user=$((after_user - before_user)) sys=$((after_sys - before_sys))
+  local cpu_us; cpu_us=$(awk -v t=$((user + sys)) -v hz="$HZ" -v n="$total" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}')
+  local user_us; user_us=$(awk -v t="$user" -v hz="$HZ" -v n="$total" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}')
   local rss_mb; rss_mb=$(awk -v k="$(rss $pids_now)" 'BEGIN {printf "%.0f", k / 1024}')
-  echo "$rps $p99 $errors $non2xx $cpu_us $rss_mb"
+  echo "$rps $p99 $errors $non2xx $cpu_us $rss_mb $user_us"
 }
 
-printf '%-6s %-8s %6s %10s %9s %7s %7s %10s %7s\n' round who conns "req/s" "p99 ms" errors non2xx "cpu µs/req" "RSS MB"
+printf '%-6s %-8s %6s %10s %9s %7s %7s %10s %7s %8s\n' round who conns "req/s" "p99 ms" errors non2xx "cpu µs/req" "RSS MB" "user µs"
 for round in $(seq "$ROUNDS"); do
   for conns in $CONCURRENCIES; do
     order=$CONTENDERS
     if ((round % 2 == 0)); then order=$(tr ' ' '\n' <<<"$CONTENDERS" | tac | tr '\n' ' '); fi
     for who in $order; do
-      read -r r p e n c m <<<"$(run "$who" "$conns")"
-      printf '%-6s %-8s %6s %10s %9s %7s %7s %10s %7s\n' "$round" "$who" "$conns" "$r" "$p" "$e" "$n" "$c" "$m" | tee -a "$work/results"
+      read -r r p e n c m us <<<"$(run "$who" "$conns")"
+      printf '%-6s %-8s %6s %10s %9s %7s %7s %10s %7s %8s\n' "$round" "$who" "$conns" "$r" "$p" "$e" "$n" "$c" "$m" "$us" | tee -a "$work/results"
     done
     # This round's ratios, from the lines just printed.
     awk -v r="$round" -v c="$conns" '$1 == r && $3 == c { rps[$2] = $4; p99[$2] = $5 }
@@ -185,14 +190,14 @@ done
 echo
 echo "medians over $ROUNDS round(s):"
 sort -k2,2 -k3,3n -k4,4n "$work/results" | awk '
-  { key = $2 " " $3; n[key]++; v[key, n[key]] = $4; q[key, n[key]] = $5; u[key, n[key]] = $8
+  { key = $2 " " $3; n[key]++; v[key, n[key]] = $4; q[key, n[key]] = $5; u[key, n[key]] = $8; s[key, n[key]] = $10
     e[key] += $6; x[key] += $7; m[key] = ($9 > m[key] ? $9 : m[key]) }
   function median(arr, k, c,   i, j, t, a) { for (i = 1; i <= c; i++) a[i] = arr[k, i]
     for (i = 1; i <= c; i++) for (j = i + 1; j <= c; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
     return (c % 2) ? a[(c + 1) / 2] : (a[c / 2] + a[c / 2 + 1]) / 2 }
-  END { for (key in n) printf "%s %.0f %.2f %d %d %d %.1f\n", key, median(v, key, n[key]), median(q, key, n[key]), e[key], x[key], m[key], median(u, key, n[key]) }' |
+  END { for (key in n) printf "%s %.0f %.2f %d %d %d %.1f %.1f\n", key, median(v, key, n[key]), median(q, key, n[key]), e[key], x[key], m[key], median(u, key, n[key]), median(s, key, n[key]) }' |
   sort -k2,2n -k1,1 > "$work/medians"
-awk '{ printf "  %-8s c%-5s %10.0f req/s  p99 %7.2f ms  cpu %6.1f µs/req  errors %d  non2xx %d  max RSS %d MB\n", $1, $2, $3, $4, $8, $5, $6, $7 }' "$work/medians"
+awk '{ printf "  %-8s c%-5s %10.0f req/s  p99 %7.2f ms  cpu %6.1f µs/req (user %5.1f)  errors %d  non2xx %d  max RSS %d MB\n", $1, $2, $3, $4, $8, $9, $5, $6, $7 }' "$work/medians"
 echo "targets:"
 awk '{ rps[$1, $2] = $3; p99[$1, $2] = $4; err[$1, $2] = $5; non[$1, $2] = $6; rss[$1, $2] = $7; seen[$2] = 1; who[$1] = 1 }
   function check(ok, text) { printf "  %-4s %s\n", ok ? "met" : "MISS", text }
