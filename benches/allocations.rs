@@ -128,13 +128,16 @@ fn free_port() -> u16 {
     listener.local_addr().expect("its address").port()
 }
 
-/// An "imgproxy" answering every request with the same 2 KiB body, a thread per connection.
+/// An "imgproxy" answering every request with the same 2 KiB body and imgproxy's own
+/// `Cache-Control` (its default TTL), a thread per connection.
 fn backend() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("backend port");
     let port = listener.local_addr().expect("backend address").port();
-    let mut answer =
-        format!("HTTP/1.1 200 OK\r\nContent-Type: image/webp\r\nContent-Length: {BODY}\r\n\r\n")
-            .into_bytes();
+    let mut answer = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: image/webp\r\nCache-Control: max-age=31536000, public\r\n\
+         Content-Length: {BODY}\r\n\r\n"
+    )
+    .into_bytes();
     answer.resize(answer.len() + BODY, b'x');
     let answer: &'static [u8] = answer.leak();
     std::thread::spawn(move || {

@@ -4,11 +4,57 @@
 //! `private` keeps imgproxy's `max-age`, and `ETag`/`Last-Modified` pass through so
 //! conditional requests (304) work.
 
+use http::header::InvalidHeaderValue;
+use http::HeaderValue;
 use std::borrow::Cow;
+use std::cell::RefCell;
+
+/// What an answer's `Cache-Control` was made from, and the value made.
+struct Made {
+    backend: Option<Vec<u8>>,
+    configured: Option<String>,
+    value: HeaderValue,
+}
+
+thread_local! {
+    /// The value this thread made last. A backend says the same for every answer (imgproxy:
+    /// `max-age` of its TTL, `public`) and the operator's value changes only with a reload, so
+    /// most answers reuse it: no parse, no formatting and no allocation per answer.
+    static LAST: RefCell<Option<Made>> = const { RefCell::new(None) };
+}
+
+/// [`policy`] as a header value, reused while the backend's field and the configured value
+/// are what the last answer of this thread had.
+pub fn image_cache_control(
+    backend: Option<&HeaderValue>,
+    configured: Option<&str>,
+) -> Result<HeaderValue, InvalidHeaderValue> {
+    let bytes = backend.map(HeaderValue::as_bytes);
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if let Some(made) = last.as_ref() {
+            if made.backend.as_deref() == bytes && made.configured.as_deref() == configured {
+                return Ok(made.value.clone());
+            }
+        }
+        // A field that is not visible ASCII carries no directive this reads: as if absent.
+        let text = backend.and_then(|b| b.to_str().ok());
+        let value = match policy(text, configured) {
+            Cow::Borrowed(fixed) => HeaderValue::from_static(fixed),
+            Cow::Owned(made) => HeaderValue::try_from(made)?,
+        };
+        *last = Some(Made {
+            backend: bytes.map(<[u8]>::to_vec),
+            configured: configured.map(str::to_string),
+            value: value.clone(),
+        });
+        Ok(value)
+    })
+}
 
 /// The `Cache-Control` of an image answer: the operator's value when configured, else
 /// `private` with the backend's `max-age` (or `no-cache` when the backend asked for it).
-pub fn image_cache_control(backend: Option<&str>, configured: Option<&str>) -> Cow<'static, str> {
+pub fn policy(backend: Option<&str>, configured: Option<&str>) -> Cow<'static, str> {
     if let Some(value) = configured {
         return value.to_string().into();
     }
@@ -53,11 +99,38 @@ mod tests {
             (Some("max-age=x"), "private"),
             (None, "private"),
         ] {
-            assert_eq!(image_cache_control(backend, None), expected, "{backend:?}");
+            assert_eq!(policy(backend, None), expected, "{backend:?}");
         }
         assert_eq!(
-            image_cache_control(Some("max-age=1, public"), Some("public, max-age=60")),
+            policy(Some("max-age=1, public"), Some("public, max-age=60")),
             "public, max-age=60"
         );
+    }
+
+    /// The value reused for the next answer is the one its own inputs make: a change of the
+    /// backend's field or of the configured value is never answered with the last value.
+    #[test]
+    fn a_reused_value_follows_its_inputs() {
+        let year = HeaderValue::from_static("max-age=31536000, public");
+        let hour = HeaderValue::from_static("max-age=3600, public");
+        let odd = HeaderValue::from_bytes(b"max-age=5, \xff").unwrap();
+        for (backend, configured, expected) in [
+            (Some(&year), None, "private, max-age=31536000"),
+            (Some(&year), None, "private, max-age=31536000"),
+            (Some(&hour), None, "private, max-age=3600"),
+            (Some(&hour), Some("no-store"), "no-store"),
+            (
+                Some(&hour),
+                Some("public, max-age=60"),
+                "public, max-age=60",
+            ),
+            (Some(&hour), None, "private, max-age=3600"),
+            (None, None, "private"),
+            (Some(&odd), None, "private"),
+            (Some(&year), None, "private, max-age=31536000"),
+        ] {
+            let value = image_cache_control(backend, configured).unwrap();
+            assert_eq!(value, expected, "{backend:?} {configured:?}");
+        }
     }
 }

@@ -459,17 +459,10 @@ impl ProxyHttp for Gateway {
             header
         } else {
             let config = self.state.config();
-            let backend = response
-                .headers
-                .get(http::header::CACHE_CONTROL)
-                .and_then(|v| v.to_str().ok());
+            let backend = response.headers.get(http::header::CACHE_CONTROL);
             let value =
-                caching::image_cache_control(backend, config.imgproxy.cache_control.as_deref());
-            let value = match value {
-                std::borrow::Cow::Borrowed(fixed) => http::HeaderValue::from_static(fixed),
-                std::borrow::Cow::Owned(made) => http::HeaderValue::try_from(made)
-                    .or_err(ErrorType::InvalidHTTPHeader, "cache-control")?,
-            };
+                caching::image_cache_control(backend, config.imgproxy.cache_control.as_deref())
+                    .or_err(ErrorType::InvalidHTTPHeader, "cache-control")?;
             client_header::image(response, value, ctx.job.image_id.as_deref(), extra)?
         };
         ctx.status = header.status.as_u16();
