@@ -26,8 +26,7 @@
 # ones (so that none always runs right after the same one). Printed per run: req/s, p99, socket
 # errors, non-2xx, CPU per request (utime + stime of the contender's processes from /proc, over
 # the requests wrk completed), RSS (summed over its processes, at the end of the run) and the
-# user part of that CPU (utime alone: the contender's own code, where the kernel's part is
-# mostly the same sockets for every contender); then
+# user part of that CPU (utime alone: time in the contender's own code, not the kernel's); then
 # per round the ratios gateway/minimal and gateway/nginx. Each run starts after a `sync`, so
 # that the disk writeback of earlier runs' log lines does not land in it. Everything listens on
 # 127.0.0.1 and stops at exit.
